@@ -1,0 +1,50 @@
+# Kondukt's developer entry points. Every target works on a fresh clone: `setup` is a dependency.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test unit e2e lint bench crds cluster-up cluster-down control-plane clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(BIN)/python examples/demo.py
+
+unit: setup
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
+e2e: setup control-plane
+	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check operator workers tests bench examples
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint unit e2e
+
+bench: setup
+	$(BIN)/python -m bench
+
+crds: setup
+	$(BIN)/python -m kondukt.kube.crdgen crds
+
+control-plane:
+	bash hack/control-plane/build.sh
+
+cluster-up: setup control-plane
+	$(BIN)/python -m tests.e2e.controlplane up
+
+cluster-down: setup
+	$(BIN)/python -m tests.e2e.controlplane down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
