@@ -341,3 +341,32 @@ class Workflow(_Model):
     )
     failureWorkflowStarted: bool = Field(False, description="Kondukt: the failureWorkflow was requested.")
     timeoutAlerted: bool = Field(False, description="Kondukt: an ALERT_ONLY workflow timeout was reported.")
+
+
+# --------------------------------------------------------------------------------------------------
+# The Workflow resource's spec (a request to run a workflow)
+# --------------------------------------------------------------------------------------------------
+
+
+class WorkflowDefRef(_Model):
+    name: str = Field(..., description="The WorkflowDef's Conductor name (spec.name).")
+    version: int | None = Field(None, description="The WorkflowDef version; the highest when omitted.")
+
+
+class TerminateRequest(_Model):
+    reason: str = Field("terminated by user", description="Recorded as reasonForIncompletion.")
+
+
+class WorkflowSpec(_Model):
+    """What a user asks for: which definition to run, with which input, and pause / terminate requests."""
+
+    workflowDefRef: WorkflowDefRef | None = Field(None, description="Run a WorkflowDef by name and version.")
+    definition: WorkflowDef | None = Field(None, description="Or: run this inline WorkflowDef.")
+    input: dict[str, Any] = Field(default_factory=dict, description="The workflow input.")
+    correlationId: str | None = None
+    priority: int | None = Field(None, ge=0, le=99)
+    taskToDomain: dict[str, str] | None = None
+    suspend: bool = Field(False, description="true = PAUSED (running attempts finish, nothing new starts).")
+    terminate: TerminateRequest | None = Field(None, description="Set to end the workflow TERMINATED.")
+    parentWorkflowId: str | None = Field(None, description="Set by Kondukt on child (SUB_WORKFLOW) workflows.")
+    parentWorkflowTaskId: str | None = None
