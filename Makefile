@@ -24,10 +24,11 @@ unit: setup
 e2e: setup control-plane
 	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
-lint: setup
+lint: setup control-plane
 	$(BIN)/ruff check operator workers tests bench examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	bash hack/helm-check.sh
 
 test: lint unit e2e
 
@@ -36,6 +37,7 @@ bench: setup
 
 crds: setup
 	$(BIN)/python -m kondukt.kube.crdgen crds
+	rm -f charts/kondukt/files/crds/*.yaml && cp crds/*.yaml charts/kondukt/files/crds/
 
 control-plane:
 	bash hack/control-plane/build.sh

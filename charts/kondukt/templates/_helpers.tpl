@@ -1,0 +1,113 @@
+{{/*
+Names, labels and image references shared by every template.
+*/}}
+
+{{- define "kondukt.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's base name: the release name, prefixed by the chart name unless it already contains it. */}}
+{{- define "kondukt.fullname" -}}
+{{- if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the RBAC objects: cluster-scoped ones and the Roles placed in watched namespaces are shared by every
+release of the cluster, so their name carries the release's namespace too.
+*/}}
+{{- define "kondukt.rbacName" -}}
+{{- printf "%s-%s" (include "kondukt.fullname" .) .Release.Namespace | trunc 253 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "kondukt.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "kondukt.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kondukt.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "kondukt.labels" -}}
+helm.sh/chart: {{ include "kondukt.chart" . }}
+{{ include "kondukt.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: kondukt
+{{- end }}
+
+{{- define "kondukt.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "kondukt.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Kopf peering name every replica of this release joins (--peering). */}}
+{{- define "kondukt.peeringName" -}}
+{{- default (include "kondukt.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{/* repository:tag or repository@digest; the tag defaults to the chart's appVersion. Argument: (dict "image" X "chart" .Chart) */}}
+{{- define "kondukt.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .chart.AppVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "kondukt.operatorImage" -}}
+{{- include "kondukt.imageRef" (dict "image" .Values.image "chart" .Chart) }}
+{{- end }}
+
+{{- define "kondukt.workersImage" -}}
+{{- include "kondukt.imageRef" (dict "image" .Values.workers.image "chart" .Chart) }}
+{{- end }}
+
+{{/*
+The permissions the operator needs inside every namespace it serves (a ClusterRole grants them everywhere,
+a Role in each watched namespace otherwise). Least privilege: no Secrets, no ConfigMaps, no wildcards, and
+nothing is ever deleted but the task attempts' Jobs.
+*/}}
+{{- define "kondukt.namespacedRules" -}}
+# Kondukt's resources: definitions are only read; Workflows are read and watched, created (SUB_WORKFLOW,
+# START_WORKFLOW, failureWorkflow children) and patched (Kopf's bookkeeping annotations and finalizer,
+# operation nonces, a child's spec.terminate). The operator never deletes a Workflow: children go with their
+# parent through owner references.
+- apiGroups: ["kondukt.io"]
+  resources: ["taskdefs", "workflowdefs", "workflows"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["kondukt.io"]
+  resources: ["workflows"]
+  verbs: ["create", "patch"]
+- apiGroups: ["kondukt.io"]
+  resources: ["workflows/status"]
+  verbs: ["get", "patch", "update"]
+# Owner references with blockOwnerDeletion (a task attempt's Job, a child Workflow) need this where the
+# OwnerReferencesPermissionEnforcement admission plugin is on (e.g. OpenShift).
+- apiGroups: ["kondukt.io"]
+  resources: ["workflows/finalizers"]
+  verbs: ["update"]
+# Every SIMPLE task attempt is a Job; cancelled or terminated attempts are deleted.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# A finished attempt's result is its pod's termination message; pods are never created or changed directly.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# Events on every task transition (Kopf posts core Events; events.k8s.io is the newer API of the same objects).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
