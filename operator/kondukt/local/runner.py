@@ -1,0 +1,772 @@
+"""The no-cluster driver: one workflow (with its sub-workflows and the workflows it starts) on this machine.
+
+``LocalRunner`` does what the operator does, with processes instead of Jobs and memory instead of the
+Workflow resource's status: for each workflow it loops { gather observations → ``decide`` → carry out the
+actions → sleep until a process exits, the engine's ``wakeAt`` comes, or a signal arrives }. SIMPLE tasks
+run as local processes under the worker protocol (:mod:`kondukt.local.process`), SUB_WORKFLOW children
+and started workflows (START_WORKFLOW, failureWorkflow) run in the same event loop with engine states of
+their own, HTTP tasks run in a thread.
+
+Every semantic decision (retries and their delays, timeouts, rate limits, what runs next) belongs to the
+engine; this module never decides anything about the workflow itself. It must never leave a process
+behind: on Ctrl-C / SIGTERM, a timeout or a cancel, the whole process group of an attempt is killed, and
+``run()`` kills whatever is still alive before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from kondukt.engine import (
+    Blueprint,
+    CallHttp,
+    CancelTask,
+    Decision,
+    Load,
+    Observation,
+    Operation,
+    OperationKind,
+    StartSubWorkflow,
+    StartTask,
+    StartWorkflow,
+    TaskDef,
+    TaskLoad,
+    TaskStatus,
+    TaskUpdate,
+    Workflow,
+    WorkflowDef,
+    WorkflowStatus,
+    decide,
+    new_workflow,
+)
+from kondukt.local.httpcall import call_http
+from kondukt.local.process import (
+    AttemptOutcome,
+    AttemptProcess,
+    AttemptRequest,
+    InputStore,
+    TemplateError,
+    attempt_argv,
+    template_environment,
+)
+
+#: A workflow's engine is called again at least this long after a decision that asked for "now" and
+#: changed nothing (guards against a busy loop; the engine should never ask for that).
+_MIN_IDLE_WAKE_SECONDS = 0.005
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class DefinitionSource(Protocol):
+    """Where sub-workflow and started-workflow definitions come from (a manifests Bundle)."""
+
+    def find_workflow_def(self, name: str, version: int | None = None) -> WorkflowDef | None: ...
+
+    def blueprint_for(self, workflow_def: WorkflowDef) -> Blueprint: ...
+
+
+class DefinitionNotFound(LookupError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+# Events (for the progress view) and statistics
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A task attempt changed status (from the engine's transitions)."""
+
+    at_ms: int
+    workflow_path: str
+    workflow_id: str
+    task_id: str
+    reference_task_name: str
+    task_type: str
+    status: TaskStatus
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowEvent:
+    """A workflow started or ended."""
+
+    at_ms: int
+    workflow_path: str
+    workflow_id: str
+    workflow_name: str
+    status: WorkflowStatus
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageEvent:
+    """A note for the user (an engine message, a workflow that could not start)."""
+
+    at_ms: int
+    workflow_path: str
+    text: str
+
+
+RunEvent = TaskEvent | WorkflowEvent | MessageEvent
+EventSink = Callable[[RunEvent], None]
+
+
+@dataclass
+class RunnerStats:
+    """The runner's own overhead: from a task process's exit to the next process's start."""
+
+    step_gaps_ms: list[float] = field(default_factory=list)
+    decisions: int = 0
+    processes_started: int = 0
+    _unconsumed_exit: float | None = None
+
+    def process_exited(self, at: float) -> None:
+        self._unconsumed_exit = at
+
+    def process_started(self, at: float) -> None:
+        self.processes_started += 1
+        if self._unconsumed_exit is not None:
+            self.step_gaps_ms.append((at - self._unconsumed_exit) * 1000.0)
+            self._unconsumed_exit = None
+
+
+@dataclass(frozen=True)
+class WorkflowRun:
+    """One workflow of the run, as it ended."""
+
+    path: str
+    workflow: Workflow
+    purpose: str  # "main" | "sub_workflow" | "START_WORKFLOW" | "failureWorkflow"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    workflow: Workflow
+    workflows: tuple[WorkflowRun, ...]
+    stats: RunnerStats
+    interrupted: bool
+    attempt_dir: Path
+
+    @property
+    def status(self) -> WorkflowStatus:
+        return self.workflow.status
+
+
+# --------------------------------------------------------------------------------------------------
+# Load: what runs locally, per TaskDef (concurrentExecLimit and rate limits)
+# --------------------------------------------------------------------------------------------------
+
+
+class _LoadTracker:
+    def __init__(self) -> None:
+        self._running: dict[str, int] = {}
+        self._starts: dict[str, deque[int]] = {}
+        self._windows_ms: dict[str, int] = {}
+
+    def dispatched(self, task_def_name: str, task_def: TaskDef | None, at_ms: int) -> None:
+        self._running[task_def_name] = self._running.get(task_def_name, 0) + 1
+        window = (task_def.rateLimitFrequencyInSeconds or 0) * 1000 if task_def else 0
+        self._windows_ms[task_def_name] = max(window, self._windows_ms.get(task_def_name, 0))
+        if self._windows_ms[task_def_name] > 0:
+            self._starts.setdefault(task_def_name, deque()).append(at_ms)
+
+    def finished(self, task_def_name: str) -> None:
+        self._running[task_def_name] = max(0, self._running.get(task_def_name, 0) - 1)
+
+    def observation(self, at_ms: int) -> Load:
+        by_def: dict[str, TaskLoad] = {}
+        for name in set(self._running) | set(self._starts):
+            starts = self._starts.get(name)
+            if starts is not None:
+                horizon = at_ms - self._windows_ms.get(name, 0)
+                while starts and starts[0] <= horizon:
+                    starts.popleft()
+            by_def[name] = TaskLoad(running=self._running.get(name, 0), recentStarts=tuple(starts or ()))
+        return Load(byTaskDef=by_def)
+
+
+# --------------------------------------------------------------------------------------------------
+# Attempts in flight
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Attempt:
+    task_id: str
+    kind: str  # "process" | "sub_workflow" | "http"
+    task_def_name: str = ""
+    process: AttemptProcess | None = None
+    child: _WorkflowDriver | None = None
+    job: asyncio.Task[None] | None = None
+    canceled: bool = False
+    spawning: bool = False
+
+
+# --------------------------------------------------------------------------------------------------
+# One workflow
+# --------------------------------------------------------------------------------------------------
+
+
+class _WorkflowDriver:
+    def __init__(
+        self,
+        runner: LocalRunner,
+        blueprint: Blueprint,
+        state: Workflow,
+        path: str,
+        purpose: str,
+    ) -> None:
+        self.runner = runner
+        self.blueprint = blueprint
+        self.state = state
+        self.path = path
+        self.purpose = purpose
+        self._inbox: list[Observation] = []
+        self._wake = asyncio.Event()
+        self._attempts: dict[str, _Attempt] = {}
+        self._terminate_requested = False
+        self.done: asyncio.Future[Workflow] = asyncio.get_running_loop().create_future()
+
+    @property
+    def workflow_id(self) -> str:
+        return self.state.workflowId
+
+    # -- inbox ------------------------------------------------------------------------------------
+
+    def observe(self, observation: Observation) -> None:
+        self._inbox.append(observation)
+        self._wake.set()
+
+    def request_terminate(self, reason: str) -> None:
+        if self._terminate_requested or self.done.done():
+            return
+        self._terminate_requested = True
+        self.observe(
+            Operation(op=OperationKind.TERMINATE, nonce=f"local-terminate-{uuid.uuid4().hex}", reason=reason)
+        )
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def drive(self) -> None:
+        runner = self.runner
+        runner.emit(
+            WorkflowEvent(now_ms(), self.path, self.workflow_id, self.state.workflowName, self.state.status)
+        )
+        try:
+            while True:
+                observations: list[Observation] = self._inbox
+                self._inbox = []
+                self._wake.clear()
+                observations.append(runner.load.observation(now_ms()))
+                decision = decide(self.blueprint, self.state, observations, now_ms())
+                runner.stats.decisions += 1
+                self._apply(decision)
+                if self.state.status.terminal:
+                    for attempt in list(self._attempts.values()):
+                        self._cancel(attempt, "the workflow ended")
+                    if not self._attempts and not self._inbox:
+                        break
+                await self._sleep(decision)
+        finally:
+            for attempt in list(self._attempts.values()):
+                self._cancel(attempt, "the runner stopped")
+        runner.emit(
+            WorkflowEvent(
+                now_ms(),
+                self.path,
+                self.workflow_id,
+                self.state.workflowName,
+                self.state.status,
+                self.state.reasonForIncompletion,
+            )
+        )
+        if not self.done.done():
+            self.done.set_result(self.state)
+
+    async def _sleep(self, decision: Decision) -> None:
+        if self._inbox:
+            return
+        timeout: float | None = None
+        if decision.wakeAt is not None:
+            timeout = max(0.0, (decision.wakeAt - now_ms()) / 1000.0)
+            if timeout == 0.0 and not decision.changed and not decision.actions:
+                timeout = _MIN_IDLE_WAKE_SECONDS
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _apply(self, decision: Decision) -> None:
+        self.state = decision.workflow
+        at = now_ms()
+        for transition in decision.transitions:
+            self.runner.emit(
+                TaskEvent(
+                    at,
+                    self.path,
+                    self.workflow_id,
+                    transition.taskId,
+                    transition.referenceTaskName,
+                    transition.taskType,
+                    transition.toStatus,
+                    transition.reason,
+                )
+            )
+        for message in decision.messages:
+            self.runner.emit(MessageEvent(at, self.path, message))
+        for action in decision.actions:
+            if isinstance(action, StartTask):
+                self._start_task(action)
+            elif isinstance(action, StartSubWorkflow):
+                self._start_sub_workflow(action)
+            elif isinstance(action, StartWorkflow):
+                self._start_workflow(action)
+            elif isinstance(action, CallHttp):
+                self._call_http(action.taskId, action.request, action.timeoutSeconds)
+            elif isinstance(action, CancelTask):
+                attempt = self._attempts.get(action.taskId)
+                if attempt is not None:
+                    self._cancel(attempt, action.reason or "canceled by the engine")
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    def _report(
+        self, task_id: str, outcome_status: TaskStatus, output: Mapping[str, Any] | None, reason: str | None
+    ) -> None:
+        self.observe(
+            TaskUpdate(
+                taskId=task_id,
+                status=outcome_status,
+                outputData=dict(output or {}),
+                reasonForIncompletion=reason,
+                at=now_ms(),
+            )
+        )
+
+    def _start_task(self, action: StartTask) -> None:
+        if action.taskId in self._attempts:
+            return  # already running: actions are idempotent
+        if action.taskType == "HTTP":
+            request = action.inputData.get("http_request", action.inputData)
+            self._call_http(
+                action.taskId, request if isinstance(request, Mapping) else {}, action.timeoutSeconds
+            )
+            return
+        task_def = action.taskDef or self.blueprint.task_def(action.taskDefName)
+        template = task_def.template if task_def else None
+        try:
+            argv = attempt_argv(template, action.taskDefName)
+            environment = self.runner.task_environment(template_environment(template, action.taskDefName))
+        except TemplateError as e:
+            self._report(action.taskId, TaskStatus.FAILED_WITH_TERMINAL_ERROR, None, str(e))
+            return
+        request = AttemptRequest(
+            task_id=action.taskId,
+            workflow_id=self.workflow_id,
+            reference_task_name=action.referenceTaskName,
+            task_def_name=action.taskDefName,
+            retry_count=action.retryCount,
+            iteration=action.iteration,
+            input_data=action.inputData,
+            argv=argv,
+            base_environment=environment,
+            work_dir=self.runner.attempt_dir / self.workflow_id,
+            working_directory=template.workingDir if template else None,
+            timeout_seconds=action.timeoutSeconds,
+        )
+        attempt = _Attempt(action.taskId, "process", action.taskDefName)
+        attempt.process = AttemptProcess(request, self.runner.store_input)
+        self._attempts[action.taskId] = attempt
+        self.runner.load.dispatched(action.taskDefName, task_def, now_ms())
+        attempt.job = self.runner.spawn(self._run_process(attempt))
+
+    async def _run_process(self, attempt: _Attempt) -> None:
+        process = attempt.process
+        assert process is not None
+        runner = self.runner
+        outcome: AttemptOutcome | None = None
+        try:
+            async with runner.slots:
+                if attempt.canceled:
+                    return
+                attempt.spawning = True
+                try:
+                    await process.start()
+                except (OSError, TemplateError) as e:
+                    outcome = AttemptOutcome(
+                        TaskStatus.FAILED,
+                        reason=f"cannot start {' '.join(process.request.argv)}: {e}",
+                    )
+                else:
+                    assert process.spawned_at is not None
+                    runner.stats.process_started(process.spawned_at)
+                    runner.track_process(process)
+                    self.observe(TaskUpdate(taskId=attempt.task_id, started=True, at=now_ms()))
+                    try:
+                        outcome = await process.wait()
+                    finally:
+                        runner.untrack_process(process)
+                        if process.exited_at is not None:
+                            runner.stats.process_exited(process.exited_at)
+            if outcome.external_output_path and outcome.status.successful:
+                outcome = await self._fetch_external_output(outcome)
+        finally:
+            runner.load.finished(attempt.task_def_name)
+            self._attempts.pop(attempt.task_id, None)
+            if outcome is not None and not attempt.canceled:
+                self._report(attempt.task_id, outcome.status, outcome.output_data, outcome.reason)
+            else:
+                self._wake.set()
+
+    async def _fetch_external_output(self, outcome: AttemptOutcome) -> AttemptOutcome:
+        path = outcome.external_output_path
+        assert path is not None
+        try:
+            payload = await asyncio.to_thread(self.runner.fetch_payload, path)
+        except Exception as e:  # any storage or JSON error fails the attempt, with the URI named
+            return AttemptOutcome(TaskStatus.FAILED, reason=f"cannot read the external output {path}: {e}")
+        if not isinstance(payload, dict):
+            return AttemptOutcome(
+                TaskStatus.FAILED, reason=f"the external output {path} is not a JSON object"
+            )
+        return AttemptOutcome(outcome.status, payload, outcome.reason, outcome.exit_code, path)
+
+    def _call_http(self, task_id: str, request: Mapping[str, Any], timeout_seconds: int | None) -> None:
+        if task_id in self._attempts:
+            return
+        attempt = _Attempt(task_id, "http")
+        self._attempts[task_id] = attempt
+        attempt.job = self.runner.spawn(self._run_http(attempt, dict(request), timeout_seconds))
+
+    async def _run_http(
+        self, attempt: _Attempt, request: dict[str, Any], timeout_seconds: int | None
+    ) -> None:
+        self.observe(TaskUpdate(taskId=attempt.task_id, started=True, at=now_ms()))
+        try:
+            outcome = await asyncio.to_thread(call_http, request, timeout_seconds)
+        finally:
+            self._attempts.pop(attempt.task_id, None)
+        if not attempt.canceled:
+            self._report(attempt.task_id, outcome.status, outcome.output_data, outcome.reason)
+        else:
+            self._wake.set()
+
+    def _start_sub_workflow(self, action: StartSubWorkflow) -> None:
+        if action.taskId in self._attempts:
+            return
+        try:
+            blueprint = self.runner.resolve_blueprint(action.name, action.version, action.definition)
+        except DefinitionNotFound as e:
+            self._report(action.taskId, TaskStatus.FAILED_WITH_TERMINAL_ERROR, None, str(e))
+            return
+        child = self.runner.new_driver(
+            blueprint,
+            action.input,
+            path=f"{self.path}{action.referenceTaskName}/",
+            purpose="sub_workflow",
+            correlation_id=action.correlationId or self.state.correlationId,
+            parent=(self.workflow_id, action.taskId),
+        )
+        attempt = _Attempt(action.taskId, "sub_workflow", child=child)
+        self._attempts[action.taskId] = attempt
+        self.observe(
+            TaskUpdate(taskId=action.taskId, started=True, subWorkflowId=child.workflow_id, at=now_ms())
+        )
+        attempt.job = self.runner.spawn(self._await_child(attempt, child))
+
+    async def _await_child(self, attempt: _Attempt, child: _WorkflowDriver) -> None:
+        try:
+            final = await asyncio.shield(child.done)
+        finally:
+            self._attempts.pop(attempt.task_id, None)
+        if attempt.canceled:
+            self._wake.set()
+            return
+        status = _SUB_WORKFLOW_TASK_STATUS.get(final.status, TaskStatus.FAILED)
+        reason = final.reasonForIncompletion
+        if not status.successful and not reason:
+            reason = f"sub-workflow {final.workflowId} ended {final.status.value}"
+        self._report(attempt.task_id, status, final.output, reason)
+
+    def _start_workflow(self, action: StartWorkflow) -> None:
+        runner = self.runner
+        if runner.interrupted:
+            runner.emit(
+                MessageEvent(
+                    now_ms(),
+                    self.path,
+                    f"not starting {action.purpose} {action.name}: the run was interrupted",
+                )
+            )
+            if action.taskId:
+                self._report(action.taskId, TaskStatus.CANCELED, None, "the run was interrupted")
+            return
+        try:
+            blueprint = runner.resolve_blueprint(action.name, action.version, action.definition)
+        except DefinitionNotFound as e:
+            runner.emit(
+                MessageEvent(now_ms(), self.path, f"cannot start {action.purpose} {action.name}: {e}")
+            )
+            if action.taskId:
+                self._report(action.taskId, TaskStatus.FAILED_WITH_TERMINAL_ERROR, None, str(e))
+            return
+        label = "failureWorkflow" if action.purpose == "failureWorkflow" else action.name
+        driver = runner.new_driver(
+            blueprint,
+            action.input,
+            path=f"{self.path}{label}/",
+            purpose=action.purpose,
+            correlation_id=action.correlationId,
+            parent=None,
+        )
+        if action.taskId:
+            self._report(action.taskId, TaskStatus.COMPLETED, {"workflowId": driver.workflow_id}, None)
+
+    def _cancel(self, attempt: _Attempt, reason: str) -> None:
+        """Stop an attempt; its result, if one still comes, is not reported (the engine canceled it)."""
+        if attempt.canceled:
+            return
+        attempt.canceled = True
+        if attempt.process is not None:
+            if not attempt.spawning and attempt.job is not None:
+                attempt.job.cancel()  # still waiting for a free slot: it never starts
+            else:
+                attempt.process.cancel()
+        elif attempt.child is not None:
+            attempt.child.request_terminate(reason)
+        else:
+            # An HTTP call in a thread cannot be interrupted; its answer is ignored.
+            self._attempts.pop(attempt.task_id, None)
+            self._wake.set()
+
+    def interrupt(self, reason: str) -> None:
+        """Ctrl-C: kill every process of this workflow at once and ask the engine to terminate it."""
+        for attempt in list(self._attempts.values()):
+            attempt.canceled = True
+            if attempt.process is not None:
+                if not attempt.spawning and attempt.job is not None:
+                    attempt.job.cancel()
+                else:
+                    attempt.process.kill_now()
+        self.request_terminate(reason)
+
+
+#: How a SUB_WORKFLOW task ends when its child workflow ends (Conductor's SubWorkflow task).
+_SUB_WORKFLOW_TASK_STATUS = {
+    WorkflowStatus.COMPLETED: TaskStatus.COMPLETED,
+    WorkflowStatus.FAILED: TaskStatus.FAILED,
+    WorkflowStatus.TIMED_OUT: TaskStatus.TIMED_OUT,
+    WorkflowStatus.TERMINATED: TaskStatus.CANCELED,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------
+
+
+class LocalRunner:
+    """Runs one workflow, with everything it starts, to the end. Use :meth:`run` (async) once.
+
+    ``task_environment``: variables every task process gets on top of this process's environment (the
+    object store's endpoint, bucket and output prefix). ``attempt_dir``: where attempts keep their result
+    file and logs (``<attempt_dir>/<workflow id>/<task id>.*``).
+    """
+
+    def __init__(
+        self,
+        definitions: DefinitionSource,
+        blueprint: Blueprint,
+        workflow_input: Mapping[str, Any],
+        *,
+        attempt_dir: Path,
+        correlation_id: str | None = None,
+        workflow_id: str | None = None,
+        parallelism: int | None = None,
+        base_environment: Mapping[str, str] | None = None,
+        store_input: InputStore | None = None,
+        fetch_payload: Callable[[str], Any] | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        self.definitions = definitions
+        self.blueprint = blueprint
+        self.workflow_input = dict(workflow_input)
+        self.attempt_dir = attempt_dir
+        self.correlation_id = correlation_id
+        self.workflow_id = workflow_id or str(uuid.uuid4())
+        self.parallelism = max(1, parallelism or (os.cpu_count() or 1) * 2)
+        self.base_environment = dict(os.environ if base_environment is None else base_environment)
+        self.store_input = store_input
+        self._fetch_payload = fetch_payload
+        self._on_event = on_event
+        self.stats = RunnerStats()
+        self.load = _LoadTracker()
+        self.interrupted = False
+        self._drivers: list[_WorkflowDriver] = []
+        self._jobs: list[asyncio.Task[None]] = []
+        self._processes: set[AttemptProcess] = set()
+        self._slots: asyncio.Semaphore | None = None
+        self._all_jobs: set[asyncio.Task[None]] = set()
+        self._crash: BaseException | None = None
+
+    # -- services for the drivers -----------------------------------------------------------------
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        assert self._slots is not None
+        return self._slots
+
+    def emit(self, event: RunEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def task_environment(self, template_env: Mapping[str, str]) -> dict[str, str]:
+        env = dict(self.base_environment)
+        env.update(template_env)
+        return env
+
+    def fetch_payload(self, uri: str) -> Any:
+        if self._fetch_payload is None:
+            import json
+
+            from kondukt_workers.storage import read_uri
+
+            return json.loads(read_uri(uri))
+        return self._fetch_payload(uri)
+
+    def track_process(self, process: AttemptProcess) -> None:
+        self._processes.add(process)
+
+    def untrack_process(self, process: AttemptProcess) -> None:
+        self._processes.discard(process)
+
+    def resolve_blueprint(
+        self, name: str, version: int | None, definition: Mapping[str, Any] | None
+    ) -> Blueprint:
+        if definition:
+            try:
+                workflow_def = WorkflowDef.model_validate(dict(definition))
+            except ValueError as e:
+                raise DefinitionNotFound(f"the inline workflowDefinition of {name!r} is invalid: {e}") from e
+        else:
+            found = self.definitions.find_workflow_def(name, version)
+            if found is None:
+                which = f"{name!r} version {version}" if version is not None else repr(name)
+                raise DefinitionNotFound(f"no WorkflowDef {which} among the files given to kondukt run")
+            workflow_def = found
+        return self.definitions.blueprint_for(workflow_def)
+
+    def new_driver(
+        self,
+        blueprint: Blueprint,
+        workflow_input: Mapping[str, Any],
+        *,
+        path: str,
+        purpose: str,
+        correlation_id: str | None,
+        parent: tuple[str, str] | None,
+        workflow_id: str | None = None,
+    ) -> _WorkflowDriver:
+        state = new_workflow(
+            blueprint,
+            workflow_id or str(uuid.uuid4()),
+            dict(workflow_input),
+            now_ms(),
+            correlation_id=correlation_id,
+            parent_workflow_id=parent[0] if parent else None,
+            parent_workflow_task_id=parent[1] if parent else None,
+        )
+        driver = _WorkflowDriver(self, blueprint, state, path, purpose)
+        self._drivers.append(driver)
+        self._jobs.append(self.spawn(driver.drive()))
+        return driver
+
+    # -- control ----------------------------------------------------------------------------------
+
+    def terminate(self, reason: str = "interrupted by the user") -> None:
+        """Ctrl-C / SIGTERM: kill every process group now and end every workflow TERMINATED."""
+        self.interrupted = True
+        for driver in self._drivers:
+            driver.interrupt(reason)
+        self.kill_everything()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a driver's or an attempt's coroutine; a crash in one (a bug) stops the whole run."""
+        job = asyncio.get_running_loop().create_task(coroutine)
+        self._all_jobs.add(job)
+        job.add_done_callback(self._job_done)
+        return job
+
+    def _job_done(self, job: asyncio.Task[None]) -> None:
+        self._all_jobs.discard(job)
+        if job.cancelled() or job.exception() is None:
+            return
+        if self._crash is None:
+            self._crash = job.exception()
+        self.kill_everything()
+        for other in list(self._all_jobs):
+            other.cancel()
+
+    def kill_everything(self) -> None:
+        for process in list(self._processes):
+            process.kill_now()
+
+    async def run(self) -> RunResult:
+        self._slots = asyncio.Semaphore(self.parallelism)
+        main = self.new_driver(
+            self.blueprint,
+            self.workflow_input,
+            path="",
+            purpose="main",
+            correlation_id=self.correlation_id,
+            parent=None,
+            workflow_id=self.workflow_id,
+        )
+        try:
+            while True:
+                pending = [job for job in self._jobs if not job.done()]
+                if not pending:
+                    break
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.kill_everything()
+            for job in list(self._all_jobs):
+                job.cancel()
+        if self._crash is not None:
+            raise self._crash
+        return RunResult(
+            workflow=main.state,
+            workflows=tuple(WorkflowRun(d.path, d.state, d.purpose) for d in self._drivers),
+            stats=self.stats,
+            interrupted=self.interrupted,
+            attempt_dir=self.attempt_dir,
+        )
+
+
+def workflows_by_path(result: RunResult) -> dict[str, Workflow]:
+    return {run.path: run.workflow for run in result.workflows}
+
+
+__all__: Sequence[str] = [
+    "DefinitionNotFound",
+    "DefinitionSource",
+    "LocalRunner",
+    "MessageEvent",
+    "RunEvent",
+    "RunResult",
+    "RunnerStats",
+    "TaskEvent",
+    "WorkflowEvent",
+    "WorkflowRun",
+]
