@@ -103,6 +103,8 @@ class _Template:
     """The string is exactly one expression: its value keeps its type."""
     problems: tuple[ExpressionProblem, ...]
     references: frozenset[str]
+    path: _Path | None = None
+    """The compiled path when the string is exactly one expression with a static path (the common case)."""
 
 
 class _PathSyntaxError(ValueError):
@@ -202,6 +204,7 @@ def task_view(task: Task, workflow_id: str | None = None) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 _MISSING: Final = object()
+_PLAIN_TYPES: Final = frozenset({str, int, float, bool, type(None), dict, list})
 
 
 class _Scope:
@@ -218,11 +221,21 @@ class _Scope:
     def value(self, template: Any) -> Any:
         kind = type(template)
         if kind is str:
-            return self._render(_compile_template(template), typed=True) if "${" in template else template
+            if "${" not in template:
+                return template
+            compiled = _compile_template(template)
+            path = compiled.path
+            if path is None:
+                return self._render(compiled, typed=True)
+            if path.definite:
+                return _plain(_read_definite(self._root(path.root), path.steps))
+            return _read_all(self._root(path.root), path.steps)
         if kind is dict:
             return {key: self.value(item) for key, item in template.items()}
         if kind is list:
             return [self.value(item) for item in template]
+        if kind in _PLAIN_TYPES:
+            return template
         if isinstance(template, str):
             return self.value(str(template))
         if isinstance(template, Mapping):
@@ -318,6 +331,8 @@ def _read_all(value: Any, steps: tuple[_Step, ...]) -> Any:
 
 def _plain(value: Any) -> Any:
     """A resolved value as plain JSON data (enums by value, any mapping as a dict)."""
+    if type(value) in _PLAIN_TYPES:
+        return value
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Mapping) and type(value) is not dict:
@@ -391,7 +406,8 @@ def _compile_template(text: str) -> _Template:
     if any(literal):
         parts.append("".join(literal))
     whole = len(parts) == 1 and isinstance(parts[0], _Expression)
-    return _Template(tuple(parts), whole, tuple(problems), frozenset(references))
+    path = parts[0].path if whole and isinstance(parts[0], _Expression) else None
+    return _Template(tuple(parts), whole, tuple(problems), frozenset(references), path)
 
 
 def _closing_brace(text: str, position: int) -> int:
