@@ -1,0 +1,21 @@
+"""Kondukt's Kubernetes driver: the Kopf operator that runs workflows as Jobs, and the CRDs.
+
+Modules, from pure to I/O:
+
+- ``resources``: API group, kinds, label and annotation keys (constants only);
+- ``crdgen``: the CRDs, generated from the engine's models (``make crds``);
+- ``names``: deterministic, length-limited names of Jobs and child Workflows;
+- ``manifests``: pure ``build_*`` functions for Jobs, child and started Workflows, Events;
+- ``attempts``: what a Job, its pod or a child Workflow says about a task attempt (TaskUpdate);
+- ``status``: the Workflow ``status`` codec (engine state <-> status, conditions, progress, compaction);
+- ``cache``: informer-like in-memory indexes fed by Kopf (Jobs, pods, children, TaskDefs, WorkflowDefs);
+- ``workqueue``: one reconcile at a time per workflow, many in parallel, exact timers;
+- ``kubeapi``: the few API calls the operator makes (async, never blocking the event loop);
+- ``reconcile``: one level-based reconcile of one Workflow: observe, ``decide``, act, write status;
+- ``httptask``: the HTTP system task, performed by the operator;
+- ``metrics``: the Prometheus metrics;
+- ``operator``: Kopf settings and handlers, and ``run_operator``; ``cli_operator``: ``kondukt operator``.
+
+The engine (``kondukt.engine``) is the only place that decides anything about a workflow; this package
+observes, calls ``decide`` and carries out the actions. It never writes a user's ``spec``.
+"""
