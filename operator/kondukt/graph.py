@@ -1,0 +1,683 @@
+"""A workflow's task graph as Mermaid or Graphviz DOT text, coloured by an execution's task states.
+
+``kondukt graph`` draws a WorkflowDef (from a cluster Workflow's ``status.definition`` or from a local
+manifest) so that people can see what will run, and, given an execution's task attempts, what did run:
+every WorkflowTask becomes a node (forks with their branches, joins, switches with one labelled edge per
+case plus ``default``, DO_WHILE loops as a cluster with a back edge, SUB_WORKFLOW marked), a dynamic
+fork shows the branches it spawned at run time (collapsed beyond a limit, so a 10,000-branch fork stays
+readable), and each node is styled by the status of its latest attempt, with retry counts in the label.
+
+The graph is built once as plain data (:class:`WorkflowGraph`) and then written out by
+:func:`to_mermaid` or :func:`to_dot`, so both formats always show the same thing. Node ids are derived
+from reference names but sanitised (Mermaid and DOT reserve words and characters); labels are escaped
+for each format. :func:`render` turns DOT into PNG or SVG with Graphviz's ``dot`` when it is installed.
+
+This module must never import anything that talks to a cluster (it serves the local mode too), never
+go through a shell, and never guess: a task it cannot place is drawn as what the definition says.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kondukt.engine.models import Task, TaskStatus, WorkflowDef, WorkflowStatus, WorkflowTask
+from kondukt.errors import KonduktError
+
+#: Beyond this many runtime branches a dynamic fork's remaining branches collapse into one node.
+DEFAULT_MAX_DYNAMIC_BRANCHES = 20
+
+TextFormat = Literal["mermaid", "dot"]
+ImageFormat = Literal["png", "svg"]
+GraphFormat = Literal["mermaid", "dot", "png", "svg"]
+GRAPH_FORMATS: tuple[GraphFormat, ...] = ("mermaid", "dot", "png", "svg")
+
+START_NODE_ID = "wf_start"
+END_NODE_ID = "wf_end"
+
+
+class GraphRenderError(KonduktError):
+    """The graph could not be rendered to an image (Graphviz missing or failing)."""
+
+    exit_code = 2
+
+
+class NodeKind(enum.Enum):
+    """How a node is drawn; one shape per kind in each output format."""
+
+    START = "start"
+    END = "end"
+    WORKER = "worker"  # SIMPLE: a Job / a process
+    SYSTEM = "system"  # INLINE, SET_VARIABLE, HTTP, NOOP, JSON_JQ_TRANSFORM, ...
+    WAIT = "wait"  # WAIT, HUMAN: waits for time or a person
+    FORK = "fork"
+    JOIN = "join"
+    SWITCH = "switch"
+    LOOP = "loop"  # the DO_WHILE task itself, at the top of its cluster
+    SUB_WORKFLOW = "sub_workflow"
+    TERMINATE = "terminate"
+    PLACEHOLDER = "placeholder"  # a dynamic fork's branches before they are known
+    COLLAPSED = "collapsed"  # "… 1,990 more" runtime branches
+
+
+_FORK_TYPES = frozenset({"FORK_JOIN", "FORK_JOIN_DYNAMIC", "FORK"})
+_JOIN_TYPES = frozenset({"JOIN", "EXCLUSIVE_JOIN"})
+_SWITCH_TYPES = frozenset({"SWITCH", "DECISION"})
+_WAIT_TYPES = frozenset({"WAIT", "HUMAN"})
+_SUB_WORKFLOW_TYPES = frozenset({"SUB_WORKFLOW", "START_WORKFLOW"})
+_SYSTEM_TYPES = frozenset(
+    {
+        "INLINE",
+        "LAMBDA",
+        "SET_VARIABLE",
+        "HTTP",
+        "NOOP",
+        "JSON_JQ_TRANSFORM",
+        "DYNAMIC",
+        "EVENT",
+        "KAFKA_PUBLISH",
+    }
+)
+
+
+def kind_of_type(task_type: str) -> NodeKind:
+    """The node kind for a WorkflowTask ``type`` or an execution ``taskType`` (a TaskDef name = worker)."""
+    if task_type in _FORK_TYPES:
+        return NodeKind.FORK
+    if task_type in _JOIN_TYPES:
+        return NodeKind.JOIN
+    if task_type in _SWITCH_TYPES:
+        return NodeKind.SWITCH
+    if task_type == "DO_WHILE":
+        return NodeKind.LOOP
+    if task_type in _SUB_WORKFLOW_TYPES:
+        return NodeKind.SUB_WORKFLOW
+    if task_type == "TERMINATE":
+        return NodeKind.TERMINATE
+    if task_type in _WAIT_TYPES:
+        return NodeKind.WAIT
+    if task_type in _SYSTEM_TYPES:
+        return NodeKind.SYSTEM
+    return NodeKind.WORKER
+
+
+# ---------------------------------------------------------------------------------------------- the graph
+@dataclass(frozen=True)
+class Node:
+    id: str
+    label: tuple[str, ...]  # lines, unescaped
+    kind: NodeKind
+    status: TaskStatus | None = None
+    cluster: str | None = None  # the id of the DO_WHILE cluster holding it
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    label: str | None = None
+    dashed: bool = False  # a loop's back edge
+
+
+@dataclass(frozen=True)
+class Cluster:
+    id: str
+    label: str
+    parent: str | None = None
+    status: TaskStatus | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowGraph:
+    name: str
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    clusters: tuple[Cluster, ...] = ()
+
+    def node(self, node_id: str) -> Node:
+        for candidate in self.nodes:
+            if candidate.id == node_id:
+                return candidate
+        raise KeyError(node_id)
+
+
+@dataclass(frozen=True)
+class AttemptSummary:
+    """The latest attempt of one task reference (across retries and loop iterations) and how many ran."""
+
+    latest: Task
+    attempts: int
+
+
+def definition_ref(task: Task) -> str:
+    """The reference name in the definition: DO_WHILE attempts are ``ref__N`` at iteration N."""
+    suffix = f"__{task.iteration}"
+    if task.iteration > 0 and task.referenceTaskName.endswith(suffix):
+        return task.referenceTaskName[: -len(suffix)]
+    return task.referenceTaskName
+
+
+def summarize_attempts(tasks: Iterable[Task]) -> dict[str, AttemptSummary]:
+    """Latest attempt per definition reference; later iterations, then later ``seq`` / list order win."""
+    best: dict[str, tuple[tuple[int, int, int], Task]] = {}
+    counts: dict[str, int] = {}
+    for position, task in enumerate(tasks):
+        ref = definition_ref(task)
+        counts[ref] = counts.get(ref, 0) + 1
+        order = (task.iteration, task.seq, position)
+        current = best.get(ref)
+        if current is None or order > current[0]:
+            best[ref] = (order, task)
+    return {ref: AttemptSummary(latest=task, attempts=counts[ref]) for ref, (_, task) in best.items()}
+
+
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_]")
+
+
+def sanitize_id(text: str, prefix: str = "t_") -> str:
+    """A Mermaid- and DOT-safe identifier: letters, digits and underscores, never a reserved word."""
+    return prefix + (_SAFE_ID.sub("_", text) or "_")
+
+
+_FAILED_STATUSES = (TaskStatus.FAILED, TaskStatus.FAILED_WITH_TERMINAL_ERROR)
+
+
+def aggregate_status(statuses: Sequence[TaskStatus]) -> TaskStatus | None:
+    """One status standing for many branches: the most alarming one wins."""
+    if not statuses:
+        return None
+    present = set(statuses)
+    for status in (*_FAILED_STATUSES, TaskStatus.TIMED_OUT, TaskStatus.IN_PROGRESS, TaskStatus.SCHEDULED):
+        if status in present:
+            return TaskStatus.FAILED if status in _FAILED_STATUSES else status
+    if present <= {TaskStatus.COMPLETED, TaskStatus.SKIPPED}:
+        return TaskStatus.COMPLETED
+    if TaskStatus.COMPLETED_WITH_ERRORS in present:
+        return TaskStatus.COMPLETED_WITH_ERRORS
+    return TaskStatus.CANCELED
+
+
+def _status_line(summary: AttemptSummary | None) -> str | None:
+    if summary is None:
+        return None
+    latest = summary.latest
+    parts = [latest.status.value]
+    if latest.retryCount > 0:
+        parts.append(f"retry {latest.retryCount}")
+    return " · ".join(parts)
+
+
+# A graph edge still to be drawn: from this node, with this label (a switch case), to whatever comes next.
+_Exit = tuple[str, str | None]
+
+
+@dataclass
+class _GraphBuilder:
+    definition: WorkflowDef
+    attempts: dict[str, AttemptSummary]
+    tasks: Sequence[Task]
+    max_dynamic_branches: int
+    nodes: list[Node] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+    clusters: list[Cluster] = field(default_factory=list)
+    used_ids: set[str] = field(default_factory=set)
+
+    def unique_id(self, text: str, prefix: str = "t_") -> str:
+        base = sanitize_id(text, prefix)
+        candidate, n = base, 2
+        while candidate in self.used_ids or candidate in (START_NODE_ID, END_NODE_ID):
+            candidate, n = f"{base}_{n}", n + 1
+        self.used_ids.add(candidate)
+        return candidate
+
+    def add_node(self, node: Node) -> str:
+        self.nodes.append(node)
+        return node.id
+
+    def connect(self, exits: Sequence[_Exit], target: str) -> None:
+        for source, label in exits:
+            self.edges.append(Edge(source, target, label))
+
+    # -- sequences and single tasks
+    def sequence(
+        self, tasks: Sequence[WorkflowTask], entry: Sequence[_Exit], cluster: str | None
+    ) -> list[_Exit]:
+        exits = list(entry)
+        for task in tasks:
+            exits = self.task(task, exits, cluster)
+        return exits
+
+    def task(self, task: WorkflowTask, entry: Sequence[_Exit], cluster: str | None) -> list[_Exit]:
+        task_type = task.type or "SIMPLE"
+        if task_type == "DO_WHILE":
+            return self.loop(task, entry, cluster)
+        summary = self.attempts.get(task.taskReferenceName)
+        node_id = self.add_node(
+            Node(
+                id=self.unique_id(task.taskReferenceName),
+                label=self.task_label(task, summary),
+                kind=kind_of_type(task_type),
+                status=summary.latest.status if summary else None,
+                cluster=cluster,
+            )
+        )
+        self.connect(entry, node_id)
+        if task_type == "FORK_JOIN":
+            exits: list[_Exit] = []
+            for branch in task.forkTasks:
+                exits.extend(self.sequence(branch, [(node_id, None)], cluster))
+            return exits or [(node_id, None)]
+        if task_type == "FORK_JOIN_DYNAMIC":
+            return self.dynamic_branches(task, node_id, summary, cluster)
+        if task_type in _SWITCH_TYPES:
+            exits = []
+            for case, case_tasks in task.decisionCases.items():
+                exits.extend(self.sequence(case_tasks, [(node_id, case)], cluster))
+            exits.extend(self.sequence(task.defaultCase, [(node_id, "default")], cluster))
+            return exits
+        if task_type == "TERMINATE":
+            self.edges.append(Edge(node_id, END_NODE_ID))
+            return []
+        return [(node_id, None)]
+
+    def task_label(self, task: WorkflowTask, summary: AttemptSummary | None) -> tuple[str, ...]:
+        task_type = task.type or "SIMPLE"
+        lines = [task.taskReferenceName]
+        if task_type == "SIMPLE":
+            lines.append(task.name)
+        elif task_type in _SUB_WORKFLOW_TYPES:
+            params = task.subWorkflowParam
+            target = (params.name if params else None) or task.name
+            version = f" v{params.version}" if params and params.version is not None else ""
+            lines.append(f"{task_type} {target}{version}")
+        elif task_type == "DYNAMIC" and summary is not None and summary.latest.taskDefName != task.name:
+            lines.append(f"DYNAMIC → {summary.latest.taskDefName}")
+        else:
+            lines.append(task_type)
+        status = _status_line(summary)
+        if status:
+            lines.append(status)
+        if summary is not None and summary.latest.subWorkflowId:
+            lines.append(f"sub-workflow {summary.latest.subWorkflowId}")
+        return tuple(lines)
+
+    # -- DO_WHILE: a cluster with the loop task on top and a dashed edge back to it
+    def loop(self, task: WorkflowTask, entry: Sequence[_Exit], parent: str | None) -> list[_Exit]:
+        summary = self.attempts.get(task.taskReferenceName)
+        cluster_id = self.unique_id(task.taskReferenceName, prefix="cluster_")
+        iteration = _loop_iteration(summary)
+        title = f"DO_WHILE {task.taskReferenceName}" + (f" · iteration {iteration}" if iteration else "")
+        self.clusters.append(
+            Cluster(cluster_id, title, parent, status=summary.latest.status if summary else None)
+        )
+        label = [task.taskReferenceName, "DO_WHILE"]
+        status = _status_line(summary)
+        if status:
+            label.append(status)
+        head = self.add_node(
+            Node(
+                id=self.unique_id(task.taskReferenceName),
+                label=tuple(label),
+                kind=NodeKind.LOOP,
+                status=summary.latest.status if summary else None,
+                cluster=cluster_id,
+            )
+        )
+        self.connect(entry, head)
+        body_exits = self.sequence(task.loopOver, [(head, None)], cluster_id)
+        if not task.loopOver:
+            return [(head, None)]
+        for source, _ in body_exits:
+            self.edges.append(Edge(source, head, "loop", dashed=True))
+        return body_exits
+
+    # -- FORK_JOIN_DYNAMIC: the branches the execution spawned, or a placeholder before it did
+    def dynamic_branches(
+        self, task: WorkflowTask, fork_id: str, fork: AttemptSummary | None, cluster: str | None
+    ) -> list[_Exit]:
+        refs = self.runtime_branch_refs(task.taskReferenceName, fork)
+        if not refs:
+            placeholder = self.add_node(
+                Node(
+                    id=self.unique_id(f"{task.taskReferenceName}_branches"),
+                    label=("dynamic branches", "known at run time"),
+                    kind=NodeKind.PLACEHOLDER,
+                    cluster=cluster,
+                )
+            )
+            self.edges.append(Edge(fork_id, placeholder))
+            return [(placeholder, None)]
+        shown, hidden = refs[: self.max_dynamic_branches], refs[self.max_dynamic_branches :]
+        exits: list[_Exit] = []
+        for ref in shown:
+            summary = self.attempts[ref]
+            latest = summary.latest
+            label = [ref, latest.taskDefName]
+            status = _status_line(summary)
+            if status:
+                label.append(status)
+            if latest.subWorkflowId:
+                label.append(f"sub-workflow {latest.subWorkflowId}")
+            node_id = self.add_node(
+                Node(self.unique_id(ref), tuple(label), kind_of_type(latest.taskType), latest.status, cluster)
+            )
+            self.edges.append(Edge(fork_id, node_id))
+            exits.append((node_id, None))
+        if hidden:
+            statuses = [self.attempts[ref].latest.status for ref in hidden]
+            counts: dict[TaskStatus, int] = {}
+            for status in statuses:
+                counts[status] = counts.get(status, 0) + 1
+            breakdown = " · ".join(f"{n:,} {s.value}" for s, n in sorted(counts.items(), key=lambda i: -i[1]))
+            collapsed = self.add_node(
+                Node(
+                    id=self.unique_id(f"{task.taskReferenceName}_more"),
+                    label=(f"… {len(hidden):,} more", breakdown),
+                    kind=NodeKind.COLLAPSED,
+                    status=aggregate_status(statuses),
+                    cluster=cluster,
+                )
+            )
+            self.edges.append(Edge(fork_id, collapsed))
+            exits.append((collapsed, None))
+        return exits
+
+    def runtime_branch_refs(self, fork_ref: str, fork: AttemptSummary | None) -> list[str]:
+        """Branch references in spawn order: attempts made by this fork, or Conductor's ``forkedTasks``."""
+        refs: list[str] = []
+        seen: set[str] = set()
+
+        def add(ref: str) -> None:
+            if ref not in seen and ref in self.attempts:
+                seen.add(ref)
+                refs.append(ref)
+
+        for attempt in self.tasks:
+            if attempt.parentTaskRef == fork_ref:
+                add(definition_ref(attempt))
+        forked = fork.latest.inputData.get("forkedTasks") if fork is not None else None
+        if isinstance(forked, list):
+            for ref in forked:
+                if isinstance(ref, str):
+                    add(ref)
+        return refs
+
+
+def _loop_iteration(summary: AttemptSummary | None) -> int:
+    if summary is None:
+        return 0
+    output_iteration = summary.latest.outputData.get("iteration")
+    if isinstance(output_iteration, int) and not isinstance(output_iteration, bool):
+        return output_iteration
+    return summary.latest.iteration
+
+
+def build_graph(
+    definition: WorkflowDef,
+    tasks: Sequence[Task] | None = None,
+    *,
+    workflow_status: WorkflowStatus | None = None,
+    max_dynamic_branches: int = DEFAULT_MAX_DYNAMIC_BRANCHES,
+) -> WorkflowGraph:
+    """The task graph of ``definition``, styled by ``tasks`` (an execution's attempts) when given."""
+    if max_dynamic_branches < 1:
+        raise ValueError("max_dynamic_branches must be at least 1")
+    attempts = summarize_attempts(tasks or ())
+    builder = _GraphBuilder(definition, attempts, tasks or (), max_dynamic_branches)
+    builder.add_node(Node(START_NODE_ID, ("start",), NodeKind.START))
+    exits = builder.sequence(definition.tasks, [(START_NODE_ID, None)], None)
+    end_label = ("end",) if workflow_status is None else ("end", workflow_status.value)
+    builder.add_node(Node(END_NODE_ID, end_label, NodeKind.END))
+    builder.connect(exits, END_NODE_ID)
+    title = f"{definition.name} v{definition.version}"
+    return WorkflowGraph(title, tuple(builder.nodes), tuple(builder.edges), tuple(builder.clusters))
+
+
+# ---------------------------------------------------------------------------------------------- styling
+@dataclass(frozen=True)
+class _Style:
+    css_class: str
+    fill: str
+    stroke: str
+    dashed: bool = False
+
+
+_STATUS_STYLES: dict[TaskStatus, _Style] = {
+    TaskStatus.COMPLETED: _Style("completed", "#d4edda", "#2e7d32"),
+    TaskStatus.COMPLETED_WITH_ERRORS: _Style("completed_with_errors", "#fff3cd", "#9e7c0c"),
+    TaskStatus.FAILED: _Style("failed", "#f8d7da", "#c62828"),
+    TaskStatus.FAILED_WITH_TERMINAL_ERROR: _Style("failed", "#f8d7da", "#c62828"),
+    TaskStatus.IN_PROGRESS: _Style("in_progress", "#d6e6ff", "#1565c0"),
+    TaskStatus.SCHEDULED: _Style("scheduled", "#eeeeee", "#757575"),
+    TaskStatus.TIMED_OUT: _Style("timed_out", "#ffe0b2", "#ef6c00"),
+    TaskStatus.CANCELED: _Style("canceled", "#ffffff", "#9e9e9e", dashed=True),
+    TaskStatus.SKIPPED: _Style("skipped", "#ffffff", "#9e9e9e", dashed=True),
+}
+_PENDING_STYLE = _Style("pending", "#ffffff", "#9e9e9e", dashed=True)
+
+
+def _node_style(node: Node) -> _Style | None:
+    if node.status is not None:
+        return _STATUS_STYLES[node.status]
+    if node.kind is NodeKind.PLACEHOLDER:
+        return _PENDING_STYLE
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- Mermaid
+_MERMAID_ENTITIES = {
+    "#": "#35;",
+    '"': "#quot;",
+    "<": "#lt;",
+    ">": "#gt;",
+    "&": "#amp;",
+    "`": "#96;",
+}
+
+
+def escape_mermaid(text: str) -> str:
+    """Text safe inside a quoted Mermaid label (entity codes; newlines become spaces)."""
+    flat = " ".join(text.splitlines())
+    return "".join(_MERMAID_ENTITIES.get(char, char) for char in flat)
+
+
+_MERMAID_SHAPES: dict[NodeKind, tuple[str, str]] = {
+    NodeKind.START: ("((", "))"),
+    NodeKind.END: ("((", "))"),
+    NodeKind.WORKER: ("[", "]"),
+    NodeKind.SYSTEM: ("(", ")"),
+    NodeKind.WAIT: ("([", "])"),
+    NodeKind.FORK: ("{{", "}}"),
+    NodeKind.JOIN: ("{{", "}}"),
+    NodeKind.SWITCH: ("{", "}"),
+    NodeKind.LOOP: ("([", "])"),
+    NodeKind.SUB_WORKFLOW: ("[[", "]]"),
+    NodeKind.TERMINATE: (">", "]"),
+    NodeKind.PLACEHOLDER: ("[", "]"),
+    NodeKind.COLLAPSED: ("[", "]"),
+}
+
+
+def _mermaid_node(node: Node) -> str:
+    opening, closing = _MERMAID_SHAPES[node.kind]
+    label = "<br/>".join(escape_mermaid(line) for line in node.label)
+    return f'{node.id}{opening}"{label}"{closing}'
+
+
+def to_mermaid(graph: WorkflowGraph) -> str:
+    """A Mermaid ``flowchart TD``: nodes first (inside their loop subgraphs), then edges, then styles."""
+    lines = ["flowchart TD"]
+    _emit_grouped(graph, lines, _mermaid_node, _mermaid_cluster_open, lambda depth: "    " * depth + "end")
+    for edge in graph.edges:
+        arrow = "-.->" if edge.dashed else "-->"
+        label = f'|"{escape_mermaid(edge.label)}"|' if edge.label is not None else ""
+        lines.append(f"    {edge.source} {arrow}{label} {edge.target}")
+    styled: dict[str, list[str]] = {}
+    styles: dict[str, _Style] = {}
+    for node in graph.nodes:
+        style = _node_style(node)
+        if style is not None:
+            styled.setdefault(style.css_class, []).append(node.id)
+            styles[style.css_class] = style
+    for css_class, style in styles.items():
+        dash = ",stroke-dasharray:5 5" if style.dashed else ""
+        lines.append(f"    classDef {css_class} fill:{style.fill},stroke:{style.stroke}{dash}")
+    for css_class, ids in styled.items():
+        lines.append(f"    class {','.join(ids)} {css_class}")
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_cluster_open(cluster: Cluster, depth: int) -> list[str]:
+    return ["    " * depth + f'subgraph {cluster.id}["{escape_mermaid(cluster.label)}"]']
+
+
+def _emit_grouped(
+    graph: WorkflowGraph,
+    lines: list[str],
+    node_line: Callable[[Node], str],
+    cluster_open: Callable[[Cluster, int], list[str]],
+    cluster_close: Callable[[int], str],
+) -> None:
+    """Write the nodes outside any cluster, then each cluster (recursively) with its nodes."""
+    children: dict[str | None, list[Cluster]] = {}
+    for cluster in graph.clusters:
+        children.setdefault(cluster.parent, []).append(cluster)
+
+    def emit(cluster_id: str | None, depth: int) -> None:
+        indent = "    " * depth
+        for node in graph.nodes:
+            if node.cluster == cluster_id:
+                lines.append(indent + node_line(node))
+        for cluster in children.get(cluster_id, []):
+            lines.extend(cluster_open(cluster, depth))
+            emit(cluster.id, depth + 1)
+            lines.append(cluster_close(depth))
+
+    emit(None, 1)
+
+
+# ---------------------------------------------------------------------------------------------- Graphviz DOT
+def escape_dot(text: str) -> str:
+    """Text safe inside a double-quoted DOT string (backslashes and quotes escaped, one line)."""
+    flat = " ".join(text.splitlines())
+    return flat.replace("\\", "\\\\").replace('"', '\\"')
+
+
+_DOT_SHAPES: dict[NodeKind, tuple[str, tuple[str, ...]]] = {
+    NodeKind.START: ("circle", ()),
+    NodeKind.END: ("doublecircle", ()),
+    NodeKind.WORKER: ("box", ()),
+    NodeKind.SYSTEM: ("box", ("rounded",)),
+    NodeKind.WAIT: ("box", ("rounded",)),
+    NodeKind.FORK: ("hexagon", ()),
+    NodeKind.JOIN: ("hexagon", ()),
+    NodeKind.SWITCH: ("diamond", ()),
+    NodeKind.LOOP: ("box", ("rounded",)),
+    NodeKind.SUB_WORKFLOW: ("box", ()),
+    NodeKind.TERMINATE: ("octagon", ()),
+    NodeKind.PLACEHOLDER: ("box", ("dashed",)),
+    NodeKind.COLLAPSED: ("box", ("dashed",)),
+}
+
+
+def _dot_node(node: Node) -> str:
+    shape, base_styles = _DOT_SHAPES[node.kind]
+    label = "\\n".join(escape_dot(line) for line in node.label)
+    attributes = [f'label="{label}"', f"shape={shape}"]
+    styles = list(base_styles)
+    if node.kind is NodeKind.SUB_WORKFLOW:
+        attributes.append("peripheries=2")
+    style = _node_style(node)
+    if style is not None:
+        if style.dashed:
+            styles.append("dashed")
+        else:
+            styles.append("filled")
+            attributes.append(f'fillcolor="{style.fill}"')
+        attributes.append(f'color="{style.stroke}"')
+    if styles:
+        attributes.append(f'style="{",".join(dict.fromkeys(styles))}"')
+    return f"{node.id} [{', '.join(attributes)}];"
+
+
+def _dot_cluster_open(cluster: Cluster, depth: int) -> list[str]:
+    indent = "    " * depth
+    inner = "    " * (depth + 1)
+    color = _STATUS_STYLES[cluster.status].stroke if cluster.status is not None else "#9e9e9e"
+    return [
+        f"{indent}subgraph {cluster.id} {{",
+        f'{inner}label="{escape_dot(cluster.label)}";',
+        f'{inner}style="rounded,dashed";',
+        f'{inner}color="{color}";',
+    ]
+
+
+def to_dot(graph: WorkflowGraph) -> str:
+    """A Graphviz ``digraph``; DO_WHILE loops become ``cluster_`` subgraphs."""
+    lines = [
+        f'digraph "{escape_dot(graph.name)}" {{',
+        "    rankdir=TB;",
+        '    node [fontname="Helvetica", fontsize=11];',
+        '    edge [fontname="Helvetica", fontsize=10];',
+    ]
+    _emit_grouped(graph, lines, _dot_node, _dot_cluster_open, lambda depth: "    " * depth + "}")
+    for edge in graph.edges:
+        attributes = []
+        if edge.label is not None:
+            attributes.append(f'label="{escape_dot(edge.label)}"')
+        if edge.dashed:
+            attributes.append("style=dashed")
+        suffix = f" [{', '.join(attributes)}]" if attributes else ""
+        lines.append(f"    {edge.source} -> {edge.target}{suffix};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- images
+def render(
+    dot_source: str, image_format: ImageFormat, dot_command: str = "dot", timeout: float = 120
+) -> bytes:
+    """PNG or SVG bytes from DOT text, by Graphviz's ``dot`` (argv, no shell); a clear error without it."""
+    if image_format not in ("png", "svg"):
+        raise GraphRenderError(f"cannot render {image_format!r}: images are png or svg")
+    executable = shutil.which(dot_command)
+    if executable is None:
+        raise GraphRenderError(
+            f"rendering {image_format.upper()} needs Graphviz's `{dot_command}` command, which is not on PATH: "
+            "install Graphviz (e.g. `apt-get install graphviz`, `brew install graphviz`) "
+            "or use --format mermaid / --format dot"
+        )
+    try:
+        completed = subprocess.run(
+            [executable, f"-T{image_format}"],
+            input=dot_source.encode(),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise GraphRenderError(f"`{dot_command}` did not finish within {timeout:.0f}s") from exc
+    except OSError as exc:
+        raise GraphRenderError(f"cannot run `{executable}`: {exc}") from exc
+    if completed.returncode != 0:
+        detail = completed.stderr.decode(errors="replace").strip() or f"exit code {completed.returncode}"
+        raise GraphRenderError(f"`{dot_command} -T{image_format}` failed: {detail}")
+    return completed.stdout
+
+
+def graph_text(graph: WorkflowGraph, text_format: TextFormat) -> str:
+    return to_mermaid(graph) if text_format == "mermaid" else to_dot(graph)
+
+
+def graph_output(graph: WorkflowGraph, graph_format: GraphFormat, dot_command: str = "dot") -> bytes:
+    """The graph in any supported format, as bytes ready to write (text formats UTF-8 encoded)."""
+    if graph_format == "mermaid":
+        return to_mermaid(graph).encode()
+    if graph_format == "dot":
+        return to_dot(graph).encode()
+    return render(to_dot(graph), graph_format, dot_command)
