@@ -224,7 +224,10 @@ def test_templates_nest_through_dicts_and_lists() -> None:
 
 
 def test_the_template_is_never_mutated_and_containers_are_new() -> None:
-    template = {"a": ["${workflow.input.count}", {"b": "${workflow.input.recipe}"}], "c": {"d": 1}}
+    template: dict[str, Any] = {
+        "a": ["${workflow.input.count}", {"b": "${workflow.input.recipe}"}],
+        "c": {"d": 1},
+    }
     before = copy.deepcopy(template)
     result = resolved(template)
     assert template == before
