@@ -622,6 +622,7 @@ def to_dot(graph: WorkflowGraph) -> str:
     lines = [
         f'digraph "{escape_dot(graph.name)}" {{',
         "    rankdir=TB;",
+        '    graph [fontname="Helvetica", fontsize=11];',
         '    node [fontname="Helvetica", fontsize=11];',
         '    edge [fontname="Helvetica", fontsize=10];',
     ]
@@ -630,8 +631,8 @@ def to_dot(graph: WorkflowGraph) -> str:
         attributes = []
         if edge.label is not None:
             attributes.append(f'label="{escape_dot(edge.label)}"')
-        if edge.dashed:
-            attributes.append("style=dashed")
+        if edge.dashed:  # a loop's way back: drawn, but not allowed to pull the layout upwards
+            attributes += ["style=dashed", "constraint=false"]
         suffix = f" [{', '.join(attributes)}]" if attributes else ""
         lines.append(f"    {edge.source} -> {edge.target}{suffix};")
     lines.append("}")

@@ -21,7 +21,9 @@ problem, and never retry an operation on its own (each request carries its own n
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
+import gzip
 import json
 import math
 import os
@@ -40,13 +42,16 @@ import yaml
 from kondukt import graph as graphs
 from kondukt.engine.models import Task, WorkflowDef, WorkflowStatus, WorkflowTask
 from kondukt.errors import KonduktError, KonduktUserError
+from kondukt.kube.resources import (
+    GROUP,
+    OPERATION_ANNOTATION_PREFIX,
+    VERSION,
+    WORKFLOW_PLURAL,
+    WORKFLOWDEF_PLURAL,
+)
 
-GROUP = "kondukt.io"
-VERSION = "v1alpha1"
-WORKFLOWS = "workflows"
-WORKFLOW_DEFS = "workflowdefs"
-RESOURCE = f"{WORKFLOWS}.{GROUP}"  # how kubectl names it: workflow.kondukt.io/NAME
-OPERATION_ANNOTATION_PREFIX = "ops.kondukt.io/"
+WORKFLOWS = WORKFLOW_PLURAL
+WORKFLOW_DEFS = WORKFLOWDEF_PLURAL
 ANNOTATION_OPERATIONS = ("retry", "restart", "rerun", "skip", "complete")
 SPEC_OPERATIONS = ("suspend", "resume", "terminate")
 TERMINAL_PHASES = frozenset(s.value for s in WorkflowStatus if s.terminal)
@@ -357,17 +362,36 @@ def workflow_message(obj: Mapping[str, Any]) -> str:
     return ""
 
 
+def raw_tasks(obj: Mapping[str, Any]) -> tuple[list[Any], str]:
+    """``status.tasks``, or the list packed in ``status.tasksCompressed`` (base64 of gzip of JSON)."""
+    status = _status(obj)
+    packed = status.get("tasksCompressed")
+    if not packed:
+        tasks = status.get("tasks")
+        return (list(tasks) if isinstance(tasks, list) else []), "status.tasks"
+    try:
+        unpacked = json.loads(gzip.decompress(base64.b64decode(str(packed))))
+    except (ValueError, OSError, EOFError) as exc:
+        raise ClusterError(f"workflow {object_ref(obj)}: status.tasksCompressed cannot be decoded: {exc}") from exc
+    if isinstance(unpacked, Mapping):
+        unpacked = unpacked.get("tasks")
+    if not isinstance(unpacked, list):
+        raise ClusterError(f"workflow {object_ref(obj)}: status.tasksCompressed does not hold a list of tasks")
+    return unpacked, "status.tasksCompressed"
+
+
 def parse_tasks(obj: Mapping[str, Any]) -> list[Task]:
-    """``status.tasks`` as engine Task models; a malformed entry is named by its place."""
+    """The attempts in ``status.tasks`` (or ``tasksCompressed``) as engine Tasks; bad entries are named."""
     tasks: list[Task] = []
-    for index, raw in enumerate(_status(obj).get("tasks") or []):
+    entries, place = raw_tasks(obj)
+    for index, raw in enumerate(entries):
         try:
             tasks.append(Task.model_validate(raw))
         except pydantic.ValidationError as exc:
             problem = exc.errors()[0]
             field = ".".join(str(p) for p in problem.get("loc", ()))
             raise ClusterError(
-                f"workflow {object_ref(obj)}: status.tasks[{index}].{field}: {problem.get('msg')}"
+                f"workflow {object_ref(obj)}: {place}[{index}].{field}: {problem.get('msg')}"
             ) from exc
     return tasks
 
@@ -388,6 +412,9 @@ def definition_label(obj: Mapping[str, Any]) -> str:
     for source in (snapshot, spec.get("definition")):
         if isinstance(source, Mapping) and source.get("name"):
             return f"{source['name']} v{source.get('version', 1)}"
+    status = _status(obj)
+    if status.get("workflowName"):
+        return f"{status['workflowName']} v{status.get('workflowVersion', 1)}"
     ref = spec.get("workflowDefRef")
     if isinstance(ref, Mapping) and ref.get("name"):
         return f"{ref['name']}" + (f" v{ref['version']}" if ref.get("version") is not None else "")
