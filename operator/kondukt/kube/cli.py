@@ -49,6 +49,7 @@ from kondukt.kube.resources import (
     WORKFLOW_PLURAL,
     WORKFLOWDEF_PLURAL,
 )
+from kondukt.manifests import Bundle, load_files
 
 WORKFLOWS = WORKFLOW_PLURAL
 WORKFLOW_DEFS = WORKFLOWDEF_PLURAL
@@ -372,11 +373,15 @@ def raw_tasks(obj: Mapping[str, Any]) -> tuple[list[Any], str]:
     try:
         unpacked = json.loads(gzip.decompress(base64.b64decode(str(packed))))
     except (ValueError, OSError, EOFError) as exc:
-        raise ClusterError(f"workflow {object_ref(obj)}: status.tasksCompressed cannot be decoded: {exc}") from exc
+        raise ClusterError(
+            f"workflow {object_ref(obj)}: status.tasksCompressed cannot be decoded: {exc}"
+        ) from exc
     if isinstance(unpacked, Mapping):
         unpacked = unpacked.get("tasks")
     if not isinstance(unpacked, list):
-        raise ClusterError(f"workflow {object_ref(obj)}: status.tasksCompressed does not hold a list of tasks")
+        raise ClusterError(
+            f"workflow {object_ref(obj)}: status.tasksCompressed does not hold a list of tasks"
+        )
     return unpacked, "status.tasksCompressed"
 
 
@@ -1094,39 +1099,42 @@ def _referenced_definition(obj: Mapping[str, Any], api: WorkflowApi) -> tuple[An
     return dict(_spec(best)), f"WorkflowDef {namespace}/{_meta(best).get('name')} spec"
 
 
-def graph_from_files(paths: Sequence[str], max_branches: int) -> graphs.WorkflowGraph:
+def graph_from_files(
+    paths: Sequence[str], max_branches: int, wanted: str | None = None
+) -> graphs.WorkflowGraph:
     """A local manifest's or Conductor JSON file's WorkflowDef, drawn without an execution."""
-    from kondukt import manifests
-
-    loaded = manifests.load_files([Path(p) for p in paths])
-    definition = _single_workflow_def(loaded, paths)
+    bundle = load_files(list(paths))
+    definition = pick_workflow_def(bundle, paths, wanted)
     return graphs.build_graph(definition, max_dynamic_branches=max_branches)
 
 
-def _single_workflow_def(loaded: Any, paths: Sequence[str]) -> WorkflowDef:
-    """The one WorkflowDef in what ``manifests.load_files`` returned (a Blueprint, a bundle, or a list)."""
-    if isinstance(loaded, WorkflowDef):
-        return loaded
-    for attribute in ("workflow", "definition"):
-        candidate = getattr(loaded, attribute, None)
-        if isinstance(candidate, WorkflowDef):
-            return candidate
-    blueprint = getattr(loaded, "blueprint", None)
-    if blueprint is not None and isinstance(getattr(blueprint, "workflow", None), WorkflowDef):
-        return blueprint.workflow  # type: ignore[no-any-return]
-    definitions = getattr(loaded, "workflowDefs", None) or getattr(loaded, "workflow_defs", None)
-    if isinstance(definitions, Mapping):
-        definitions = list(definitions.values())
-    if isinstance(definitions, Sequence) and not isinstance(definitions, str | bytes):
-        found = [d for d in definitions if isinstance(d, WorkflowDef)]
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            names = ", ".join(f"{d.name} v{d.version}" for d in found)
-            raise KonduktUserError(
-                f"{', '.join(paths)}: holds several WorkflowDefs ({names}): pass one file per graph"
-            )
-    raise KonduktUserError(f"{', '.join(paths)}: no WorkflowDef found to draw")
+def pick_workflow_def(bundle: Bundle, paths: Sequence[str], wanted: str | None) -> WorkflowDef:
+    """The WorkflowDef to draw: the one named by ``--definition NAME[:VERSION]``, the one a single Workflow
+    manifest runs, or the only WorkflowDef in the files."""
+    where = ", ".join(paths)
+    if wanted:
+        name, _, version_text = wanted.partition(":")
+        try:
+            version = int(version_text) if version_text else None
+        except ValueError:
+            raise KonduktUserError(f"--definition {wanted}: the version after ':' must be a number") from None
+        found = bundle.find_workflow_def(name, version)
+        if found is None:
+            raise KonduktUserError(f"{where}: no WorkflowDef {wanted} (defined: {_defined(bundle)})")
+        return found
+    if len(bundle.workflows) == 1:
+        return bundle.workflow_def_for(bundle.workflows[0][1])
+    if len(bundle.workflow_defs) == 1:
+        return next(iter(bundle.workflow_defs.values()))
+    if not bundle.workflow_defs:
+        raise KonduktUserError(f"{where}: no WorkflowDef to draw")
+    raise KonduktUserError(
+        f"{where}: several WorkflowDefs ({_defined(bundle)}): choose one with --definition NAME[:VERSION]"
+    )
+
+
+def _defined(bundle: Bundle) -> str:
+    return ", ".join(f"{name}:{version}" for name, version in sorted(bundle.workflow_defs)) or "none"
 
 
 # ============================================================================================ commands
@@ -1196,9 +1204,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if args.max_branches < 1:
         raise KonduktUserError("--max-branches must be at least 1")
     if looks_like_file(args.source):
-        if not Path(args.source).is_file():
+        if not Path(args.source).exists():
             raise KonduktUserError(f"{args.source}: no such file")
-        graph = graph_from_files([args.source], args.max_branches)
+        graph = graph_from_files([args.source], args.max_branches, args.definition)
     else:
         api = connect(_connection(args))
         graph = graph_from_workflow(api.get_workflow(args.source), api, args.max_branches)
@@ -1329,6 +1337,11 @@ def register(subparsers: Any) -> None:
         "--format", choices=graphs.GRAPH_FORMATS, help="default: from -o's suffix, else mermaid"
     )
     graph.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    graph.add_argument(
+        "--definition",
+        metavar="NAME[:VERSION]",
+        help="with a FILE holding several WorkflowDefs: the one to draw",
+    )
     graph.add_argument(
         "--max-branches",
         type=int,
