@@ -60,3 +60,7 @@ __all__ = [
     "WorkflowStatus",
     "WorkflowTask",
 ]
+
+from kondukt.engine.decider import decide, new_workflow, task_id_for
+
+__all__ += ["decide", "new_workflow", "task_id_for"]

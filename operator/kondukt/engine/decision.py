@@ -59,7 +59,7 @@ class Load(_Value):
     byTaskDef: dict[str, TaskLoad] = Field(default_factory=dict)
 
 
-class OperationKind(str, enum.Enum):
+class OperationKind(enum.StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     TERMINATE = "terminate"
@@ -185,6 +185,11 @@ class Decision(_Value):
     wakeAt: int | None = Field(None, description="Call decide again at this instant (ms) if nothing else happens.")
     changed: bool = Field(False, description="The workflow state differs from the input state.")
     messages: tuple[str, ...] = Field((), description="Notes for the log (an ALERT_ONLY timeout, an ignored op).")
+    waitingOn: tuple[str, ...] = Field(
+        (),
+        description="TaskDef names whose concurrentExecLimit holds attempts back: decide again when one of "
+        "their attempts (in any workflow) finishes.",
+    )
 
 
 __all__ = [

@@ -26,7 +26,7 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------------------------------
 
 
-class TaskType(str, enum.Enum):
+class TaskType(enum.StrEnum):
     """The task types a WorkflowTask's ``type`` may name (anything else is a definition error)."""
 
     SIMPLE = "SIMPLE"
@@ -55,7 +55,7 @@ class TaskType(str, enum.Enum):
 FORK_TASK_TYPE = "FORK"
 
 
-class TaskStatus(str, enum.Enum):
+class TaskStatus(enum.StrEnum):
     IN_PROGRESS = "IN_PROGRESS"
     CANCELED = "CANCELED"
     FAILED = "FAILED"
@@ -85,7 +85,7 @@ class TaskStatus(str, enum.Enum):
         return self not in (TaskStatus.CANCELED, TaskStatus.FAILED_WITH_TERMINAL_ERROR, TaskStatus.SKIPPED)
 
 
-class WorkflowStatus(str, enum.Enum):
+class WorkflowStatus(enum.StrEnum):
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
@@ -102,18 +102,18 @@ class WorkflowStatus(str, enum.Enum):
         return self in (WorkflowStatus.COMPLETED, WorkflowStatus.PAUSED)
 
 
-class TimeoutPolicy(str, enum.Enum):
+class TimeoutPolicy(enum.StrEnum):
     RETRY = "RETRY"
     TIME_OUT_WF = "TIME_OUT_WF"
     ALERT_ONLY = "ALERT_ONLY"
 
 
-class WorkflowTimeoutPolicy(str, enum.Enum):
+class WorkflowTimeoutPolicy(enum.StrEnum):
     TIME_OUT_WF = "TIME_OUT_WF"
     ALERT_ONLY = "ALERT_ONLY"
 
 
-class RetryLogic(str, enum.Enum):
+class RetryLogic(enum.StrEnum):
     FIXED = "FIXED"
     LINEAR_BACKOFF = "LINEAR_BACKOFF"
     EXPONENTIAL_BACKOFF = "EXPONENTIAL_BACKOFF"
@@ -341,6 +341,8 @@ class Workflow(_Model):
     )
     failureWorkflowStarted: bool = Field(False, description="Kondukt: the failureWorkflow was requested.")
     timeoutAlerted: bool = Field(False, description="Kondukt: an ALERT_ONLY workflow timeout was reported.")
+
+    _index: Any = PrivateAttr(default=None)  # the decider's derived lookups (engine.decider._Index)
 
 
 # --------------------------------------------------------------------------------------------------
