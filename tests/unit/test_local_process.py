@@ -215,7 +215,7 @@ async def test_large_input_travels_through_external_storage(tmp_path: Path) -> N
     await attempt.start()
     outcome = await attempt.wait()
     assert outcome.status == TaskStatus.COMPLETED, outcome.reason
-    assert list(stored) == ["task-1.input.json"]
+    assert list(stored) == ["wf-1/ref_1/iter3-retry2/input.json"]
     assert outcome.output_data["externalInput"].startswith("file://")
     assert outcome.output_data["input"] == {"size": len(json.dumps(big))}
 

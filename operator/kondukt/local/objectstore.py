@@ -113,15 +113,26 @@ class TaskStorage:
         return json.loads(read_uri(uri, max_bytes=max_bytes))
 
     def local_path(self, uri: str) -> Path | None:
-        """The file behind ``uri`` on this machine, when there is one (file://, or the embedded S3's data)."""
+        """The file behind ``uri`` on this machine, when there is one: a ``file://`` URI, or an object of the
+        embedded S3 (``s3://bucket/key``, or its ``http://127.0.0.1:<port>/bucket/key`` URL)."""
         parsed = urlparse(uri)
         if parsed.scheme == "file":
             return Path(unquote(parsed.path))
-        if parsed.scheme == "s3" and self.local_s3_root is not None:
-            candidate = self.local_s3_root / parsed.netloc / unquote(parsed.path.lstrip("/"))
-            if candidate.is_file():
-                return candidate
-        return None
+        if self.local_s3_root is None:
+            return None
+        if parsed.scheme == "s3":
+            bucket, key = parsed.netloc, unquote(parsed.path.lstrip("/"))
+        elif self.endpoint_url and uri.startswith(self.endpoint_url.rstrip("/") + "/"):
+            bucket, _, key = unquote(uri[len(self.endpoint_url.rstrip("/")) + 1 :]).partition("/")
+        else:
+            return None
+        from kondukt.local.s3server import key_to_relative_path
+
+        try:
+            candidate = self.local_s3_root / bucket / key_to_relative_path(key)
+        except ValueError:
+            return None
+        return candidate if candidate.is_file() else None
 
     def describe(self) -> str:
         if self.local_s3_root is not None:

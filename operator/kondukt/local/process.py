@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kondukt.engine.models import ContainerTemplate, TaskStatus
+from kondukt_workers.context import TaskContext
 
 #: Inputs whose JSON is larger than this travel through external payload storage, not the environment
 #: (Linux caps one environment string at 128 KiB).
@@ -259,7 +260,8 @@ class AttemptProcess:
     """One attempt's process: start it, wait for it (with its deadline), or stop it with its children.
 
     Files of the attempt live in ``request.work_dir``: ``<taskId>.result.json`` (KONDUKT_OUTPUT_FILE),
-    ``<taskId>.stdout.log`` and ``<taskId>.stderr.log``.
+    ``<taskId>.stdout.log``, ``<taskId>.stderr.log`` and ``<taskId>.heartbeat`` (KONDUKT_HEARTBEAT_FILE,
+    touched by the worker SDK's ``heartbeat()``).
     """
 
     def __init__(self, request: AttemptRequest, store_input: InputStore | None = None) -> None:
@@ -273,6 +275,7 @@ class AttemptProcess:
         self.output_file = request.work_dir / f"{stem}.result.json"
         self.stdout_file = request.work_dir / f"{stem}.stdout.log"
         self.stderr_file = request.work_dir / f"{stem}.stderr.log"
+        self.heartbeat_file = request.work_dir / f"{stem}.heartbeat"
 
     @property
     def pid(self) -> int | None:
@@ -287,7 +290,15 @@ class AttemptProcess:
                 f"the input of {self.request.reference_task_name} is {len(text.encode())} bytes, more than an "
                 "environment variable holds, and no external payload storage is configured"
             )
-        uri = self._store_input(f"{self.request.task_id}.input.json", text.encode())
+        attempt_path = TaskContext(
+            workflow_id=self.request.workflow_id,
+            task_id=self.request.task_id,
+            task_ref=self.request.reference_task_name,
+            task_name=self.request.task_def_name,
+            retry_count=self.request.retry_count,
+            iteration=self.request.iteration,
+        ).attempt_path
+        uri = self._store_input(f"{attempt_path}/input.json", text.encode())
         return json.dumps({"externalInputPayloadStoragePath": uri})
 
     async def start(self) -> None:
@@ -296,6 +307,7 @@ class AttemptProcess:
         self.output_file.write_bytes(b"")
         environment = dict(self.request.base_environment)
         environment.update(protocol_environment(self.request, self._input_json(), self.output_file))
+        environment["KONDUKT_HEARTBEAT_FILE"] = str(self.heartbeat_file)
         with self.stdout_file.open("wb") as stdout, self.stderr_file.open("wb") as stderr:
             self._process = await asyncio.create_subprocess_exec(
                 *self.request.argv,

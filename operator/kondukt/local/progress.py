@@ -49,7 +49,7 @@ _STATUS_COLOUR = {
     WorkflowStatus.TIMED_OUT: "red",
     WorkflowStatus.TERMINATED: "yellow",
 }
-_STATUS_WIDTH = max(len(s.value) for s in TaskStatus)
+_STATUS_WIDTH = len(TaskStatus.IN_PROGRESS.value)  # longer statuses (FAILED_WITH_...) just push the line
 _MAX_OUTPUT_LINES = 40
 
 
@@ -166,7 +166,9 @@ class ProgressView:
 
     # -- the end ----------------------------------------------------------------------------------
 
-    def summary(self, result: RunResult, locations: Iterable[tuple[str, str | None]] = ()) -> None:
+    def summary(
+        self, result: RunResult, locations: Iterable[tuple[str, str | None]] = (), note: str | None = None
+    ) -> None:
         """The final summary: status and duration, task counts, reason, output, result files."""
         self.close()
         workflow = result.workflow
@@ -204,6 +206,8 @@ class ProgressView:
             lines.append("  results:")
             for uri, local in located:
                 lines.append(f"    {uri}" + (f"\n      → {local}" if local and local != uri else ""))
+            if note:
+                lines.append(f"  ({note})")
         if not workflow.status.successful:
             lines.append(f"  task logs:  {result.attempt_dir / workflow.workflowId}/")
         self.stream.write("\n".join(lines) + "\n")

@@ -63,6 +63,9 @@ from kondukt.local.process import (
 #: changed nothing (guards against a busy loop; the engine should never ask for that).
 _MIN_IDLE_WAKE_SECONDS = 0.005
 
+#: How often a running attempt's heartbeat file (KONDUKT_HEARTBEAT_FILE) is checked.
+HEARTBEAT_POLL_SECONDS = 1.0
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -238,6 +241,7 @@ class _WorkflowDriver:
         self._wake = asyncio.Event()
         self._attempts: dict[str, _Attempt] = {}
         self._terminate_requested = False
+        self.waiting_on: frozenset[str] = frozenset()
         self.done: asyncio.Future[Workflow] = asyncio.get_running_loop().create_future()
 
     @property
@@ -248,6 +252,9 @@ class _WorkflowDriver:
 
     def observe(self, observation: Observation) -> None:
         self._inbox.append(observation)
+        self._wake.set()
+
+    def wake(self) -> None:
         self._wake.set()
 
     def request_terminate(self, reason: str) -> None:
@@ -309,6 +316,7 @@ class _WorkflowDriver:
 
     def _apply(self, decision: Decision) -> None:
         self.state = decision.workflow
+        self.waiting_on = frozenset(decision.waitingOn)
         at = now_ms()
         for transition in decision.transitions:
             self.runner.emit(
@@ -413,21 +421,38 @@ class _WorkflowDriver:
                     runner.stats.process_started(process.spawned_at)
                     runner.track_process(process)
                     self.observe(TaskUpdate(taskId=attempt.task_id, started=True, at=now_ms()))
+                    heartbeats = asyncio.get_running_loop().create_task(
+                        self._watch_heartbeats(attempt, process)
+                    )
                     try:
                         outcome = await process.wait()
                     finally:
+                        heartbeats.cancel()
                         runner.untrack_process(process)
                         if process.exited_at is not None:
                             runner.stats.process_exited(process.exited_at)
             if outcome.external_output_path and outcome.status.successful:
                 outcome = await self._fetch_external_output(outcome)
         finally:
-            runner.load.finished(attempt.task_def_name)
+            runner.attempt_finished(attempt.task_def_name)
             self._attempts.pop(attempt.task_id, None)
             if outcome is not None and not attempt.canceled:
                 self._report(attempt.task_id, outcome.status, outcome.output_data, outcome.reason)
             else:
                 self._wake.set()
+
+    async def _watch_heartbeats(self, attempt: _Attempt, process: AttemptProcess) -> None:
+        """Report a heartbeat each time the worker SDK touches KONDUKT_HEARTBEAT_FILE."""
+        last_seen = 0
+        while True:
+            await asyncio.sleep(HEARTBEAT_POLL_SECONDS)
+            try:
+                touched = process.heartbeat_file.stat().st_mtime_ns // 1_000_000
+            except OSError:
+                continue
+            if touched > last_seen and not attempt.canceled:
+                last_seen = touched
+                self.observe(TaskUpdate(taskId=attempt.task_id, heartbeat=True, at=touched))
 
     async def _fetch_external_output(self, outcome: AttemptOutcome) -> AttemptOutcome:
         path = outcome.external_output_path
@@ -644,6 +669,13 @@ class LocalRunner:
 
             return json.loads(read_uri(uri))
         return self._fetch_payload(uri)
+
+    def attempt_finished(self, task_def_name: str) -> None:
+        """An attempt of ``task_def_name`` ended: wake the workflows its concurrentExecLimit held back."""
+        self.load.finished(task_def_name)
+        for driver in self._drivers:
+            if task_def_name in driver.waiting_on:
+                driver.wake()
 
     def track_process(self, process: AttemptProcess) -> None:
         self._processes.add(process)
