@@ -1,0 +1,1 @@
+"""Kondukt's benchmarks: `python -m bench [--quick] [NAME...]` (make bench)."""
