@@ -685,7 +685,7 @@ def describe_workflow(
     ]
     if status.get("reasonForIncompletion") and status.get("message") != status.get("reasonForIncompletion"):
         fields.append(("Reason", str(status["reasonForIncompletion"])))
-    width = max(len(label) for label, _ in fields) + 2
+    width = max(len(label) for label, _ in fields) + 3  # the longest label, its colon, two spaces
     lines = [f"{(label + ':').ljust(width)}{value}" for label, value in fields]
     for title, values in (
         ("Input", spec.get("input")),
