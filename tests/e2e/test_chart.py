@@ -73,12 +73,17 @@ def adopt_crds(cp: ControlPlane, release: str, namespace: str) -> None:
                    f"meta.helm.sh/release-namespace={namespace}", "--overwrite")
 
 
-def helm_install(cp: ControlPlane, release: str, namespace: str, *values: str) -> None:
+@contextlib.contextmanager
+def helm_release(cp: ControlPlane, release: str, namespace: str, *values: str) -> Iterator[None]:
+    """`helm install` the chart (adopting existing CRDs first); uninstalled afterwards if still there."""
     adopt_crds(cp, release, namespace)
-    cp.helm("install", release, str(CHART), "--namespace", namespace,
-            "--set", f"workers.image.repository={WORKERS_IMAGE.rsplit(':', 1)[0]}",
-            "--set", f"workers.image.tag={WORKERS_IMAGE.rsplit(':', 1)[1]}",
-            *values, timeout=240)
+    repository, tag = WORKERS_IMAGE.rsplit(":", 1)
+    cp.helm("install", release, str(CHART), "--namespace", namespace, "--set", f"workers.image.repository={repository}",
+            "--set", f"workers.image.tag={tag}", *values, timeout=240)
+    try:
+        yield
+    finally:
+        cp.helm("uninstall", release, "--namespace", namespace, "--ignore-not-found", check=False)
 
 
 def service_account_kubeconfig(cp: ControlPlane, service_account: str, namespace: str, path: Path) -> Path:
@@ -184,8 +189,8 @@ def test_the_charts_service_account_runs_a_workflow_and_nothing_more(
     cp = control_plane
     release = f"kn-{secrets.token_hex(2)}"
     label_restricted(cp, namespace)
-    with extra_namespace(cp, "work", restricted=True) as work, extra_namespace(cp, "other") as other:
-        helm_install(cp, release, namespace, "--set", f"watchNamespaces={{{work}}}")
+    with (extra_namespace(cp, "work", restricted=True) as work, extra_namespace(cp, "other") as other,
+          helm_release(cp, release, namespace, "--set", f"watchNamespaces={{{work}}}")):
         sa = f"{release}-kondukt"
 
         # The chart's own pod is admitted under the restricted profile.
@@ -249,7 +254,6 @@ def test_the_charts_service_account_runs_a_workflow_and_nothing_more(
         assert {p["spec"]["containers"][0]["image"] for p in job_pods} == {WORKERS_IMAGE}
         failed = [e["message"] for e in events(cp, work, "FailedCreate")]
         assert not failed, f"pods refused in the restricted namespace: {failed}"
-        cp.helm("uninstall", release, "--namespace", namespace)
 
 
 def test_upgrade_and_uninstall_keep_the_crds_and_the_workflows(
@@ -258,70 +262,70 @@ def test_upgrade_and_uninstall_keep_the_crds_and_the_workflows(
     cp = control_plane
     release = f"ku-{secrets.token_hex(2)}"
     label_restricted(cp, namespace)
-    helm_install(cp, release, namespace)  # cluster-wide: a ClusterRole
-    sa = f"{release}-kondukt"
-    deployment_pod_admitted(cp, namespace, release)
-    for crd in KONDUKT_CRDS:
-        annotations = cp.kubectl_json("get", "crd", crd)["metadata"]["annotations"]
-        assert annotations["helm.sh/resource-policy"] == "keep"
-        assert annotations["meta.helm.sh/release-name"] == release
-    cp.kubectl_json("get", "clusterkopfpeering", f"{release}-kondukt")
+    with helm_release(cp, release, namespace):  # cluster-wide: a ClusterRole
+        sa = f"{release}-kondukt"
+        deployment_pod_admitted(cp, namespace, release)
+        for crd in KONDUKT_CRDS:
+            annotations = cp.kubectl_json("get", "crd", crd)["metadata"]["annotations"]
+            assert annotations["helm.sh/resource-policy"] == "keep"
+            assert annotations["meta.helm.sh/release-name"] == release
+        cp.kubectl_json("get", "clusterkopfpeering", f"{release}-kondukt")
 
-    kubeconfig = service_account_kubeconfig(cp, sa, namespace, tmp_path / "sa.kubeconfig")
-    assert can_i(cp, kubeconfig, "list", "workflows.kondukt.io", "--all-namespaces")
-    assert can_i(cp, kubeconfig, "watch", "customresourcedefinitions")
-    assert can_i(cp, kubeconfig, "patch", "clusterkopfpeerings.kopf.dev")
-    for request in (["get", "secrets", "--all-namespaces"], ["list", "configmaps", "--all-namespaces"],
-                    ["delete", "workflows.kondukt.io", "--all-namespaces"], ["create", "pods", "-n", namespace],
-                    ["list", "namespaces"], ["create", "clusterrolebindings"]):
-        assert not can_i(cp, kubeconfig, *request), f"the operator may {request}"
+        kubeconfig = service_account_kubeconfig(cp, sa, namespace, tmp_path / "sa.kubeconfig")
+        assert can_i(cp, kubeconfig, "list", "workflows.kondukt.io", "--all-namespaces")
+        assert can_i(cp, kubeconfig, "watch", "customresourcedefinitions")
+        assert can_i(cp, kubeconfig, "patch", "clusterkopfpeerings.kopf.dev")
+        for request in (["get", "secrets", "--all-namespaces"], ["list", "configmaps", "--all-namespaces"],
+                        ["delete", "workflows.kondukt.io", "--all-namespaces"], ["create", "pods", "-n", namespace],
+                        ["list", "namespaces"], ["create", "clusterrolebindings"]):
+            assert not can_i(cp, kubeconfig, *request), f"the operator may {request}"
 
-    # A user's Workflow (no operator runs here: it only has to survive).
-    workflow = {"apiVersion": "kondukt.io/v1alpha1", "kind": "Workflow",
-                "metadata": {"name": "keep-me", "namespace": namespace},
-                "spec": {"workflowDefRef": {"name": "anything", "version": 1}, "input": {"n": 1}}}
-    cp.kubectl("apply", "-f", "-", input=json.dumps(workflow))
-    uid = cp.kubectl_json("get", "workflow", "keep-me", "-n", namespace)["metadata"]["uid"]
+        # A user's Workflow (no operator runs here: it only has to survive).
+        workflow = {"apiVersion": "kondukt.io/v1alpha1", "kind": "Workflow",
+                    "metadata": {"name": "keep-me", "namespace": namespace},
+                    "spec": {"workflowDefRef": {"name": "anything", "version": 1}, "input": {"n": 1}}}
+        cp.kubectl("apply", "-f", "-", input=json.dumps(workflow))
+        uid = cp.kubectl_json("get", "workflow", "keep-me", "-n", namespace)["metadata"]["uid"]
 
-    def workflow_survived() -> None:
-        assert cp.kubectl_json("get", "workflow", "keep-me", "-n", namespace)["metadata"]["uid"] == uid
+        def workflow_survived() -> None:
+            assert cp.kubectl_json("get", "workflow", "keep-me", "-n", namespace)["metadata"]["uid"] == uid
 
-    # An upgrade changes the operator and leaves the CRDs and the Workflow alone.
-    cp.helm("upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values", "--set", "logLevel=debug")
-    args = cp.kubectl_json("get", "deployment", f"{release}-kondukt", "-n", namespace)["spec"]["template"]["spec"][
-        "containers"][0]["args"]
-    assert "--log-level=debug" in args
-    workflow_survived()
+        # An upgrade changes the operator and leaves the CRDs and the Workflow alone.
+        cp.helm("upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values", "--set", "logLevel=debug")
+        args = cp.kubectl_json("get", "deployment", f"{release}-kondukt", "-n", namespace)["spec"]["template"]["spec"][
+            "containers"][0]["args"]
+        assert "--log-level=debug" in args
+        workflow_survived()
 
-    # Dropping the CRDs from the release does not delete them (resource-policy: keep) ...
-    cp.helm("upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values", "--set", "crds.install=false")
-    for crd in KONDUKT_CRDS:
-        cp.kubectl_json("get", "crd", crd)
-    workflow_survived()
-    # ... and taking them back adopts them again.
-    cp.helm("upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values", "--set", "crds.install=true")
-    manifest = cp.helm("get", "manifest", release, "--namespace", namespace).stdout
-    assert {d["metadata"]["name"] for d in yaml.safe_load_all(manifest)
-            if d and d["kind"] == "CustomResourceDefinition"} == set(KONDUKT_CRDS)
+        # Dropping the CRDs from the release does not delete them (resource-policy: keep) ...
+        cp.helm("upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values", "--set", "crds.install=false")
+        for crd in KONDUKT_CRDS:
+            cp.kubectl_json("get", "crd", crd)
+        workflow_survived()
+        # ... and taking them back adopts them again.
+        cp.helm("upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values", "--set", "crds.install=true")
+        manifest = cp.helm("get", "manifest", release, "--namespace", namespace).stdout
+        assert {d["metadata"]["name"] for d in yaml.safe_load_all(manifest)
+                if d and d["kind"] == "CustomResourceDefinition"} == set(KONDUKT_CRDS)
 
-    # Uninstalling removes the operator and its rights, and keeps the CRDs and the Workflow.
-    cp.helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "60s")
-    for crd in (*KONDUKT_CRDS, *PEERING_CRDS):
-        cp.kubectl_json("get", "crd", crd)
-    workflow_survived()
-    gone = [
-        ("deployment", f"{release}-kondukt", namespace), ("serviceaccount", sa, namespace),
-        ("clusterrole", f"{release}-kondukt-{namespace}", None),
-        ("clusterrolebinding", f"{release}-kondukt-{namespace}", None),
-        ("clusterkopfpeering", f"{release}-kondukt", None),
-    ]
-    for kind, name, ns in gone:
-        where = ["-n", ns] if ns else []
+        # Uninstalling removes the operator and its rights, and keeps the CRDs and the Workflow.
+        cp.helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "60s")
+        for crd in (*KONDUKT_CRDS, *PEERING_CRDS):
+            cp.kubectl_json("get", "crd", crd)
+        workflow_survived()
+        gone = [
+            ("deployment", f"{release}-kondukt", namespace), ("serviceaccount", sa, namespace),
+            ("clusterrole", f"{release}-kondukt-{namespace}", None),
+            ("clusterrolebinding", f"{release}-kondukt-{namespace}", None),
+            ("clusterkopfpeering", f"{release}-kondukt", None),
+        ]
+        for kind, name, ns in gone:
+            where = ["-n", ns] if ns else []
 
-        def absent(kind: str = kind, name: str = name, where: list[str] = where) -> bool:
-            return cp.kubectl("get", kind, name, *where, check=False).returncode != 0
+            def absent(kind: str = kind, name: str = name, where: list[str] = where) -> bool:
+                return cp.kubectl("get", kind, name, *where, check=False).returncode != 0
 
-        wait_for(absent, f"{kind} {name} to be deleted by helm uninstall", timeout=60, interval=0.5)
-    # The ServiceAccount's token (bound to the deleted ServiceAccount) no longer opens anything.
-    refused = cp.kubectl("--kubeconfig", str(kubeconfig), "get", "workflows", "-n", namespace, check=False)
-    assert refused.returncode != 0
+            wait_for(absent, f"{kind} {name} to be deleted by helm uninstall", timeout=60, interval=0.5)
+        # The ServiceAccount's token (bound to the deleted ServiceAccount) no longer opens anything.
+        refused = cp.kubectl("--kubeconfig", str(kubeconfig), "get", "workflows", "-n", namespace, check=False)
+        assert refused.returncode != 0
