@@ -406,6 +406,8 @@ class _BundleLoader:
                 "(at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)"
             )
         spec = manifest.get("spec")
+        if spec is None and kind == "TaskDef":
+            spec = {}  # every TaskDef field has a default; the name comes from metadata.name
         if not isinstance(spec, dict):
             self.errors.append(
                 f"{named}: spec must be an object" if spec is not None else f"{named}: spec is missing"
