@@ -16,9 +16,10 @@ ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.21.4
 BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+RECIPE=1  # bump when the way the binaries are built changes, to rebuild caches keyed by the versions alone
 
 CACHE="${KONDUKT_CACHE:-$HOME/.cache/kondukt}"
-KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
+KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_r${RECIPE}"
 BIN_DIR="$CACHE/bin/$KEY"
 SRC_DIR="$CACHE/src/$KEY"
 STAMP="$BIN_DIR/.complete"
@@ -59,7 +60,7 @@ mkdir -p "$BIN_DIR" "$SRC_DIR"
 log "building into $BIN_DIR (go $GO_VER; this takes a while on a cold cache)"
 TOTAL_START=$SECONDS
 
-# done_or_build NAME FUNCTION: skip if the binary is already there (a previous, interrupted run built it)
+# A binary with its .built-NAME stamp was built by a previous (possibly interrupted) run: skip it.
 built() { [[ -x "$BIN_DIR/$1" && -f "$BIN_DIR/.built-$1" ]]; }
 finish() { # NAME START
   touch "$BIN_DIR/.built-$1"
