@@ -258,7 +258,7 @@ def test_compressed_task_lists_are_decoded() -> None:
     obj["status"]["tasksCompressed"] = base64.b64encode(packed).decode()
     assert [t.taskId for t in cli.parse_tasks(obj)] == [t.taskId for t in tasks]
     obj["status"]["tasksCompressed"] = "not base64 gzip"
-    with pytest.raises(cli.ClusterError, match="status.tasksCompressed cannot be decoded"):
+    with pytest.raises(cli.ClusterError, match=r"status\.tasksCompressed cannot be decoded"):
         cli.parse_tasks(obj)
 
 
@@ -597,7 +597,7 @@ def test_kubeconfig_comes_from_the_environment(tmp_path: Path, monkeypatch: pyte
 
 def test_missing_kubeconfig_and_unknown_context_are_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(cli.ClusterError, match="no kubeconfig found at .*nope: pass --kubeconfig FILE, set KUBECONFIG"):
+    with pytest.raises(cli.ClusterError, match=r"no kubeconfig found at .*nope: pass --kubeconfig FILE, set KUBECONFIG"):
         cli.WorkflowApi.connect(cli.Connection(kubeconfig=str(tmp_path / "nope")))
     config = write_kubeconfig(tmp_path / "kc", "https://127.0.0.1:6443", {"dev": None, "prod": None}, "dev")
     with pytest.raises(cli.ClusterError, match=r"context 'staging' not found in .*kc \(contexts: dev, prod\)"):
