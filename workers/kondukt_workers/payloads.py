@@ -44,7 +44,9 @@ def _compact_json(document: Any) -> bytes:
 def payload_uri(context: TaskContext, kind: str, settings: Settings) -> str:
     """``s3://<bucket>/<prefix><workflow>/<ref>/iter<N>-retry<M>/<kind>.json`` for this attempt."""
     if not settings.payload_bucket:
-        raise TerminalError("no external payload storage: set KONDUKT_PAYLOAD_BUCKET (and optionally KONDUKT_PAYLOAD_PREFIX)")
+        raise TerminalError(
+            "no external payload storage: set KONDUKT_PAYLOAD_BUCKET (and optionally KONDUKT_PAYLOAD_PREFIX)"
+        )
     prefix = settings.payload_prefix
     if prefix and not prefix.endswith("/"):
         prefix += "/"

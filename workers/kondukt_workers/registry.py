@@ -34,7 +34,9 @@ _registry: dict[str, Callable[..., Any]] = {}
 
 
 class UnknownWorker(LookupError):
-    """No worker is registered under the requested name."""
+    """No worker is registered under the requested name (a deployment error: retrying cannot help)."""
+
+    terminal = True
 
 
 def worker_task(task_definition_name: str) -> Callable[[_F], _F]:

@@ -37,9 +37,22 @@ if TYPE_CHECKING:
 #: S3 error codes that a retry cannot fix.
 _PERMANENT_S3_CODES = frozenset(
     {
-        "NoSuchKey", "NoSuchBucket", "404", "NotFound", "InvalidBucketName", "AccessDenied", "403",
-        "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidObjectState", "AllAccessDisabled",
-        "InvalidArgument", "KeyTooLongError", "EntityTooLarge", "MethodNotAllowed", "InvalidRequest",
+        "NoSuchKey",
+        "NoSuchBucket",
+        "404",
+        "NotFound",
+        "InvalidBucketName",
+        "AccessDenied",
+        "403",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidObjectState",
+        "AllAccessDisabled",
+        "InvalidArgument",
+        "KeyTooLongError",
+        "EntityTooLarge",
+        "MethodNotAllowed",
+        "InvalidRequest",
     }
 )
 _NOT_FOUND_S3_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
@@ -120,7 +133,9 @@ def _cached_s3_client(endpoint: str | None, region: str, credential_hint: str) -
     return session.client("s3", endpoint_url=endpoint, region_name=region, config=config)
 
 
-def s3_client(endpoint: str | None = None, region: str | None = None, settings: Settings | None = None) -> S3Client:
+def s3_client(
+    endpoint: str | None = None, region: str | None = None, settings: Settings | None = None
+) -> S3Client:
     """A boto3 S3 client for ``endpoint`` (default: the configured one) in ``region``.
 
     Clients are cached per endpoint, region and access key id (creating one costs tens of ms).
@@ -160,7 +175,9 @@ def s3_error(exc: Exception, what: str) -> StorageError:
     if isinstance(exc, ParamValidationError):
         return StorageError(f"{what}: {exc}", terminal=True, code="InvalidParameter")
     if isinstance(exc, EndpointConnectionError):
-        return StorageError(f"{what}: cannot reach the S3 endpoint: {exc}", terminal=False, code="EndpointConnection")
+        return StorageError(
+            f"{what}: cannot reach the S3 endpoint: {exc}", terminal=False, code="EndpointConnection"
+        )
     return StorageError(f"{what}: {type(exc).__name__}: {exc}", terminal=False)
 
 
@@ -178,7 +195,9 @@ def _read_s3(uri: str, limit: int, settings: Settings) -> bytes:
         length = int(response.get("ContentLength") or 0)
         if length > limit:
             response["Body"].close()
-            raise ObjectTooLarge(f"{uri}: {length} bytes is above the read limit of {limit} (KONDUKT_MAX_READ_BYTES)")
+            raise ObjectTooLarge(
+                f"{uri}: {length} bytes is above the read limit of {limit} (KONDUKT_MAX_READ_BYTES)"
+            )
         data = response["Body"].read(limit + 1)
     except boto_errors() as exc:
         raise s3_error(exc, uri) from exc
@@ -252,7 +271,9 @@ def _read_file(uri: str, limit: int) -> bytes:
         with path.open("rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > limit:
-                raise ObjectTooLarge(f"{uri}: {size} bytes is above the read limit of {limit} (KONDUKT_MAX_READ_BYTES)")
+                raise ObjectTooLarge(
+                    f"{uri}: {size} bytes is above the read limit of {limit} (KONDUKT_MAX_READ_BYTES)"
+                )
             data = handle.read(limit + 1)
     except FileNotFoundError:
         raise ObjectNotFound(f"{uri}: no such file") from None
@@ -315,5 +336,6 @@ def write_uri(
     elif scheme == "file":
         _write_file(uri, data)
     else:
-        raise UnsupportedUri(f"{uri!r}: unsupported scheme {scheme!r} (use s3://, https://, http:// or file://)")
-
+        raise UnsupportedUri(
+            f"{uri!r}: unsupported scheme {scheme!r} (use s3://, https://, http:// or file://)"
+        )

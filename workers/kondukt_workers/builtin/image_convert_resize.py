@@ -89,7 +89,9 @@ class ResizeRequest:
             output_format=None if output_format in (None, "") else parse_format(output_format),
             width=parse_dimension(task_input.get("outputWidth"), "outputWidth"),
             height=parse_dimension(task_input.get("outputHeight"), "outputHeight"),
-            maintain_aspect_ratio=parse_flag(task_input.get("maintainAspectRatio"), "maintainAspectRatio", True),
+            maintain_aspect_ratio=parse_flag(
+                task_input.get("maintainAspectRatio"), "maintainAspectRatio", True
+            ),
             quality=parse_quality(task_input.get("quality")) or DEFAULT_QUALITY,
         )
         if not request.maintain_aspect_ratio and (request.width is None or request.height is None):
@@ -120,23 +122,23 @@ class ConvertedImage:
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
-    Image.MAX_IMAGE_PIXELS = max_pixels
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise InvalidImage(
-                f"rejected as a possible decompression bomb: {exc} (limit: KONDUKT_MAX_IMAGE_PIXELS={max_pixels})"
-            ) from None
-        except UnidentifiedImageError:
-            raise InvalidImage(
-                f"the file is not an image Pillow can read ({len(data)} bytes starting with {data[:8]!r})"
-            ) from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise InvalidImage(f"the image header is corrupt: {exc}") from None
+    """Parse the header only, and refuse an image of more than ``max_pixels`` before decoding it."""
+    # Pillow's own bomb check runs inside open() with a message naming twice the limit; ours below is
+    # clearer, so Pillow's is lifted for the header and set again (as a backstop) for the decoding.
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise InvalidImage(
+            f"the file is not an image Pillow can read ({len(data)} bytes starting with {data[:8]!r})"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImage(f"the image header is corrupt: {exc}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = max_pixels
     width, height = image.size
     if width * height > max_pixels:
+        image.close()
         raise InvalidImage(
             f"the image is {width}x{height} = {width * height} pixels, more than the limit of {max_pixels} "
             "(KONDUKT_MAX_IMAGE_PIXELS): rejected as a possible decompression bomb"
@@ -152,28 +154,39 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) else 1
 
 
-def _decode(image: Image.Image, request: ResizeRequest, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+def _decode(
+    image: Image.Image, request: ResizeRequest, max_pixels: int
+) -> tuple[Image.Image, tuple[int, int]]:
     """Decode (with JPEG draft when it helps), make upright, and say the size to resize to."""
-    stored_width, stored_height = image.size
-    swaps_axes = _orientation(image) in _AXIS_SWAPPING_ORIENTATIONS
-    upright = (stored_height, stored_width) if swaps_axes else (stored_width, stored_height)
+    stored_size = image.size
+    if image.format in ("JPEG", "MPO"):
+        # A JPEG's EXIF sits in its header: the orientation is known before decoding, so the draft
+        # (a DCT-domain downscale by 1/2, 1/4 or 1/8) can be asked for in the stored orientation.
+        swaps_axes = _orientation(image) in _AXIS_SWAPPING_ORIENTATIONS
+        upright = stored_size[::-1] if swaps_axes else stored_size
+        width, height = request.target_size(*upright)
+        stored_target = (height, width) if swaps_axes else (width, height)
+        image.draft(None, (int(stored_target[0] * REDUCING_GAP), int(stored_target[1] * REDUCING_GAP)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise InvalidImage(f"rejected as a possible decompression bomb while decoding: {exc}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise InvalidImage(f"the image data is corrupt or truncated: {exc}") from None
+    orientation = _orientation(image)  # other formats may keep their EXIF after the pixels
+    upright = stored_size[::-1] if orientation in _AXIS_SWAPPING_ORIENTATIONS else stored_size
     target = request.target_size(*upright)
     if target[0] * target[1] > max_pixels:
         raise TerminalError(
             f"the output would be {target[0]}x{target[1]} = {target[0] * target[1]} pixels, more than the limit "
             f"of {max_pixels} (KONDUKT_MAX_IMAGE_PIXELS)"
         )
-    if image.format == "JPEG" or image.format == "MPO":
-        stored_target = (target[1], target[0]) if swaps_axes else target
-        image.draft(None, (int(stored_target[0] * REDUCING_GAP), int(stored_target[1] * REDUCING_GAP)))
-    try:
-        image.load()
-        if _orientation(image) != 1:
-            transposed = ImageOps.exif_transpose(image)
-            if transposed is not None:
-                image = transposed
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
-        raise InvalidImage(f"the image data is corrupt or truncated: {exc}") from None
+    if orientation != 1:
+        transposed = ImageOps.exif_transpose(image)
+        if transposed is not None:
+            image = transposed
     return image, target
 
 
@@ -239,7 +252,9 @@ def convert_resize(data: bytes, request: ResizeRequest, max_pixels: int) -> Conv
     with _open(data, max_pixels) as source:
         output_format = request.output_format or FORMAT_BY_PILLOW_NAME.get(source.format or "")
         if output_format is None:
-            raise TerminalError(f"outputFormat is missing and the source format {source.format} cannot be written")
+            raise TerminalError(
+                f"outputFormat is missing and the source format {source.format} cannot be written"
+            )
         icc_profile = source.info.get("icc_profile")
         image, target = _decode(source, request, max_pixels)
         image = _resizable(image)
@@ -270,7 +285,9 @@ def image_convert_resize(task_input: dict[str, Any]) -> dict[str, Any]:
         converted = convert_resize(data, request, settings.max_image_pixels)
     except InvalidImage as exc:
         raise InvalidImage(f"{source}: {exc}") from None
-    file_name = f"{source_stem(source)}_{converted.width}x{converted.height}.{converted.image_format.extension}"
+    file_name = (
+        f"{source_stem(source)}_{converted.width}x{converted.height}.{converted.image_format.extension}"
+    )
     target = output_uri(task_input, file_name, settings)
     write_uri(target, converted.data, converted.image_format.content_type, settings=settings)
     return {

@@ -38,14 +38,16 @@ def _formats(value: object) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value:
-        raise TerminalError(f"outputFormats must be a non-empty list of formats such as [\"jpg\", \"webp\"], not {value!r}")
+        raise TerminalError(
+            f'outputFormats must be a non-empty list of formats such as ["jpg", "webp"], not {value!r}'
+        )
     return [normalise_format_name(item, f"outputFormats[{index}]") for index, item in enumerate(value)]
 
 
 def _sizes(value: object) -> list[tuple[int, int]]:
     if not isinstance(value, list) or not value:
         raise TerminalError(
-            f"outputSizes must be a non-empty list of {{\"width\": .., \"height\": ..}} objects, not {value!r}"
+            f'outputSizes must be a non-empty list of {{"width": .., "height": ..}} objects, not {value!r}'
         )
     sizes = []
     for index, item in enumerate(value):
@@ -76,7 +78,9 @@ def image_multiple_convert_resize(task_input: dict[str, Any]) -> dict[str, Any]:
     for output_format in formats:
         for width, height in sizes:
             reference = f"image_convert_resize_{output_format}_{width}x{height}_{len(dynamic_tasks)}"
-            dynamic_tasks.append({"name": "image_convert_resize", "taskReferenceName": reference, "type": "SIMPLE"})
+            dynamic_tasks.append(
+                {"name": "image_convert_resize", "taskReferenceName": reference, "type": "SIMPLE"}
+            )
             branch_input: dict[str, Any] = {
                 "fileLocation": file_location,
                 "outputFormat": output_format,

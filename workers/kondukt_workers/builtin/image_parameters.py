@@ -57,7 +57,9 @@ def normalise_format_name(value: object, field: str = "outputFormat") -> str:
         raise TerminalError(f"{field} must be one of {', '.join(IMAGE_FORMATS)}, not {value!r}")
     name = value.strip().lower().lstrip(".")
     if name not in IMAGE_FORMATS:
-        raise TerminalError(f"{field}: unsupported image format {value!r} (supported: {', '.join(IMAGE_FORMATS)})")
+        raise TerminalError(
+            f"{field}: unsupported image format {value!r} (supported: {', '.join(IMAGE_FORMATS)})"
+        )
     return name
 
 
@@ -121,5 +123,7 @@ def parse_quality(value: object, field: str = "quality") -> int | None:
 def require_location(value: object, field: str = "fileLocation") -> str:
     """A non-empty URI or path string."""
     if not isinstance(value, str) or not value.strip():
-        raise TerminalError(f"{field} is required: the URI (s3://, https://, file://) of the source image, not {value!r}")
+        raise TerminalError(
+            f"{field} is required: the URI (s3://, https://, file://) of the source image, not {value!r}"
+        )
     return value.strip()

@@ -65,7 +65,9 @@ def upload_to_s3(task_input: dict[str, Any]) -> dict[str, Any]:
     source = as_uri(require_location(task_input.get("fileLocation")))
     bucket = _optional_text(task_input, "bucket") or settings.upload_bucket
     if not bucket:
-        raise TerminalError("no target bucket: set the input bucket or the environment variable KONDUKT_S3_BUCKET")
+        raise TerminalError(
+            "no target bucket: set the input bucket or the environment variable KONDUKT_S3_BUCKET"
+        )
     prefix = _optional_text(task_input, "prefix")
     prefix = (settings.upload_prefix if prefix is None else prefix).lstrip("/")
     if prefix and not prefix.endswith("/"):
