@@ -105,6 +105,11 @@ class _Origin:
         return f"{self.source}: {problem.with_prefix(self.prefix)}"
 
 
+def _built_in_memory(kind: str, name: Any) -> Source:
+    """Where a definition added to a Bundle by code (not read from a file) is said to come from."""
+    return Source("(not from a file)").named(kind, name)
+
+
 # --------------------------------------------------------------------------------------------------
 # Reading and parsing files
 # --------------------------------------------------------------------------------------------------
@@ -246,11 +251,17 @@ class Bundle:
             task_defs = {**(extra_task_defs or {}), **self.task_defs}
         messages: list[str] = []
         for key, workflow_def in self.workflow_defs.items():
-            origin = self._workflow_def_origins[key]
+            origin = self._workflow_def_origins.get(key) or _Origin(
+                _built_in_memory("WorkflowDef", key[0]), ""
+            )
             messages.extend(origin.describe(p) for p in validate_workflow_def(workflow_def, task_defs))
             if self_contained:
                 messages.extend(origin.describe(p) for p in self._unknown_workflow_names(workflow_def))
-        for (_, spec), origin in zip(self.workflows, self._workflow_origins, strict=True):
+        for index, (metadata, spec) in enumerate(self.workflows):
+            if index < len(self._workflow_origins):
+                origin = self._workflow_origins[index]
+            else:
+                origin = _Origin(_built_in_memory("Workflow", metadata.get("name")), "spec")
             if spec.definition is not None:
                 inline = _Origin(origin.source, "spec.definition")
                 messages.extend(inline.describe(p) for p in validate_workflow_def(spec.definition, task_defs))

@@ -432,3 +432,22 @@ def test_unresolved_workflow_def_ref(tmp_path: Path) -> None:
     ]
     with pytest.raises(ManifestError):
         bundle.workflow_def_for(bundle.workflows[0][1])
+
+
+def test_a_bundle_built_in_code_can_be_checked() -> None:
+    from kondukt.engine.models import WorkflowDef, WorkflowSpec
+
+    definition = WorkflowDef.model_validate(
+        {"name": "wf", "tasks": [{"name": "nowhere", "taskReferenceName": "n_ref"}]}
+    )
+    bundle = Bundle(
+        workflow_defs={("wf", 1): definition},
+        workflows=[({"name": "r"}, WorkflowSpec.model_validate({"workflowDefRef": {"name": "ghost"}}))],
+    )
+    problems = bundle.problems()
+    assert problems[0].startswith(
+        "(not from a file) (WorkflowDef wf): task 'n_ref' (tasks[0]): name 'nowhere' has no TaskDef"
+    )
+    assert problems[1].startswith(
+        "(not from a file) (Workflow r): spec.workflowDefRef names WorkflowDef 'ghost'"
+    )
