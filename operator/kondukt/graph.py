@@ -154,12 +154,14 @@ class AttemptSummary:
     attempts: int
 
 
+def _strip_iteration(ref: str, iteration: int) -> str:
+    suffix = f"__{iteration}"
+    return ref[: -len(suffix)] if iteration > 0 and ref.endswith(suffix) else ref
+
+
 def definition_ref(task: Task) -> str:
     """The reference name in the definition: DO_WHILE attempts are ``ref__N`` at iteration N."""
-    suffix = f"__{task.iteration}"
-    if task.iteration > 0 and task.referenceTaskName.endswith(suffix):
-        return task.referenceTaskName[: -len(suffix)]
-    return task.referenceTaskName
+    return _strip_iteration(task.referenceTaskName, task.iteration)
 
 
 def summarize_attempts(tasks: Iterable[Task]) -> dict[str, AttemptSummary]:
@@ -398,7 +400,8 @@ class _GraphBuilder:
                 refs.append(ref)
 
         for attempt in self.tasks:
-            if attempt.parentTaskRef == fork_ref:
+            parent = attempt.parentTaskRef
+            if parent is not None and _strip_iteration(parent, attempt.iteration) == fork_ref:
                 add(definition_ref(attempt))
         forked = fork.latest.inputData.get("forkedTasks") if fork is not None else None
         if isinstance(forked, list):

@@ -189,6 +189,52 @@ def test_dynamic_branches_fall_back_to_conductors_forked_tasks_list() -> None:
     assert g.node("t_x").status is TaskStatus.FAILED
 
 
+def test_an_execution_made_by_the_engine_is_drawn_as_it_ran() -> None:
+    """The dynamic-fork pipeline run by `decide`: the graph reads the engine's real attempts."""
+    from kondukt.engine import Blueprint, StartTask, TaskDef, TaskUpdate, decide, new_workflow
+
+    d = example(DYNAMIC)
+    names = ("image_multiple_convert_resize", "image_convert_resize")
+    blueprint = Blueprint(workflow=d, taskDefs={n: TaskDef(name=n, retryCount=1, retryDelaySeconds=0) for n in names})
+    decision = decide(blueprint, new_workflow(blueprint, "wf-1", {"fileLocation": "s3://in/a.jpg"}, 1_000), [], 1_000)
+    generator = next(a for a in decision.actions if isinstance(a, StartTask))
+    forked = {
+        "dynamicTasks": [{"name": "image_convert_resize", "taskReferenceName": f"resize_{i}"} for i in range(25)],
+        "dynamicTasksInput": {f"resize_{i}": {"outputWidth": i} for i in range(25)},
+    }
+    done = TaskUpdate(taskId=generator.taskId, status=TaskStatus.COMPLETED, outputData=forked)
+    decision = decide(blueprint, decision.workflow, [done], 2_000)
+    branches = [a for a in decision.actions if isinstance(a, StartTask)]
+    updates = [TaskUpdate(taskId=branches[0].taskId, status=TaskStatus.FAILED, reasonForIncompletion="boom")]
+    updates += [TaskUpdate(taskId=b.taskId, status=TaskStatus.COMPLETED) for b in branches[1:]]
+    workflow = decide(blueprint, decision.workflow, updates, 3_000).workflow
+
+    g = graphs.build_graph(d, workflow.tasks, workflow_status=workflow.status, max_dynamic_branches=3)
+    fork = "t_image_multiple_convert_resize_fork_ref"
+    assert [e.target for e in g.edges if e.source == fork] == ["t_resize_0", "t_resize_1", "t_resize_2", f"{fork}_more"]
+    first, retry = (t for t in workflow.tasks if t.referenceTaskName == "resize_0")
+    assert (first.status, retry.retryCount) == (TaskStatus.FAILED, 1)
+    assert g.node("t_resize_0").label[2] == f"{retry.status.value} · retry 1"  # the retry is the latest attempt
+    assert g.node(f"{fork}_more").label == ("… 22 more", "22 COMPLETED")
+    assert g.node("t_image_multiple_convert_resize_ref").status is TaskStatus.COMPLETED
+
+
+def test_a_dynamic_fork_inside_a_loop_shows_the_latest_iterations_branches() -> None:
+    d = definition(
+        wt("loop_ref", "DO_WHILE", loopOver=[wt("fork_ref", "FORK_JOIN_DYNAMIC"), wt("join_ref", "JOIN")])
+    )
+    tasks = [
+        attempt("loop_ref", TaskStatus.IN_PROGRESS, "DO_WHILE", iteration=2),
+        attempt("fork_ref__1", TaskStatus.COMPLETED, "FORK", seq=1, iteration=1, loopTaskRef="loop_ref"),
+        attempt("a__1", TaskStatus.COMPLETED, "w", seq=2, iteration=1, parentTaskRef="fork_ref__1"),
+        attempt("fork_ref__2", TaskStatus.COMPLETED, "FORK", seq=3, iteration=2, loopTaskRef="loop_ref"),
+        attempt("a__2", TaskStatus.IN_PROGRESS, "w", seq=4, iteration=2, parentTaskRef="fork_ref__2"),
+    ]
+    g = graphs.build_graph(d, tasks)
+    assert [e.target for e in g.edges if e.source == "t_fork_ref"] == ["t_a"]
+    assert g.node("t_a").status is TaskStatus.IN_PROGRESS and g.node("t_a").cluster == "cluster_loop_ref"
+
+
 def test_max_dynamic_branches_must_be_positive() -> None:
     with pytest.raises(ValueError):
         graphs.build_graph(definition(wt("a")), max_dynamic_branches=0)
