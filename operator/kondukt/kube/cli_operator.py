@@ -1,0 +1,87 @@
+"""``kondukt operator``: run the Kubernetes operator in the foreground.
+
+Flags map one-to-one to :class:`~kondukt.kube.operator.OperatorOptions`; the Helm chart passes
+``--peering``, ``--log-level``, ``--metrics-port``, ``--default-worker-image`` and ``--namespace``.
+This module only parses arguments: it must never hold operator logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from kondukt.errors import KonduktUserError
+from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "operator",
+        help="run the Kubernetes operator (workflows as Jobs)",
+        description="Run Kondukt's operator: it executes Workflow resources, every task attempt as a Job, and "
+        "records progress in each Workflow's status. Stops on SIGINT/SIGTERM.",
+    )
+    parser.add_argument("-n", "--namespace", dest="namespaces", action="append", default=[], metavar="NS",
+                        help="watch this namespace (repeatable); default: every namespace")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG / ~/.kube/config)")
+    parser.add_argument("--context", help="kubeconfig context")
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument("--standalone", action="store_true", help="run without peering (a single replica)")
+    peering.add_argument("--peering", metavar="NAME",
+                         help="Kopf peering object shared by the replicas; the highest priority one works")
+    parser.add_argument("--priority", type=int, help="peering priority (default: random, distinct per replica)")
+    parser.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port; 0 = off")
+    parser.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics server binds")
+    parser.add_argument("--liveness", metavar="URL", help="Kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        type=str.upper)
+    parser.add_argument("--default-worker-image", metavar="IMAGE",
+                        help="image for TaskDefs whose template names none")
+    parser.add_argument("--worker-service-account", metavar="NAME",
+                        help="ServiceAccount of attempt pods whose TaskDef names none")
+    parser.add_argument("--worker-env", type=_env_pair, action="append", default=[], metavar="NAME=VALUE",
+                        help="environment for every worker (e.g. KONDUKT_PAYLOAD_BUCKET=...); repeatable")
+    parser.add_argument("--job-ttl-seconds", type=int, default=600,
+                        help="finished Jobs are deleted after this long (their results are in the status)")
+    parser.add_argument("--workers", type=int, default=16, help="workflows reconciled in parallel")
+    parser.add_argument("--compress-status-over", type=int, default=DEFAULT_COMPRESS_OVER_BYTES, metavar="BYTES",
+                        help="store status.tasks compressed when their JSON is larger than this")
+    parser.add_argument("--definition-grace-seconds", type=float, default=15.0,
+                        help="how long a new Workflow waits for a missing WorkflowDef/TaskDef before failing")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kondukt.kube.operator import OperatorOptions, run_operator
+
+    if args.workers < 1:
+        raise KonduktUserError("--workers must be at least 1")
+    if args.job_ttl_seconds < 0:
+        raise KonduktUserError("--job-ttl-seconds must not be negative")
+    options = OperatorOptions(
+        namespaces=tuple(args.namespaces),
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        standalone=args.standalone,
+        peering=args.peering,
+        priority=args.priority,
+        metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
+        liveness_endpoint=args.liveness,
+        log_level=args.log_level,
+        job_ttl_seconds=args.job_ttl_seconds,
+        default_worker_image=args.default_worker_image,
+        worker_service_account=args.worker_service_account,
+        worker_env=tuple(args.worker_env),
+        workers=args.workers,
+        compress_over_bytes=args.compress_status_over,
+        definition_grace_seconds=args.definition_grace_seconds,
+    )
+    return run_operator(options)

@@ -1,0 +1,243 @@
+"""The few Kubernetes API calls the operator makes, over one pooled aiohttp session.
+
+Configuration (server, CA, client certificate, token — refreshed for in-cluster and exec credentials)
+comes from ``kubernetes_asyncio``'s kubeconfig / in-cluster loaders; requests are plain JSON over aiohttp
+so nothing is deserialised into generated model classes (the Workflow of a 2,000-branch fork is a
+large object, and the reconcile only needs dicts). Every call is async: the event loop never blocks.
+
+Errors come out classified, because the reconcile reacts differently to each:
+:class:`NotFound` (404), :class:`AlreadyExists` (409 on create), :class:`Conflict` (409 on update: stale
+resourceVersion), :class:`Invalid` (400/422: the object itself is wrong, retrying cannot help) and
+:class:`TransientApiError` (5xx, 429, 403, timeouts, connection problems: retry with backoff).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import Configuration
+
+from kondukt.kube import resources as r
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str, what: str) -> None:
+        super().__init__(f"{what}: HTTP {status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.api_message = message
+        self.what = what
+
+
+class NotFound(ApiError):
+    pass
+
+
+class AlreadyExists(ApiError):
+    pass
+
+
+class Conflict(ApiError):
+    pass
+
+
+class Invalid(ApiError):
+    """The request's object is invalid (schema, CEL, admission): the same request will fail again."""
+
+
+class TransientApiError(ApiError):
+    """Worth retrying: server errors, throttling, timeouts, refused connections, missing permissions."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    server: str
+    ca_file: str | None
+    verify: bool
+    cert_file: str | None
+    key_file: str | None
+    default_namespace: str | None
+
+
+async def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> Configuration:
+    """The client configuration: in-cluster when running in a pod (and no kubeconfig given), else kubeconfig."""
+    configuration = Configuration()
+    if kubeconfig is None:
+        try:
+            kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return configuration
+        except kube_config.ConfigException:
+            pass
+    await kube_config.load_kube_config(config_file=kubeconfig, context=context,
+                                       client_configuration=configuration)
+    return configuration
+
+
+class KubeClient:
+    """A minimal async JSON client for the Kubernetes API."""
+
+    def __init__(self, configuration: Configuration, *, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                 connections: int = 64) -> None:
+        self.configuration = configuration
+        self.server = str(configuration.host).rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        cfg = self.configuration
+        if not self.server.startswith("https"):
+            return False
+        if not cfg.verify_ssl:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            context = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else \
+                ssl.create_default_context()
+        if cfg.cert_file and cfg.key_file:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file)
+        return context
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl())
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def token(self) -> str | None:
+        auth = await self.configuration.auth_settings()
+        bearer = auth.get("BearerToken")
+        return str(bearer["value"]) if bearer else None
+
+    async def connection(self) -> Connection:
+        cfg = self.configuration
+        return Connection(server=self.server, ca_file=cfg.ssl_ca_cert, verify=bool(cfg.verify_ssl),
+                          cert_file=cfg.cert_file, key_file=cfg.key_file, default_namespace=None)
+
+    # ------------------------------------------------------------------------------------------ calls
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+        on_conflict: type[ApiError] = Conflict,
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        token = await self.token()
+        if token:
+            headers["Authorization"] = token
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        url = self.server + path
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        session = await self.session()
+        try:
+            async with session.request(method, url, data=data, headers=headers) as response:
+                text = await response.text()
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            raise TransientApiError(0, type(err).__name__, str(err) or repr(err), what) from err
+        if 200 <= status < 300:
+            return json.loads(text) if text else None
+        reason, message = "", text[:2000]
+        try:
+            document = json.loads(text)
+            reason = str(document.get("reason") or "")
+            message = str(document.get("message") or message)
+        except (ValueError, AttributeError):
+            pass
+        if status == 404:
+            raise NotFound(status, reason, message, what)
+        if status == 409:
+            error = AlreadyExists if reason == "AlreadyExists" else on_conflict
+            raise error(status, reason, message, what)
+        if status in (400, 422):
+            raise Invalid(status, reason, message, what)
+        raise TransientApiError(status, reason, message, what)
+
+    # --------------------------------------------------------------------------------------- helpers
+    @staticmethod
+    def workflow_path(namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+        path = f"/apis/{r.GROUP}/{r.VERSION}/namespaces/{namespace}/{r.WORKFLOW_PLURAL}"
+        if name:
+            path += f"/{urllib.parse.quote(name)}"
+        if subresource:
+            path += f"/{subresource}"
+        return path
+
+    @staticmethod
+    def job_path(namespace: str, name: str | None = None) -> str:
+        path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+        return path + f"/{urllib.parse.quote(name)}" if name else path
+
+    async def get(self, path: str, what: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = await self.request("GET", path, what=what)
+            return found
+        except NotFound:
+            return None
+
+    async def create(self, path: str, body: Mapping[str, Any], what: str) -> dict[str, Any] | None:
+        """POST; None when the object already exists (idempotent creation)."""
+        try:
+            created: dict[str, Any] = await self.request("POST", path, body=body, what=what)
+            return created
+        except AlreadyExists:
+            return None
+
+    async def delete(self, path: str, what: str, propagation: str = "Background") -> bool:
+        """DELETE; False when it was already gone."""
+        try:
+            await self.request("DELETE", path, what=what,
+                               body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation})
+            return True
+        except NotFound:
+            return False
+
+    async def merge_patch(self, path: str, patch: Mapping[str, Any], what: str) -> dict[str, Any]:
+        patched: dict[str, Any] = await self.request("PATCH", path, body=patch, what=what,
+                                                     content_type="application/merge-patch+json")
+        return patched
+
+    async def replace_status(self, namespace: str, name: str, resource_version: str,
+                             status: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT the whole status with optimistic concurrency (:class:`Conflict` when it moved on)."""
+        body = {
+            "apiVersion": r.API_VERSION,
+            "kind": r.WORKFLOW_KIND,
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            "status": status,
+        }
+        replaced: dict[str, Any] = await self.request(
+            "PUT", self.workflow_path(namespace, name, "status"), body=body,
+            what=f"workflow {namespace}/{name} status",
+        )
+        return replaced
+
+    async def list_items(self, path: str, what: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        listed = await self.request("GET", path, what=what, params=params)
+        items = listed.get("items") if isinstance(listed, dict) else None
+        return list(items or [])

@@ -1,0 +1,51 @@
+"""The operator's Prometheus metrics, on their own registry (several operators may share a process in tests).
+
+Names follow Prometheus conventions (``kondukt_`` prefix, ``_total`` counters, ``_seconds`` histograms):
+
+- ``kondukt_workflows_total{outcome}``: workflows this operator saw end (COMPLETED, FAILED, ...);
+- ``kondukt_workflow_duration_seconds{outcome}``: start to end of those workflows;
+- ``kondukt_task_attempts_total{task_type,outcome}``: task attempts that ended;
+- ``kondukt_task_duration_seconds{outcome}``: their start to end;
+- ``kondukt_step_latency_seconds``: from the moment something woke a workflow (a Job finished, a timer
+  fired) to the moment the next attempt's Job (or child) was created — the latency DESIGN §11 targets;
+- ``kondukt_reconcile_duration_seconds{result}`` and ``kondukt_reconcile_errors_total{kind}``;
+- ``kondukt_workqueue_depth``: workflows waiting for a reconcile;
+- ``kondukt_status_bytes``: size of the last status written (compactness of big workflows);
+- ``kondukt_events_dropped_total``: task-transition Events not posted because the queue was full.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5, 10)
+_DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.workflows = Counter("kondukt_workflows_total", "Workflows that ended, by outcome.", ["outcome"],
+                                 registry=r)
+        self.workflow_duration = Histogram("kondukt_workflow_duration_seconds", "Workflow start to end.",
+                                           ["outcome"], buckets=_DURATION_BUCKETS, registry=r)
+        self.tasks = Counter("kondukt_task_attempts_total", "Task attempts that ended.", ["task_type", "outcome"],
+                             registry=r)
+        self.task_duration = Histogram("kondukt_task_duration_seconds", "Task attempt start to end.", ["outcome"],
+                                       buckets=_DURATION_BUCKETS, registry=r)
+        self.step_latency = Histogram("kondukt_step_latency_seconds",
+                                      "From a workflow's wake-up (Job finished, timer) to its next Job created.",
+                                      buckets=_LATENCY_BUCKETS, registry=r)
+        self.reconcile_duration = Histogram("kondukt_reconcile_duration_seconds", "One reconcile.", ["result"],
+                                            buckets=_LATENCY_BUCKETS, registry=r)
+        self.reconcile_errors = Counter("kondukt_reconcile_errors_total", "Reconciles that failed.", ["kind"],
+                                        registry=r)
+        self.queue_depth = Gauge("kondukt_workqueue_depth", "Workflows waiting for a reconcile.", registry=r)
+        self.status_bytes = Gauge("kondukt_status_bytes", "Size of the last Workflow status written.", registry=r)
+        self.events_dropped = Counter("kondukt_events_dropped_total", "Events not posted (queue full).",
+                                      registry=r)
+
+    def serve(self, port: int, address: str = "0.0.0.0") -> None:
+        """Expose ``/metrics`` on ``address:port`` (a daemon thread; never blocks the event loop)."""
+        start_http_server(port, addr=address, registry=self.registry)

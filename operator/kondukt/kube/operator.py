@@ -1,0 +1,266 @@
+"""The Kopf operator: settings, watches and the handlers that feed the reconcile loop.
+
+Kopf does what it is best at — watching (with reconnects and resourceVersion bookkeeping), in-memory
+indexes, peering between replicas, credentials — and nothing else: every handler here is thin and only
+does I/O-free routing.
+
+- ``kopf.index`` on Jobs, pods, child Workflows, TaskDefs and WorkflowDefs feeds :mod:`kondukt.kube.cache`;
+  Kopf holds every other handler back until their first listing is complete.
+- ``kopf.on.event`` on Workflows, on Kondukt's Jobs and pods and on child Workflows only *enqueues* the
+  owning workflow's key into the work queue (:class:`~kondukt.kube.workqueue.WorkQueue`: one reconcile at a
+  time per workflow, bursts coalesced, many workflows in parallel). A finished attempt also wakes the
+  workflows a ``concurrentExecLimit`` held back; a new TaskDef / WorkflowDef wakes workflows waiting for it.
+- Kopf's own bookkeeping never reaches the user-visible ``status``: progress and diff-base live in
+  annotations under ``kopf.kondukt.io`` (and the handlers used here need neither), Kopf's own Events are
+  limited to warnings, and no finalizers are added (children and Jobs go with their Workflow through owner
+  references).
+- HA: several replicas peer through Kopf's peering object (``--peering``); the one with the highest
+  priority works, the others stand by. Replicas need distinct priorities — Kopf pauses every operator when
+  two share one — so without ``--priority`` each replica picks a random one.
+
+Never put logic here that belongs to the reconcile (:mod:`kondukt.kube.reconcile`) or the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from kondukt.kube import cache
+from kondukt.kube import resources as r
+from kondukt.kube.builders import JobOptions
+from kondukt.kube.events import EventRecorder
+from kondukt.kube.kubeapi import KubeClient, load_configuration
+from kondukt.kube.metrics import Metrics
+from kondukt.kube.reconcile import Reconciler, ReconcileSettings
+from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
+from kondukt_workers.settings import Settings as WorkerSettings
+
+logger = logging.getLogger("kondukt.operator")
+
+INDEX_IDS = (cache.JOBS_INDEX, cache.PODS_INDEX, cache.CHILDREN_INDEX, cache.TASKDEFS_INDEX, cache.WORKFLOWDEFS_INDEX)
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    """Everything ``kondukt operator`` can be told (see :mod:`kondukt.kube.cli_operator`)."""
+
+    namespaces: tuple[str, ...] = ()
+    kubeconfig: str | None = None
+    context: str | None = None
+    standalone: bool = False
+    peering: str | None = None
+    priority: int | None = None
+    metrics_port: int = 0
+    metrics_address: str = "0.0.0.0"
+    liveness_endpoint: str | None = None
+    log_level: str = "INFO"
+    job_ttl_seconds: int = 600
+    default_worker_image: str | None = None
+    worker_service_account: str | None = None
+    worker_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    workers: int = 16
+    compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES
+    definition_grace_seconds: float = 15.0
+
+
+class Controller:
+    """The operator's moving parts, created before Kopf starts and started by its startup handler."""
+
+    def __init__(self, options: OperatorOptions, api: KubeClient) -> None:
+        self.options = options
+        self.api = api
+        self.metrics = Metrics()
+        self.events = EventRecorder(api, self.metrics)
+        self.indices: dict[str, Any] = {}
+        settings = ReconcileSettings(
+            job_options=JobOptions(
+                ttl_seconds_after_finished=options.job_ttl_seconds,
+                default_image=options.default_worker_image,
+                default_service_account=options.worker_service_account,
+                worker_env=options.worker_env,
+            ),
+            compress_over_bytes=options.compress_over_bytes,
+            definition_grace_seconds=options.definition_grace_seconds,
+            payload_settings=WorkerSettings.from_environ(),
+        )
+        self.reconciler = Reconciler(api, cache.ClusterView(self.indices), settings, self.metrics, self.events,
+                                     workers=options.workers)
+
+    async def start(self, indices: Mapping[str, Any]) -> None:
+        self.indices.update(indices)
+        self.events.start()
+        await self.reconciler.start()
+        if self.options.metrics_port:
+            self.metrics.serve(self.options.metrics_port, self.options.metrics_address)
+
+    async def stop(self) -> None:
+        await self.reconciler.stop()
+        await self.events.stop()
+        await self.api.close()
+
+    # ------------------------------------------------------------------------------------ routing
+    def on_workflow(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        if event_type == "DELETED":
+            self.reconciler.forget(key, str(meta.get("uid")))
+        else:
+            self.reconciler.enqueue(key)
+        parent = cache.owner_workflow_name(body)
+        if parent is not None:
+            self.reconciler.enqueue((key[0], parent))
+
+    def on_attempt(self, event_type: str | None, body: Mapping[str, Any], finished: bool) -> None:
+        """A Job or pod of a task attempt changed: wake its workflow (and limit waiters if it ended)."""
+        meta = body.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        namespace = str(meta.get("namespace"))
+        workflow = annotations.get(r.ANNOTATION_WORKFLOW) or cache.owner_workflow_name(body)
+        if workflow:
+            self.reconciler.enqueue((namespace, workflow))
+        task_def = annotations.get(r.ANNOTATION_TASK_DEF)
+        if task_def and (finished or event_type == "DELETED"):
+            self.reconciler.wake_waiters(namespace, task_def)
+
+    def on_definition(self, namespace: str) -> None:
+        self.reconciler.wake_definition_waiters(namespace)
+
+
+def build_registry(controller: Controller) -> kopf.OperatorRegistry:
+    """Kopf's handlers, on a registry of their own (several operators may share a process in tests)."""
+    registry = kopf.OperatorRegistry()
+    managed = {r.LABEL_WORKFLOW_UID: kopf.PRESENT}
+
+    @kopf.on.login(registry=registry)
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        connection = await controller.api.connection()
+        token = await controller.api.token()
+        return kopf.ConnectionInfo(
+            server=connection.server,
+            ca_path=connection.ca_file,
+            insecure=not connection.verify,
+            token=token.split(" ", 1)[1] if token and token.lower().startswith("bearer ") else token,
+            certificate_path=connection.cert_file,
+            private_key_path=connection.key_file,
+        )
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=r.KOPF_ANNOTATION_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=r.KOPF_ANNOTATION_PREFIX)
+        settings.posting.level = logging.WARNING  # Kopf's own Events: warnings and errors only
+        settings.peering.stealth = True
+        settings.watching.server_timeout = 600
+        settings.watching.client_timeout = 660
+        settings.watching.connect_timeout = 30
+        settings.networking.request_timeout = 60
+        await controller.start({name: kwargs[name] for name in INDEX_IDS})
+
+    @kopf.on.cleanup(registry=registry)
+    async def shutdown(**_: Any) -> None:
+        await controller.stop()
+
+    # -------------------------------------------------------------------------------- indexes
+    @kopf.index("batch", "v1", "jobs", labels=managed, id=cache.JOBS_INDEX, registry=registry)
+    async def kondukt_jobs(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], cache.JobRecord]:
+        return cache.index_job(body)
+
+    @kopf.index("v1", "pods", labels=managed, id=cache.PODS_INDEX, registry=registry)
+    async def kondukt_pods(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], cache.PodRecord]:
+        return cache.index_pod(body)
+
+    @kopf.index(r.GROUP, r.VERSION, r.WORKFLOW_PLURAL, labels={r.LABEL_PARENT_UID: kopf.PRESENT},
+                id=cache.CHILDREN_INDEX, registry=registry)
+    async def kondukt_children(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], cache.ChildRecord]:
+        return cache.index_child(body)
+
+    @kopf.index(r.GROUP, r.VERSION, r.TASKDEF_PLURAL, id=cache.TASKDEFS_INDEX, registry=registry)
+    async def kondukt_taskdefs(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], cache.TaskDefRecord]:
+        return cache.index_taskdef(body)
+
+    @kopf.index(r.GROUP, r.VERSION, r.WORKFLOWDEF_PLURAL, id=cache.WORKFLOWDEFS_INDEX, registry=registry)
+    async def kondukt_workflowdefs(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], cache.WorkflowDefRecord]:
+        return cache.index_workflowdef(body)
+
+    # ------------------------------------------------------------------------ event routing
+    @kopf.on.event(r.GROUP, r.VERSION, r.WORKFLOW_PLURAL, registry=registry)
+    async def workflow_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+        controller.on_workflow(event.get("type"), body)
+
+    @kopf.on.event("batch", "v1", "jobs", labels=managed, registry=registry)
+    async def job_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+        record = cache.job_record(body)
+        controller.on_attempt(event.get("type"), body, finished=record is not None and record.finished)
+
+    @kopf.on.event("v1", "pods", labels=managed, registry=registry)
+    async def pod_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+        record = cache.pod_record(body)
+        controller.on_attempt(event.get("type"), body, finished=record is not None and record.terminated)
+
+    @kopf.on.event(r.GROUP, r.VERSION, r.TASKDEF_PLURAL, registry=registry)
+    async def taskdef_changed(namespace: str | None, **_: Any) -> None:
+        controller.on_definition(str(namespace))
+
+    @kopf.on.event(r.GROUP, r.VERSION, r.WORKFLOWDEF_PLURAL, registry=registry)
+    async def workflowdef_changed(namespace: str | None, **_: Any) -> None:
+        controller.on_definition(str(namespace))
+
+    return registry
+
+
+def configure_logging(level: str) -> None:
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger().setLevel(numeric)
+    # Kopf logs every handler call at INFO ("Handler ... succeeded"): with thousands of pod events that
+    # drowns what matters. Its per-object messages show from WARNING unless we are debugging.
+    for name in ("kopf.objects", "kopf.activities", "kopf._core.engines.peering"):
+        logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def run_operator_async(
+    options: OperatorOptions,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+) -> None:
+    """Run the operator until ``stop_flag`` is set (or SIGINT/SIGTERM when in the main thread)."""
+    configuration = await load_configuration(options.kubeconfig, options.context)
+    api = KubeClient(configuration)
+    controller = Controller(options, api)
+    registry = build_registry(controller)
+    peering = options.peering if not options.standalone else None
+    priority = options.priority
+    if peering is not None and priority is None:
+        priority = random.randint(1, 2**30)  # distinct per replica: equal priorities pause everyone
+    logger.info(
+        "kondukt operator starting: %s, %s",
+        f"namespaces {', '.join(options.namespaces)}" if options.namespaces else "all namespaces",
+        f"peering {peering!r} priority {priority}" if peering else "standalone",
+    )
+    await kopf.operator(
+        registry=registry,
+        standalone=True if peering is None else None,
+        peering_name=peering,
+        priority=priority,
+        clusterwide=not options.namespaces,
+        namespaces=list(options.namespaces),
+        liveness_endpoint=options.liveness_endpoint,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+def run_operator(options: OperatorOptions) -> int:
+    """Run the operator in the foreground (``kondukt operator``); returns the exit code."""
+    configure_logging(options.log_level)
+    asyncio.run(run_operator_async(options))
+    return 0

@@ -1,0 +1,922 @@
+"""One level-based reconcile of one Workflow: observe, ``decide``, act, write ``status``.
+
+The work queue calls :meth:`Reconciler.reconcile` with a ``(namespace, name)`` key, one at a time per key.
+Every decision is derived again from what is stored and observed — the Workflow read fresh from the API,
+its Jobs, pods and children from the informer caches, the TaskDefs and the WorkflowDef snapshot — so an
+operator that restarts continues exactly where the last one stopped. Nothing lives only in memory
+except caches and in-flight HTTP requests.
+
+Order of a reconcile, and why (kill-safety, DESIGN §11):
+
+1. read the Workflow; build observations: operations (``spec.suspend`` / ``spec.terminate`` edges and
+   ``ops.kondukt.io/*`` annotations, each applied once through the engine's nonce record), task updates
+   (``kube.attempts``), the namespace's load for concurrency and rate limits;
+2. ``decide``; carry out its actions *before* anything is persisted, idempotently (deterministic names:
+   AlreadyExists means done; a Job is never created twice for one attempt);
+3. feed results known right away (a started workflow's id, a rejected Job) back to ``decide`` (a few
+   rounds at most);
+4. write ``status`` with PUT on the status subresource and the resourceVersion read in step 1 (409: someone
+   else moved it — requeue; nothing done in step 2 is lost or repeated, because it is all idempotent);
+5. Events for the transitions, metrics, and the exact timer at ``decision.wakeAt``.
+
+A killed operator loses at most the work of step 2 that was not persisted: the next reconcile decides the
+same actions again (the engine's task ids are deterministic) and finds them already done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+import pydantic
+
+from kondukt.engine import decide, new_workflow
+from kondukt.engine.decision import (
+    Action,
+    CallHttp,
+    CancelTask,
+    Load,
+    Observation,
+    Operation,
+    OperationKind,
+    StartSubWorkflow,
+    StartTask,
+    StartWorkflow,
+    TaskLoad,
+    TaskTransition,
+    TaskUpdate,
+)
+from kondukt.engine.models import (
+    Blueprint,
+    Task,
+    TaskDef,
+    TaskStatus,
+    TaskType,
+    Workflow,
+    WorkflowDef,
+    WorkflowSpec,
+    WorkflowStatus,
+    WorkflowTask,
+)
+from kondukt.engine.validation import validate
+from kondukt.kube import attempts, names
+from kondukt.kube import resources as r
+from kondukt.kube.builders import (
+    AttemptSpecError,
+    JobOptions,
+    OwnerRef,
+    build_child_workflow,
+    build_job_for_attempt,
+    build_started_workflow,
+)
+from kondukt.kube.cache import (
+    ClusterView,
+    TaskDefRecord,
+    WorkflowDefRecord,
+    parse_time_ms,
+    pick_workflow_def,
+    workflowdef_record,
+)
+from kondukt.kube.events import EventRecorder, describe_transition, describe_workflow
+from kondukt.kube.httptask import perform_http_task
+from kondukt.kube.kubeapi import Conflict, Invalid, KubeClient, NotFound, TransientApiError
+from kondukt.kube.metrics import Metrics
+from kondukt.kube.status import (
+    DEFAULT_COMPRESS_OVER_BYTES,
+    StatusError,
+    StoredStatus,
+    TaskEncoder,
+    build_status,
+    build_waiting_status,
+    read_status,
+)
+from kondukt.kube.workqueue import WorkQueue
+from kondukt_workers.context import TaskContext
+from kondukt_workers.payloads import encode_task_input, resolve_result_payload
+from kondukt_workers.storage import StorageError
+
+logger = logging.getLogger(__name__)
+
+WorkflowKey = tuple[str, str]
+
+#: Inputs up to this size travel in KONDUKT_INPUT; larger ones through external payload storage.
+MAX_INPUT_ENV_BYTES: Final = 32 * 1024
+#: Order in which pending annotation operations apply when several wait at once.
+_OPERATION_ORDER: Final = ("terminate", "pause", "resume", "complete", "skip", "rerun", "retry", "restart")
+_TERMINAL_PHASES: Final = frozenset(s.value for s in WorkflowStatus if s.terminal)
+_PARALLEL_ACTIONS: Final = 32
+
+
+class TransientError(Exception):
+    """Something outside the operator is not ready (storage down, API throttling): retry with backoff."""
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    job_options: JobOptions = field(default_factory=JobOptions)
+    compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES
+    #: How long a new Workflow waits for its WorkflowDef / TaskDefs to appear (GitOps tools apply them
+    #: together with it, and watches deliver them in any order) before it fails.
+    definition_grace_seconds: float = 15.0
+    job_missing_grace_ms: int = attempts.JOB_MISSING_GRACE_MS
+    max_rounds: int = 16
+    #: Worker settings (external payload storage) for large inputs and offloaded results.
+    payload_settings: Any = None
+
+
+@dataclass
+class _Memo:
+    """What the reconciler remembers about one Workflow between reconciles (a cache, never the truth)."""
+
+    resource_version: str
+    stored: StoredStatus
+    encoder: TaskEncoder = field(default_factory=TaskEncoder)
+    definition_dump: dict[str, Any] | None = None
+    warned: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Outcome:
+    """What a reconcile did, for the caller's bookkeeping."""
+
+    wake_at_ms: int | None = None
+    waiting_on: tuple[str, ...] = ()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _is_limited(task_def: TaskDef | None) -> bool:
+    return task_def is not None and bool(
+        task_def.concurrentExecLimit or (task_def.rateLimitPerFrequency and task_def.rateLimitFrequencyInSeconds)
+    )
+
+
+def _simple_task_names(tasks: Iterable[WorkflowTask]) -> set[str]:
+    found: set[str] = set()
+    for task in tasks:
+        if task.type == TaskType.SIMPLE.value and task.taskDefinition is None:
+            found.add(task.name)
+        for nested in task.children():
+            found |= _simple_task_names(nested)
+    return found
+
+
+class Reconciler:
+    """Reconciles Workflows; owns the in-memory helpers (reservations, waiters, in-flight HTTP)."""
+
+    def __init__(
+        self,
+        api: KubeClient,
+        view: ClusterView,
+        settings: ReconcileSettings,
+        metrics: Metrics,
+        events: EventRecorder,
+        clock: Callable[[], int] = _now_ms,
+        workers: int = 16,
+    ) -> None:
+        self.api = api
+        self.view = view
+        self.settings = settings
+        self.metrics = metrics
+        self.events = events
+        self.clock = clock
+        self.queue: WorkQueue[WorkflowKey] = WorkQueue(self.run, workers=workers, on_depth=metrics.queue_depth.set)
+        self._memos: dict[str, _Memo] = {}
+        #: Jobs created for limited TaskDefs that the Job watch has not shown yet: (ns, def) -> job -> ms.
+        self._reservations: dict[tuple[str, str], dict[str, int]] = {}
+        #: Workflows held back by a concurrentExecLimit: (ns, def) -> keys to wake when a slot frees.
+        self._waiters: dict[tuple[str, str], set[WorkflowKey]] = {}
+        #: Workflows waiting for their WorkflowDef / TaskDefs to appear, by namespace.
+        self._waiting_for_definitions: dict[str, set[WorkflowKey]] = {}
+        self._http: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._http_results: dict[str, dict[str, TaskUpdate]] = {}
+        self._http_session: aiohttp.ClientSession | None = None
+        self._taskdef_cache: dict[str, tuple[tuple[tuple[str, str], ...], dict[str, TaskDef]]] = {}
+
+    # ------------------------------------------------------------------------------- entry points
+    def enqueue(self, key: WorkflowKey) -> None:
+        self.queue.add(key)
+
+    def wake_waiters(self, namespace: str, task_def: str) -> None:
+        """An attempt of ``task_def`` finished: the workflows its limit held back may go on."""
+        for key in self._waiters.pop((namespace, task_def), set()):
+            self.queue.add(key)
+
+    def wake_definition_waiters(self, namespace: str) -> None:
+        for key in self._waiting_for_definitions.pop(namespace, set()):
+            self.queue.add(key)
+
+    def forget(self, key: WorkflowKey, uid: str | None = None) -> None:
+        """The Workflow is gone: drop timers, memo and in-flight HTTP requests."""
+        self.queue.cancel_timer(key)
+        if uid is not None:
+            self._memos.pop(uid, None)
+            self._http_results.pop(uid, None)
+            for http_key in [k for k in self._http if k[0] == uid]:
+                self._http.pop(http_key).cancel()
+
+    async def start(self) -> None:
+        self.queue.start()
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+        for task in self._http.values():
+            task.cancel()
+        if self._http_session is not None:
+            await self._http_session.close()
+
+    async def run(self, key: WorkflowKey) -> None:
+        """The work queue's handler: one reconcile, with error classification and retries."""
+        started = time.perf_counter()
+        result = "ok"
+        try:
+            outcome = await self.reconcile(key)
+            self.queue.forget(key)
+            if outcome is not None:
+                self._schedule(key, outcome)
+        except Conflict:
+            result = "conflict"
+            self.metrics.reconcile_errors.labels("conflict").inc()
+            self.queue.add(key)
+        except (TransientApiError, TransientError) as err:
+            result = "retry"
+            self.metrics.reconcile_errors.labels("transient").inc()
+            delay = self.queue.add_rate_limited(key)
+            logger.warning("workflow %s/%s: %s (retrying in %.2fs)", key[0], key[1], err, delay)
+        finally:
+            self.metrics.reconcile_duration.labels(result).observe(time.perf_counter() - started)
+
+    def _schedule(self, key: WorkflowKey, outcome: _Outcome) -> None:
+        if outcome.wake_at_ms is not None:
+            loop = asyncio.get_running_loop()
+            delay = (outcome.wake_at_ms - self.clock()) / 1000.0
+            self.queue.add_at(key, loop.time() + max(0.0, delay))
+        else:
+            self.queue.cancel_timer(key)
+        for task_def in outcome.waiting_on:
+            self._waiters.setdefault((key[0], task_def), set()).add(key)
+
+    # ------------------------------------------------------------------------------------ reconcile
+    async def reconcile(self, key: WorkflowKey) -> _Outcome | None:
+        namespace, name = key
+        reconcile_started = time.perf_counter()
+        woke = self.queue.last_wait(key)
+        obj = await self.api.get(KubeClient.workflow_path(namespace, name), f"workflow {namespace}/{name}")
+        if obj is None:
+            self.forget(key)
+            return None
+        meta = obj.get("metadata") or {}
+        uid = str(meta.get("uid"))
+        if meta.get("deletionTimestamp"):
+            self.forget(key, uid)
+            return None
+        owner = OwnerRef(name=name, namespace=namespace, uid=uid)
+        generation = int(meta.get("generation") or 1)
+        raw_status = obj.get("status") or {}
+        annotations = meta.get("annotations") or {}
+        if self._settled(raw_status, annotations, generation):
+            self.forget(key, uid)
+            return None
+
+        memo = self._memos.get(uid)
+        if memo is None or memo.resource_version != meta.get("resourceVersion"):
+            try:
+                stored = read_status(raw_status)
+            except StatusError as err:
+                return await self._fail_unstarted(obj, owner, "StatusUnreadable",
+                                                  f"the Workflow's status cannot be read: {err}", None)
+            memo = _Memo(resource_version=str(meta.get("resourceVersion")), stored=stored,
+                         encoder=memo.encoder if memo else TaskEncoder(),
+                         definition_dump=memo.definition_dump if memo else None,
+                         warned=memo.warned if memo else set())
+            self._memos[uid] = memo
+        stored = memo.stored
+        try:
+            spec = WorkflowSpec.model_validate(obj.get("spec") or {})
+        except pydantic.ValidationError as err:
+            return await self._fail_unstarted(obj, owner, "InvalidSpec", f"spec is invalid: {err}", memo)
+
+        now = self.clock()
+        reason_override: str | None = None
+        definition: WorkflowDef | None
+        if stored.workflow is None:
+            started = await self._start(obj, owner, spec, now, memo)
+            if started is None:
+                return _Outcome(wake_at_ms=self._definition_deadline(obj))
+            workflow, start_definition, reason_override = started
+            if start_definition is None or workflow.status.terminal:
+                return await self._write_failed_start(obj, owner, workflow, start_definition,
+                                                      reason_override or "Failed", memo)
+            definition = start_definition
+        else:
+            workflow = stored.workflow
+            definition = stored.definition or await self._definition_again(namespace, spec, name)
+        if definition is None:
+            return await self._fail_unstarted(obj, owner, "DefinitionLost",
+                                              "the status has no definition snapshot and the WorkflowDef is gone",
+                                              memo)
+        task_defs = self._task_defs(namespace)
+        blueprint = Blueprint(workflow=definition, taskDefs=task_defs)
+
+        operations, observed_suspend, observed_terminate = self._operations(obj, spec, stored, workflow, memo, owner)
+        extra_wakes: list[int] = []
+        updates = await self._task_updates(owner, workflow, blueprint, now, extra_wakes)
+        observations: list[Observation] = [*operations, *updates, self._load(namespace, task_defs, now)]
+
+        transitions: list[TaskTransition] = []
+        wake_at: int | None = None
+        waiting_on: tuple[str, ...] = ()
+        first_start_done: float | None = None
+        consumed_http = {u.taskId for u in updates if u.taskId in self._http_results.get(uid, {})}
+        for _round in range(self.settings.max_rounds):
+            decision = decide(blueprint, workflow, observations, now)
+            for message in decision.messages:
+                logger.info("workflow %s/%s: %s", namespace, name, message)
+            self._reserve(namespace, owner, decision.actions, task_defs, now)
+            immediate, first_done = await self._act(owner, decision.actions, blueprint, now)
+            if first_done is not None and first_start_done is None:
+                first_start_done = first_done
+            workflow = decision.workflow
+            transitions.extend(decision.transitions)
+            wake_at, waiting_on = decision.wakeAt, decision.waitingOn
+            if not immediate:
+                break
+            now = self.clock()
+            observations = [*immediate, self._load(namespace, task_defs, now)]
+        else:
+            wake_at = now  # more immediate results than rounds: come back at once
+
+        status = build_status(
+            workflow, definition, generation=generation, observed_suspend=observed_suspend,
+            previous_conditions=stored.conditions, now=dt.datetime.now(dt.UTC),
+            job_name=lambda task: self._job_name_of(owner, task), encoder=memo.encoder,
+            definition_snapshot=memo.definition_dump, reason_override=reason_override,
+            compress_over_bytes=self.settings.compress_over_bytes,
+        )
+        status["observedTerminate"] = observed_terminate
+        if memo.definition_dump is None and "definition" in status:
+            memo.definition_dump = status["definition"]
+        if status != raw_status:
+            written = await self.api.replace_status(namespace, name, str(meta.get("resourceVersion")), status)
+            self.metrics.status_bytes.set(len(json.dumps(status, separators=(",", ":"))))
+            memo.resource_version = str((written.get("metadata") or {}).get("resourceVersion"))
+            memo.stored = StoredStatus(
+                workflow=workflow, definition=definition, observed_suspend=observed_suspend,
+                observed_generation=generation, conditions=tuple(status["conditions"]),
+                phase=status["phase"], extra={"observedTerminate": observed_terminate},
+            )
+            self._after_write(owner, stored.workflow, workflow, transitions)
+        results = self._http_results.get(uid)
+        if results is not None:
+            for task_id in consumed_http:
+                results.pop(task_id, None)
+        if first_start_done is not None and woke is not None:
+            self.metrics.step_latency.observe(woke + (first_start_done - reconcile_started))
+        if workflow.status.terminal:
+            self._memos.pop(uid, None)
+            return _Outcome()
+        if extra_wakes:
+            wake_at = min([*extra_wakes, *([wake_at] if wake_at is not None else [])])
+        return _Outcome(wake_at_ms=wake_at, waiting_on=waiting_on)
+
+    @staticmethod
+    def _settled(raw_status: Mapping[str, Any], annotations: Mapping[str, str], generation: int) -> bool:
+        """A finished workflow with nothing new to apply: skip it without decoding its tasks."""
+        if raw_status.get("phase") not in _TERMINAL_PHASES:
+            return False
+        applied = set(raw_status.get("appliedOperations") or [])
+        for key, value in annotations.items():
+            if key.startswith(r.OPERATION_ANNOTATION_PREFIX):
+                try:
+                    nonce = json.loads(value).get("nonce")
+                except (ValueError, AttributeError):
+                    continue
+                if nonce and nonce not in applied:
+                    return False
+        return True
+
+    # ------------------------------------------------------------------------------ starting a run
+    def _definition_deadline(self, obj: Mapping[str, Any]) -> int:
+        created = parse_time_ms((obj.get("metadata") or {}).get("creationTimestamp"))
+        return created + int(self.settings.definition_grace_seconds * 1000)
+
+    def _young(self, obj: Mapping[str, Any]) -> bool:
+        return self.clock() < self._definition_deadline(obj)
+
+    async def _find_workflow_def(self, namespace: str, name: str, version: int | None) -> WorkflowDefRecord | None:
+        found = pick_workflow_def(self.view.workflow_defs(namespace, name), version)
+        if found is not None:
+            return found
+        # Not in the cache: ask the API once (the cache may be a moment behind a kubectl apply).
+        path = f"/apis/{r.GROUP}/{r.VERSION}/namespaces/{namespace}/{r.WORKFLOWDEF_PLURAL}"
+        items = await self.api.list_items(path, f"WorkflowDefs in {namespace}")
+        records = [workflowdef_record(item) for item in items]
+        return pick_workflow_def([rec for rec in records if rec.name == name], version)
+
+    async def _definition_again(self, namespace: str, spec: WorkflowSpec, name: str) -> WorkflowDef | None:
+        if spec.definition is not None:
+            return spec.definition
+        if spec.workflowDefRef is None:
+            return None
+        record = await self._find_workflow_def(namespace, spec.workflowDefRef.name, spec.workflowDefRef.version)
+        return record.definition if record is not None else None
+
+    async def _start(
+        self, obj: Mapping[str, Any], owner: OwnerRef, spec: WorkflowSpec, now: int, memo: _Memo
+    ) -> tuple[Workflow, WorkflowDef | None, str | None] | None:
+        """The initial state of a new run; None while it waits for its definitions to appear.
+
+        A run that cannot start comes back FAILED, with its definition (if any) and a condition reason.
+        """
+        namespace = owner.namespace
+        definition: WorkflowDef | None
+        if spec.definition is not None:
+            definition = spec.definition
+            raw = (obj.get("spec") or {}).get("definition") or {}
+            if not raw.get("name"):
+                definition = definition.model_copy(update={"name": owner.name})
+        elif spec.workflowDefRef is not None:
+            ref = spec.workflowDefRef
+            record = await self._find_workflow_def(namespace, ref.name, ref.version)
+            version = f" version {ref.version}" if ref.version is not None else ""
+            if record is None:
+                message = f"WorkflowDef {ref.name!r}{version} not found in namespace {namespace}"
+                if self._young(obj):
+                    await self._wait_for_definitions(obj, owner, "WorkflowDefNotFound", message + " (waiting)", memo)
+                    return None
+                return self._failed_start(owner, spec, now, message, "WorkflowDefNotFound", None)
+            if record.definition is None:
+                return self._failed_start(owner, spec, now, record.problem or "invalid WorkflowDef",
+                                          "InvalidDefinition", None)
+            definition = record.definition
+        else:
+            return self._failed_start(owner, spec, now, "spec needs workflowDefRef or definition", "InvalidSpec", None)
+
+        task_defs = self._task_defs(namespace)
+        missing = sorted(_simple_task_names(definition.tasks) - set(task_defs))
+        if missing and self._young(obj):
+            await self._wait_for_definitions(
+                obj, owner, "TaskDefNotFound",
+                f"waiting for TaskDef(s) {', '.join(missing)} in namespace {namespace}", memo,
+            )
+            return None
+        blueprint = Blueprint(workflow=definition, taskDefs=task_defs)
+        problems = validate(blueprint)
+        if problems:
+            shown = "; ".join(str(p) for p in problems[:5])
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            reason = "TaskDefNotFound" if missing else "InvalidDefinition"
+            return self._failed_start(owner, spec, now, f"invalid workflow definition: {shown}{more}", reason,
+                                      definition)
+        workflow = new_workflow(
+            blueprint, owner.uid, spec.input, now, correlation_id=spec.correlationId,
+            parent_workflow_id=spec.parentWorkflowId, parent_workflow_task_id=spec.parentWorkflowTaskId,
+        )
+        return workflow, definition, None
+
+    def _failed_start(
+        self, owner: OwnerRef, spec: WorkflowSpec, now: int, message: str, reason: str,
+        definition: WorkflowDef | None,
+    ) -> tuple[Workflow, WorkflowDef | None, str | None]:
+        workflow = Workflow(
+            workflowId=owner.uid, workflowName=definition.name if definition else "", status=WorkflowStatus.FAILED,
+            input=dict(spec.input), reasonForIncompletion=message, startTime=now, endTime=now, updateTime=now,
+            correlationId=spec.correlationId, parentWorkflowId=spec.parentWorkflowId,
+            parentWorkflowTaskId=spec.parentWorkflowTaskId,
+        )
+        logger.warning("workflow %s/%s cannot start: %s", owner.namespace, owner.name, message)
+        return workflow, definition, reason
+
+    async def _write_failed_start(
+        self, obj: Mapping[str, Any], owner: OwnerRef, workflow: Workflow, definition: WorkflowDef | None,
+        reason: str, memo: _Memo,
+    ) -> _Outcome:
+        meta = obj.get("metadata") or {}
+        status = build_status(workflow, definition, generation=int(meta.get("generation") or 1),
+                              observed_suspend=False, previous_conditions=memo.stored.conditions,
+                              now=dt.datetime.now(dt.UTC), reason_override=reason,
+                              compress_over_bytes=self.settings.compress_over_bytes)
+        await self.api.replace_status(owner.namespace, owner.name, str(meta.get("resourceVersion")), status)
+        self.events.record(owner, "Warning", reason, workflow.reasonForIncompletion or reason)
+        self.metrics.workflows.labels(workflow.status.value).inc()
+        self._memos.pop(owner.uid, None)
+        self._waiting_for_definitions.get(owner.namespace, set()).discard((owner.namespace, owner.name))
+        return _Outcome()
+
+    async def _wait_for_definitions(
+        self, obj: Mapping[str, Any], owner: OwnerRef, reason: str, message: str, memo: _Memo
+    ) -> None:
+        self._waiting_for_definitions.setdefault(owner.namespace, set()).add((owner.namespace, owner.name))
+        meta = obj.get("metadata") or {}
+        status = build_waiting_status(reason, message, generation=int(meta.get("generation") or 1),
+                                      previous_conditions=memo.stored.conditions, now=dt.datetime.now(dt.UTC))
+        if status != (obj.get("status") or {}):
+            written = await self.api.replace_status(owner.namespace, owner.name, str(meta.get("resourceVersion")),
+                                                    status)
+            memo.resource_version = str((written.get("metadata") or {}).get("resourceVersion"))
+            memo.stored = StoredStatus(workflow=None, definition=None, conditions=tuple(status["conditions"]))
+
+    async def _fail_unstarted(
+        self, obj: Mapping[str, Any], owner: OwnerRef, reason: str, message: str, memo: _Memo | None
+    ) -> _Outcome:
+        """End a Workflow FAILED when its status or spec cannot be used at all."""
+        meta = obj.get("metadata") or {}
+        now = self.clock()
+        workflow = Workflow(workflowId=owner.uid, status=WorkflowStatus.FAILED, reasonForIncompletion=message,
+                            startTime=now, endTime=now, updateTime=now)
+        status = build_status(workflow, None, generation=int(meta.get("generation") or 1), observed_suspend=False,
+                              previous_conditions=(), now=dt.datetime.now(dt.UTC), reason_override=reason)
+        await self.api.replace_status(owner.namespace, owner.name, str(meta.get("resourceVersion")), status)
+        self.events.record(owner, "Warning", reason, message)
+        self.metrics.workflows.labels("FAILED").inc()
+        self._memos.pop(owner.uid, None)
+        return _Outcome()
+
+    # ------------------------------------------------------------------------------- observations
+    def _task_defs(self, namespace: str) -> dict[str, TaskDef]:
+        records: list[TaskDefRecord] = self.view.task_defs(namespace)
+        signature = tuple(sorted((rec.resource_name, rec.resource_version) for rec in records))
+        cached = self._taskdef_cache.get(namespace)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        by_name: dict[str, TaskDef] = {}
+        for rec in sorted(records, key=lambda rec: rec.resource_name):
+            if rec.task_def is None:
+                logger.warning("%s", rec.problem)
+                continue
+            if rec.name in by_name:
+                logger.warning("namespace %s has several TaskDefs named %r; using %s", namespace, rec.name,
+                               rec.resource_name)
+            by_name.setdefault(rec.name, rec.task_def)
+        self._taskdef_cache[namespace] = (signature, by_name)
+        return by_name
+
+    def _operations(
+        self, obj: Mapping[str, Any], spec: WorkflowSpec, stored: StoredStatus, workflow: Workflow, memo: _Memo,
+        owner: OwnerRef,
+    ) -> tuple[list[Operation], bool, bool]:
+        """Spec edges and annotation requests not applied yet, as engine Operations."""
+        meta = obj.get("metadata") or {}
+        generation = int(meta.get("generation") or 1)
+        applied = set(workflow.appliedOperations)
+        ops: list[Operation] = []
+        observed_suspend = stored.observed_suspend
+        observed_terminate = bool(stored.extra.get("observedTerminate")) or bool(
+            (obj.get("status") or {}).get("observedTerminate"))
+        if spec.terminate is not None and not observed_terminate:
+            ops.append(Operation(op=OperationKind.TERMINATE, nonce=f"spec.terminate@{generation}",
+                                 reason=spec.terminate.reason))
+            observed_terminate = True
+        if spec.suspend != observed_suspend:
+            ops.append(Operation(op=OperationKind.PAUSE if spec.suspend else OperationKind.RESUME,
+                                 nonce=f"spec.suspend={str(spec.suspend).lower()}@{generation}"))
+            observed_suspend = spec.suspend
+        requested: list[tuple[int, Operation]] = []
+        for key, value in (meta.get("annotations") or {}).items():
+            if not key.startswith(r.OPERATION_ANNOTATION_PREFIX):
+                continue
+            op_name = key[len(r.OPERATION_ANNOTATION_PREFIX):]
+            try:
+                document = json.loads(value)
+                if not isinstance(document, dict):
+                    raise ValueError("not a JSON object")
+                operation = Operation.model_validate({**document, "op": op_name})
+            except (ValueError, pydantic.ValidationError) as err:
+                warned = f"{key}={value}"
+                if warned not in memo.warned:
+                    memo.warned.add(warned)
+                    self.events.record(owner, "Warning", "InvalidOperation",
+                                       f"annotation {key} is not a valid operation request: {err}")
+                continue
+            if operation.nonce in applied:
+                continue
+            order = _OPERATION_ORDER.index(op_name) if op_name in _OPERATION_ORDER else len(_OPERATION_ORDER)
+            requested.append((order, operation))
+            self.events.record(owner, "Normal", "OperationRequested", f"{op_name} ({operation.nonce})")
+        ops.extend(op for _, op in sorted(requested, key=lambda pair: pair[0]))
+        return ops, observed_suspend, observed_terminate
+
+    async def _task_updates(
+        self, owner: OwnerRef, workflow: Workflow, blueprint: Blueprint, now: int, extra_wakes: list[int]
+    ) -> list[TaskUpdate]:
+        """News about every dispatched, unfinished attempt."""
+        active = [t for t in workflow.tasks if t.dispatched and not t.status.terminal]
+        http_results = self._http_results.get(owner.uid, {})
+        updates: list[TaskUpdate] = [u for task_id, u in http_results.items()]
+        if not active:
+            return updates
+        namespace, uid = owner.namespace, owner.uid
+        jobs = {job.task_id: job for job in self.view.jobs_of(namespace, uid)}
+        pods: dict[str, list[Any]] = {}
+        for pod in self.view.pods_of(namespace, uid):
+            pods.setdefault(pod.task_id, []).append(pod)
+        children = {child.parent_task_id: child for child in self.view.children_of(namespace, uid)}
+        grace = self.settings.job_missing_grace_ms
+        for task in active:
+            if task.taskId in http_results:
+                continue
+            if task.taskType == TaskType.HTTP.value:
+                if (uid, task.taskId) not in self._http:
+                    updates.append(TaskUpdate(
+                        taskId=task.taskId, status=TaskStatus.FAILED,
+                        reasonForIncompletion="the operator restarted while this HTTP request was in flight; it "
+                        "may or may not have reached the server",
+                    ))
+            elif task.taskType == TaskType.SUB_WORKFLOW.value:
+                update = await self._observe_child(owner, task, children.get(task.taskId), now, extra_wakes)
+                if update is not None:
+                    updates.append(update)
+            elif task.taskType == TaskType.START_WORKFLOW.value:
+                update = await self._observe_started(owner, task)
+                if update is not None:
+                    updates.append(update)
+            elif attempts.runs_as_job(task):
+                task_def = blueprint.task_def(task.taskDefName)
+                observed = attempts.observe_job_attempt(
+                    task, jobs.get(task.taskId), pods.get(task.taskId, []), now,
+                    timeout_seconds=task_def.timeoutSeconds if task_def else None, grace_ms=grace,
+                )
+                if observed.missing:
+                    job_name = names.job_name(owner.name, uid, task.referenceTaskName, task.taskId)
+                    found = await self.api.get(KubeClient.job_path(namespace, job_name), f"job {namespace}/{job_name}")
+                    if found is None:
+                        updates.append(attempts.job_missing(task, job_name))
+                elif observed.result is not None:
+                    updates.append(await self._resolved(observed.result))
+                elif task.taskId not in jobs:
+                    extra_wakes.append((task.updateTime or task.scheduledTime) + grace + 1)
+        return updates
+
+    async def _resolved(self, result: attempts.AttemptResult) -> TaskUpdate:
+        """Fetch an offloaded result (``externalOutputPayloadStoragePath``)."""
+        if result.external_output is None:
+            return result.update
+        pointer = result.external_output
+        try:
+            resolved = await asyncio.to_thread(
+                resolve_result_payload, {attempts.OUTPUT_POINTER: pointer}, self.settings.payload_settings
+            )
+        except StorageError as err:
+            if not err.terminal:
+                raise TransientError(f"cannot read the task result {pointer}: {err}") from err
+            return TaskUpdate(taskId=result.update.taskId, status=TaskStatus.FAILED,
+                              reasonForIncompletion=f"cannot read the task result {pointer}: {err}")
+        except Exception as err:  # a malformed payload is the task's failure, not the operator's
+            return TaskUpdate(taskId=result.update.taskId, status=TaskStatus.FAILED,
+                              reasonForIncompletion=f"cannot read the task result {pointer}: {err}")
+        output = resolved.get("outputData")
+        return result.update.model_copy(update={"outputData": output if isinstance(output, dict) else {}})
+
+    async def _observe_child(
+        self, owner: OwnerRef, task: Task, child: Any, now: int, extra_wakes: list[int]
+    ) -> TaskUpdate | None:
+        if child is not None:
+            return attempts.observe_child(task, child)
+        grace = self.settings.job_missing_grace_ms
+        if now - (task.updateTime or task.scheduledTime) <= grace:
+            extra_wakes.append((task.updateTime or task.scheduledTime) + grace + 1)
+            return None
+        name = names.child_workflow_name(owner.name, owner.uid, task.referenceTaskName, task.taskId)
+        found = await self.api.get(KubeClient.workflow_path(owner.namespace, name), f"workflow {owner.namespace}/{name}")
+        if found is not None:
+            return None
+        return TaskUpdate(taskId=task.taskId, status=TaskStatus.FAILED,
+                          reasonForIncompletion=f"the child workflow {name} disappeared before it finished")
+
+    async def _observe_started(self, owner: OwnerRef, task: Task) -> TaskUpdate | None:
+        """A START_WORKFLOW attempt left unfinished (by a crash between create and status write)."""
+        request = task.inputData.get("startWorkflow")
+        request_name = request.get("name") if isinstance(request, dict) else None
+        if not request_name:
+            return None
+        name = names.started_workflow_name(str(request_name), owner.uid, task.taskId)
+        found = await self.api.get(KubeClient.workflow_path(owner.namespace, name), f"workflow {owner.namespace}/{name}")
+        if found is None:
+            return TaskUpdate(taskId=task.taskId, status=TaskStatus.FAILED,
+                              reasonForIncompletion="the workflow this task was starting was not created")
+        return TaskUpdate(taskId=task.taskId, status=TaskStatus.COMPLETED,
+                          outputData={"workflowId": (found.get("metadata") or {}).get("uid")})
+
+    def _pod_finished(self, namespace: str, job_name: str) -> bool:
+        return any(pod.terminated for pod in self.view.pods_of_job(namespace, job_name))
+
+    def _load(self, namespace: str, task_defs: Mapping[str, TaskDef], now: int) -> Load:
+        """How busy each limited TaskDef is across the namespace, from the Jobs that exist."""
+        by_def: dict[str, TaskLoad] = {}
+        for name, task_def in task_defs.items():
+            if not _is_limited(task_def):
+                continue
+            jobs = self.view.jobs_of_task_def(namespace, name)
+            seen = {job.name for job in jobs}
+            reserved = self._reservations.get((namespace, name), {})
+            for job_name in [j for j, at in reserved.items() if j in seen or now - at > 120_000]:
+                reserved.pop(job_name, None)
+            running = sum(1 for job in jobs if not job.finished and not self._pod_finished(namespace, job.name))
+            running += len(reserved)
+            window = (task_def.rateLimitFrequencyInSeconds or 0) * 1000
+            starts: list[int] = []
+            if window and task_def.rateLimitPerFrequency:
+                horizon = now - window
+                starts = [job.dispatched_at_ms for job in jobs if job.dispatched_at_ms > horizon]
+                starts += [at for at in reserved.values() if at > horizon]
+            by_def[name] = TaskLoad(running=running, recentStarts=tuple(sorted(starts)))
+        return Load(byTaskDef=by_def)
+
+    def _reserve(self, namespace: str, owner: OwnerRef, actions: Sequence[Action],
+                 task_defs: Mapping[str, TaskDef], now: int) -> None:
+        """Count Jobs about to be created against their limits at once (before any await)."""
+        for action in actions:
+            if isinstance(action, StartTask) and _is_limited(task_defs.get(action.taskDefName)):
+                job_name = names.job_name(owner.name, owner.uid, action.referenceTaskName, action.taskId)
+                self._reservations.setdefault((namespace, action.taskDefName), {})[job_name] = now
+
+    @staticmethod
+    def _job_name_of(owner: OwnerRef, task: Task) -> str | None:
+        if task.dispatched and attempts.runs_as_job(task):
+            return names.job_name(owner.name, owner.uid, task.referenceTaskName, task.taskId)
+        return None
+
+    # ------------------------------------------------------------------------------------- actions
+    async def _act(
+        self, owner: OwnerRef, actions: Sequence[Action], blueprint: Blueprint, now: int
+    ) -> tuple[list[TaskUpdate], float | None]:
+        """Carry out ``actions`` (concurrently, bounded); results known at once come back as updates."""
+        if not actions:
+            return [], None
+        gate = asyncio.Semaphore(_PARALLEL_ACTIONS)
+        first_start: list[float] = []
+
+        async def one(action: Action) -> list[TaskUpdate]:
+            async with gate:
+                updates = await self._carry_out(owner, action, blueprint, now)
+                if isinstance(action, StartTask | StartSubWorkflow) and not first_start:
+                    first_start.append(time.perf_counter())
+                return updates
+
+        results = await asyncio.gather(*(one(a) for a in actions), return_exceptions=True)
+        updates: list[TaskUpdate] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            updates.extend(result)
+        return updates, (first_start[0] if first_start else None)
+
+    async def _carry_out(self, owner: OwnerRef, action: Action, blueprint: Blueprint, now: int) -> list[TaskUpdate]:
+        if isinstance(action, StartTask):
+            return await self._start_job(owner, action, blueprint, now)
+        if isinstance(action, StartSubWorkflow):
+            return await self._start_child(owner, action)
+        if isinstance(action, StartWorkflow):
+            return await self._start_workflow(owner, action)
+        if isinstance(action, CallHttp):
+            self._call_http(owner, action)
+            return []
+        if isinstance(action, CancelTask):
+            await self._cancel(owner, action)
+            return []
+        logger.warning("unknown action %r", action)
+        return []
+
+    async def _input_env(self, owner: OwnerRef, start: StartTask) -> str:
+        inline = json.dumps(start.inputData, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        if len(inline.encode("utf-8")) <= MAX_INPUT_ENV_BYTES:
+            return inline
+        context = TaskContext(workflow_id=owner.uid, task_id=start.taskId, task_ref=start.referenceTaskName,
+                              task_name=start.taskDefName, retry_count=start.retryCount, iteration=start.iteration)
+        return await asyncio.to_thread(encode_task_input, start.inputData, context, self.settings.payload_settings,
+                                       MAX_INPUT_ENV_BYTES)
+
+    async def _start_job(self, owner: OwnerRef, start: StartTask, blueprint: Blueprint, now: int) -> list[TaskUpdate]:
+        task_def = start.taskDef or blueprint.task_def(start.taskDefName)
+        try:
+            input_env = await self._input_env(owner, start)
+        except Exception as err:  # no payload storage, or it failed: the attempt cannot start
+            terminal = getattr(err, "terminal", True)
+            size = len(json.dumps(start.inputData, default=str))
+            reason = (f"the task input is {size} bytes, more than the {MAX_INPUT_ENV_BYTES} an environment variable "
+                      f"carries, and it could not be stored externally: {err}")
+            if not terminal:
+                raise TransientError(reason) from err
+            return [TaskUpdate(taskId=start.taskId, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
+                               reasonForIncompletion=reason)]
+        try:
+            job = build_job_for_attempt(owner, start, task_def, input_env, now, self.settings.job_options)
+        except AttemptSpecError as err:
+            return [TaskUpdate(taskId=start.taskId, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
+                               reasonForIncompletion=str(err))]
+        name = job["metadata"]["name"]
+        try:
+            await self.api.create(KubeClient.job_path(owner.namespace), job, f"job {owner.namespace}/{name}")
+        except Invalid as err:
+            return [TaskUpdate(taskId=start.taskId, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
+                               reasonForIncompletion=f"the attempt's Job was rejected: {err.api_message}")]
+        return []
+
+    async def _create_or_get(self, path: str, body: Mapping[str, Any], what: str) -> dict[str, Any]:
+        created = await self.api.create(path, body, what)
+        if created is not None:
+            return created
+        found = await self.api.get(f"{path}/{body['metadata']['name']}", what)
+        if found is None:
+            raise TransientError(f"{what} exists and then does not (deleted meanwhile?)")
+        return found
+
+    async def _start_child(self, owner: OwnerRef, action: StartSubWorkflow) -> list[TaskUpdate]:
+        body = build_child_workflow(owner, action)
+        what = f"child workflow {owner.namespace}/{body['metadata']['name']}"
+        try:
+            child = await self._create_or_get(KubeClient.workflow_path(owner.namespace), body, what)
+        except Invalid as err:
+            return [TaskUpdate(taskId=action.taskId, status=TaskStatus.FAILED,
+                               reasonForIncompletion=f"the sub workflow could not be created: {err.api_message}")]
+        return [TaskUpdate(taskId=action.taskId, subWorkflowId=str(child["metadata"]["uid"]), started=True)]
+
+    async def _start_workflow(self, owner: OwnerRef, action: StartWorkflow) -> list[TaskUpdate]:
+        body = build_started_workflow(owner, action)
+        what = f"workflow {owner.namespace}/{body['metadata']['name']}"
+        try:
+            started = await self._create_or_get(KubeClient.workflow_path(owner.namespace), body, what)
+        except Invalid as err:
+            reason = f"the workflow {action.name!r} could not be started: {err.api_message}"
+            if action.taskId:
+                return [TaskUpdate(taskId=action.taskId, status=TaskStatus.FAILED, reasonForIncompletion=reason)]
+            self.events.record(owner, "Warning", "FailureWorkflowNotStarted", reason)
+            return []
+        uid = str(started["metadata"]["uid"])
+        if action.purpose == "failureWorkflow":
+            self.events.record(owner, "Normal", "FailureWorkflowStarted",
+                               f"failureWorkflow {action.name} started as {started['metadata']['name']}")
+        if action.taskId:
+            return [TaskUpdate(taskId=action.taskId, status=TaskStatus.COMPLETED, outputData={"workflowId": uid})]
+        return []
+
+    def _call_http(self, owner: OwnerRef, action: CallHttp) -> None:
+        key = (owner.uid, action.taskId)
+        if key in self._http or action.taskId in self._http_results.get(owner.uid, {}):
+            return
+        wf_key = (owner.namespace, owner.name)
+
+        async def perform() -> None:
+            if self._http_session is None or self._http_session.closed:
+                self._http_session = aiohttp.ClientSession()
+            try:
+                update = await perform_http_task(action.taskId, action.request, action.timeoutSeconds,
+                                                 self._http_session)
+            finally:
+                self._http.pop(key, None)
+            self._http_results.setdefault(owner.uid, {})[action.taskId] = update
+            self.queue.add(wf_key)
+
+        self._http[key] = asyncio.get_running_loop().create_task(perform(), name=f"http-{action.taskId}")
+
+    async def _cancel(self, owner: OwnerRef, action: CancelTask) -> None:
+        namespace = owner.namespace
+        if action.taskType == TaskType.SUB_WORKFLOW.value:
+            name = names.child_workflow_name(owner.name, owner.uid, action.referenceTaskName, action.taskId)
+            with contextlib.suppress(NotFound):
+                await self.api.merge_patch(KubeClient.workflow_path(namespace, name),
+                                           {"spec": {"terminate": {"reason": action.reason or "parent canceled"}}},
+                                           f"child workflow {namespace}/{name}")
+        elif action.taskType == TaskType.HTTP.value:
+            task = self._http.pop((owner.uid, action.taskId), None)
+            if task is not None:
+                task.cancel()
+        elif action.taskType == TaskType.START_WORKFLOW.value:
+            return
+        else:
+            name = names.job_name(owner.name, owner.uid, action.referenceTaskName, action.taskId)
+            await self.api.delete(KubeClient.job_path(namespace, name), f"job {namespace}/{name}")
+
+    # ------------------------------------------------------------------------------- after a write
+    def _after_write(self, owner: OwnerRef, before: Workflow | None, after: Workflow,
+                     transitions: Sequence[TaskTransition]) -> None:
+        by_id = {t.taskId: t for t in after.tasks} if transitions else {}
+        for transition in transitions:
+            kind, reason, message = describe_transition(transition)
+            self.events.record(owner, kind, reason, message)
+            if not transition.toStatus.terminal:
+                continue
+            self.metrics.tasks.labels(transition.taskType, transition.toStatus.value).inc()
+            task = by_id.get(transition.taskId)
+            if task is not None and task.startTime and task.endTime:
+                self.metrics.task_duration.labels(transition.toStatus.value).observe(
+                    max(0, task.endTime - task.startTime) / 1000)
+        previous = before.status if before is not None else None
+        if after.status is not previous:
+            kind, reason, message = describe_workflow(after.status, after.reasonForIncompletion)
+            self.events.record(owner, kind, reason, message)
+            if after.status.terminal:
+                self.metrics.workflows.labels(after.status.value).inc()
+                if after.startTime and after.endTime:
+                    self.metrics.workflow_duration.labels(after.status.value).observe(
+                        max(0, after.endTime - after.startTime) / 1000)

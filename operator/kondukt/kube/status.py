@@ -1,0 +1,289 @@
+"""The Workflow resource's ``status``: the engine's execution state, encoded for Kubernetes and back.
+
+``status`` holds Conductor's execution fields (``workflowId``, ``input``, ``output``, ``variables``,
+``reasonForIncompletion``, ``tasks`` — every attempt — ...), plus what Kubernetes users expect:
+``phase`` (display only), ``progress`` ("3/5"), ``message``, ``conditions`` (metav1.Condition style:
+Ready, Succeeded, Failed, Suspended), ``observedGeneration``, and the ``definition`` snapshot taken at
+start (like Conductor, later edits of the WorkflowDef do not change a running execution).
+
+Compactness (a Kubernetes object must stay well under 1 MiB, etcd's limit is 1.5 MiB): task entries
+omit fields at their default values; when the task list's JSON grows beyond ``compress_over_bytes`` it is
+stored as ``tasksCompressed`` (base64 of gzip of the JSON list) and ``tasks`` is omitted — readers use
+:func:`tasks_from_status`, which handles both forms. ``taskCounts`` always says how many attempts are in
+each status.
+
+One way in, one way out: :func:`read_status` and :func:`build_status`. Pure: no I/O; "now" is an argument.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import json
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pydantic
+
+from kondukt.engine.models import Task, Workflow, WorkflowDef, WorkflowStatus
+
+DEFAULT_COMPRESS_OVER_BYTES: Final = 128 * 1024
+MAX_MESSAGE: Final = 300
+
+#: Fields every task entry keeps even at their default value (what people look for first).
+ALWAYS_SHOWN: Final = ("taskId", "referenceTaskName", "taskType", "taskDefName", "status", "retryCount")
+
+#: status keys the driver owns (everything else is the engine's ``Workflow``).
+DRIVER_KEYS: Final = frozenset({
+    "phase", "progress", "message", "conditions", "observedGeneration", "observedSuspend", "definition",
+    "taskCounts", "tasksCompressed", "tasks",
+})
+
+
+class StatusError(ValueError):
+    """``status`` cannot be decoded (edited by hand, or written by an incompatible version)."""
+
+
+# -------------------------------------------------------------------------------------------- reading
+def tasks_from_status(status: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The task entries of a Workflow's status, whether stored plainly or compressed."""
+    if not status:
+        return []
+    packed = status.get("tasksCompressed")
+    if isinstance(packed, str) and packed:
+        try:
+            entries = json.loads(gzip.decompress(base64.b64decode(packed)))
+        except (ValueError, OSError) as err:
+            raise StatusError(f"status.tasksCompressed is not base64 of gzip of JSON: {err}") from None
+    else:
+        entries = status.get("tasks") or []
+    if not isinstance(entries, list):
+        raise StatusError("status.tasks must be a list")
+    return [e for e in entries if isinstance(e, dict)]
+
+
+@dataclass(frozen=True)
+class StoredStatus:
+    """What a Workflow's status says: the engine state (None until started) and the driver's fields."""
+
+    workflow: Workflow | None
+    definition: WorkflowDef | None
+    observed_suspend: bool = False
+    observed_generation: int = 0
+    conditions: tuple[Mapping[str, Any], ...] = ()
+    phase: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def read_status(status: Mapping[str, Any] | None) -> StoredStatus:
+    """Decode a Workflow's status. Raises :class:`StatusError` when it cannot be read."""
+    status = status or {}
+    conditions = tuple(c for c in status.get("conditions") or [] if isinstance(c, Mapping))
+    common = {
+        "observed_suspend": bool(status.get("observedSuspend", False)),
+        "observed_generation": int(status.get("observedGeneration") or 0),
+        "conditions": conditions,
+        "phase": status.get("phase"),
+    }
+    if not status.get("workflowId"):
+        return StoredStatus(workflow=None, definition=None, **common)  # type: ignore[arg-type]
+    document = {k: v for k, v in status.items() if k not in DRIVER_KEYS}
+    document["tasks"] = tasks_from_status(status)
+    for entry in document["tasks"]:
+        entry.pop("jobName", None)
+        entry.pop("subWorkflowName", None)
+    try:
+        workflow = Workflow.model_validate(document)
+        snapshot = status.get("definition")
+        definition = WorkflowDef.model_validate(snapshot) if isinstance(snapshot, Mapping) else None
+    except pydantic.ValidationError as err:
+        first = err.errors()[0]
+        place = ".".join(str(p) for p in first.get("loc", ()))
+        raise StatusError(f"status.{place}: {first.get('msg')}") from None
+    return StoredStatus(workflow=workflow, definition=definition, **common)  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------------------------------------- writing
+def encode_task(task: Task, job_name: str | None = None) -> dict[str, Any]:
+    """One compact task entry: defaults omitted, except the fields people look for first."""
+    entry = task.model_dump(mode="json", exclude_defaults=True)
+    for key in ALWAYS_SHOWN:
+        if key not in entry:
+            entry[key] = getattr(task, key).value if key == "status" else getattr(task, key)
+    if job_name:
+        entry["jobName"] = job_name
+    return entry
+
+
+class TaskEncoder:
+    """Encodes task entries, reusing the entry of a Task value it has seen (Tasks are immutable)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[Task, dict[str, Any]]] = {}
+
+    def encode(self, tasks: Sequence[Task], job_name: Callable[[Task], str | None]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        fresh: dict[str, tuple[Task, dict[str, Any]]] = {}
+        for task in tasks:
+            hit = self._cache.get(task.taskId)
+            entry = hit[1] if hit is not None and hit[0] is task else encode_task(task, job_name(task))
+            fresh[task.taskId] = (task, entry)
+            out.append(entry)
+        self._cache = fresh
+        return out
+
+
+def _latest_attempts(tasks: Sequence[Task]) -> dict[str, Task]:
+    latest: dict[str, Task] = {}
+    for task in tasks:
+        latest[task.referenceTaskName] = task
+    return latest
+
+
+def progress(workflow: Workflow, definition: WorkflowDef | None) -> str:
+    """"finished/known" over the latest attempt of each task reference, e.g. ``3/5``.
+
+    Known = the references that have an attempt, plus (while the workflow runs) the top-level tasks of
+    the definition not reached yet; branches not taken are never counted.
+    """
+    latest = _latest_attempts(workflow.tasks)
+    done = sum(1 for t in latest.values() if t.status.terminal)
+    total = len(latest)
+    if definition is not None and not workflow.status.terminal:
+        total += sum(1 for t in definition.tasks if t.taskReferenceName not in latest)
+    return f"{done}/{total}"
+
+
+def status_message(workflow: Workflow) -> str:
+    """One line for ``kubectl get wf``: why it failed, or what runs now."""
+    state = workflow.status
+    if state in (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT, WorkflowStatus.TERMINATED):
+        text = workflow.reasonForIncompletion or state.value.lower().replace("_", " ")
+    elif state is WorkflowStatus.COMPLETED:
+        text = "completed"
+    else:
+        running = [t.referenceTaskName for t in _latest_attempts(workflow.tasks).values() if not t.status.terminal]
+        shown = ", ".join(running[:3]) + (f" (+{len(running) - 3} more)" if len(running) > 3 else "")
+        prefix = "paused" if state is WorkflowStatus.PAUSED else "running"
+        text = f"{prefix}: {shown}" if shown else prefix
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+_REASONS: Final = {
+    WorkflowStatus.RUNNING: "Running",
+    WorkflowStatus.PAUSED: "Paused",
+    WorkflowStatus.COMPLETED: "Completed",
+    WorkflowStatus.FAILED: "Failed",
+    WorkflowStatus.TIMED_OUT: "TimedOut",
+    WorkflowStatus.TERMINATED: "Terminated",
+}
+
+
+def _stamp(now: dt.datetime) -> str:
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_conditions(
+    wanted: Sequence[tuple[str, str, str, str]],
+    previous: Sequence[Mapping[str, Any]],
+    generation: int,
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """metav1.Conditions from (type, status, reason, message); lastTransitionTime moves only on change."""
+    before = {c.get("type"): c for c in previous}
+    out: list[dict[str, Any]] = []
+    for kind, state, reason, message in wanted:
+        old = before.get(kind)
+        changed = old is None or old.get("status") != state
+        out.append({
+            "type": kind,
+            "status": state,
+            "reason": reason,
+            "message": message,
+            "observedGeneration": generation,
+            "lastTransitionTime": _stamp(now) if changed or not old else old.get("lastTransitionTime", _stamp(now)),
+        })
+    return out
+
+
+def workflow_conditions(
+    workflow: Workflow, message: str, reason_override: str | None = None
+) -> list[tuple[str, str, str, str]]:
+    state = workflow.status
+    reason = reason_override or _REASONS[state]
+    failed = state in (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT, WorkflowStatus.TERMINATED)
+    return [
+        ("Ready", "False" if failed else "True", reason, message),
+        ("Succeeded", "True" if state is WorkflowStatus.COMPLETED else ("False" if failed else "Unknown"),
+         reason, message),
+        ("Failed", "True" if failed else "False", reason, message),
+        ("Suspended", "True" if state is WorkflowStatus.PAUSED else "False", reason, message),
+    ]
+
+
+def build_status(
+    workflow: Workflow,
+    definition: WorkflowDef | None,
+    *,
+    generation: int,
+    observed_suspend: bool,
+    previous_conditions: Sequence[Mapping[str, Any]],
+    now: dt.datetime,
+    job_name: Callable[[Task], str | None] = lambda task: None,
+    encoder: TaskEncoder | None = None,
+    definition_snapshot: Mapping[str, Any] | None = None,
+    reason_override: str | None = None,
+    compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES,
+) -> dict[str, Any]:
+    """The whole ``status`` for ``workflow`` (written with PUT on the status subresource)."""
+    body = workflow.model_dump(mode="json", exclude_defaults=True, exclude={"tasks"})
+    body["workflowId"] = workflow.workflowId
+    body["status"] = workflow.status.value
+    entries = (encoder or TaskEncoder()).encode(workflow.tasks, job_name)
+    packed = json.dumps(entries, separators=(",", ":"), ensure_ascii=False)
+    if len(packed) > compress_over_bytes:
+        body["tasksCompressed"] = base64.b64encode(gzip.compress(packed.encode("utf-8"), 6, mtime=0)).decode()
+    else:
+        body["tasks"] = entries
+    message = status_message(workflow)
+    body.update({
+        "phase": workflow.status.value,
+        "progress": progress(workflow, definition),
+        "message": message,
+        "observedGeneration": generation,
+        "observedSuspend": observed_suspend,
+        "taskCounts": dict(Counter(t.status.value for t in workflow.tasks)),
+        "conditions": merge_conditions(
+            workflow_conditions(workflow, message, reason_override), previous_conditions, generation, now
+        ),
+    })
+    if definition_snapshot is not None:
+        body["definition"] = dict(definition_snapshot)
+    elif definition is not None:
+        body["definition"] = definition.model_dump(mode="json", exclude_defaults=True)
+    return body
+
+
+def build_waiting_status(
+    reason: str,
+    message: str,
+    *,
+    generation: int,
+    previous_conditions: Sequence[Mapping[str, Any]],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """The status of a Workflow that has not started yet (e.g. its WorkflowDef is not there yet)."""
+    text = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+    return {
+        "message": text,
+        "observedGeneration": generation,
+        "conditions": merge_conditions(
+            [("Ready", "False", reason, text), ("Succeeded", "Unknown", reason, text),
+             ("Failed", "False", reason, text), ("Suspended", "False", reason, text)],
+            previous_conditions, generation, now,
+        ),
+    }
