@@ -7,8 +7,10 @@ ran, in which order, with which attempts, and that no process outlived its attem
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
+import os
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -19,7 +21,10 @@ from typing import Any
 import pytest
 
 from kondukt.engine import TaskDef, TaskStatus, WorkflowDef, WorkflowStatus
-from kondukt.local.runner import LocalRunner, RunEvent, RunResult, TaskEvent
+from kondukt.local.objectstore import open_task_storage
+from kondukt.local.process import INPUT_ENV_LIMIT_BYTES
+from kondukt.local.progress import ProgressView
+from kondukt.local.runner import LocalRunner, RunEvent, RunResult, TaskEvent, WorkflowEvent
 from kondukt.manifests import Bundle
 from tests.unit.test_local_process import FAKE_WORKER, process_alive, wait_until
 
@@ -411,3 +416,77 @@ def test_terminate_kills_everything_and_ends_terminated(tmp_path: Path) -> None:
     assert child_run.workflow.status == WorkflowStatus.TERMINATED
     worker_pid, child_pid = (int(p) for p in pid_file.read_text().split())
     assert wait_until(lambda: not process_alive(worker_pid) and not process_alive(child_pid))
+
+
+def test_worker_heartbeats_reach_the_engine(tmp_path: Path) -> None:
+    result = run(tmp_path, workflow("beat", [simple("t", {"heartbeat": True, "sleepSeconds": 1.5})]))
+    assert result.status == WorkflowStatus.COMPLETED
+    assert by_ref(result, "t")[0].heartbeat
+
+
+# --------------------------------------------------------------------------------------------------
+# The embedded S3: large inputs travel through it
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_large_input_travels_through_the_embedded_s3(tmp_path: Path) -> None:
+    blob = "y" * (INPUT_ENV_LIMIT_BYTES + 1000)
+    main = workflow("big", [simple("t", {"blob": "${workflow.input.blob}"})])
+    bundle = Bundle(task_defs={"fake": fake_def()}, workflow_defs={("big", 1): main})
+    with open_task_storage(tmp_path / "data", want_s3=True, environ={}) as storage:
+        runner = LocalRunner(
+            bundle,
+            bundle.blueprint_for(main),
+            {"blob": blob},
+            attempt_dir=tmp_path / "runs",
+            base_environment=storage.task_environment(os.environ),
+            store_input=storage.store_payload,
+            fetch_payload=storage.fetch_json,
+        )
+        result = asyncio.run(asyncio.wait_for(runner.run(), 60))
+    assert result.status == WorkflowStatus.COMPLETED, result.workflow.reasonForIncompletion
+    output = by_ref(result, "t")[0].outputData
+    assert output["externalInput"].startswith("s3://kondukt/payloads/")
+    assert output["input"] == {"size": len(json.dumps({"blob": blob}))}
+    stored = storage.local_path(output["externalInput"])
+    assert stored is not None and json.loads(stored.read_text()) == {"blob": blob}
+
+
+# --------------------------------------------------------------------------------------------------
+# The progress view
+# --------------------------------------------------------------------------------------------------
+
+
+def _events() -> list[RunEvent]:
+    return [
+        WorkflowEvent(1_000, "", "wf-1", "demo", WorkflowStatus.RUNNING),
+        TaskEvent(1_010, "", "wf-1", "t1", "resize_ref", "resize", TaskStatus.IN_PROGRESS),
+        TaskEvent(
+            1_020, "sub_ref/", "wf-2", "t2", "inner_ref", "resize", TaskStatus.FAILED, "exit code 1: boom"
+        ),
+        TaskEvent(1_030, "", "wf-1", "t1", "resize_ref", "resize", TaskStatus.COMPLETED),
+    ]
+
+
+def test_plain_progress_has_one_line_per_transition() -> None:
+    stream = io.StringIO()
+    view = ProgressView(stream)
+    for event in _events():
+        view(event)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4 and "\x1b" not in stream.getvalue()
+    assert lines[1].split()[1:] == ["IN_PROGRESS", "resize_ref"]
+    assert lines[2].split()[1:3] == ["FAILED", "sub_ref/inner_ref"] and lines[2].endswith("exit code 1: boom")
+
+
+def test_live_progress_colours_statuses_and_keeps_a_footer() -> None:
+    stream = io.StringIO()
+    view = ProgressView(stream, live=True, colour=True)
+    for event in _events()[:2]:
+        view(event)
+    text = stream.getvalue()
+    assert "\x1b[34mIN_PROGRESS" in text  # running statuses are blue
+    assert text.rstrip().endswith("1 running: resize_ref\x1b[0m")  # the footer names what runs
+    view.tick()
+    view.close()
+    assert stream.getvalue().endswith("\r\x1b[K")  # the footer is erased before the summary
