@@ -267,9 +267,10 @@ def test_watch_exits_1_when_the_workflow_fails(control_plane: ControlPlane, ns: 
 def test_watch_gives_up_at_its_timeout(control_plane: ControlPlane, ns: str, kondukt: Kondukt) -> None:
     create_workflow(control_plane, ns, "resize-t")
     set_status(control_plane, ns, "resize-t", **running_status())
-    code, _, err = kondukt("watch", "resize-t", "--plain", "--timeout", "2")
+    code, out, err = kondukt("watch", "resize-t", "--tty", "--timeout", "2")
     assert code == 124
     assert err == f"timed out after 2s: workflow {ns}/resize-t is still RUNNING\n"
+    assert out.startswith(f"Workflow {ns}/resize-t  image_convert_resize v1\nPhase: RUNNING   Progress: 1/2")
 
 
 # ---------------------------------------------------------------------------------------------- operations

@@ -595,6 +595,24 @@ def test_kubeconfig_comes_from_the_environment(tmp_path: Path, monkeypatch: pyte
     assert (api.namespace, api.host) == ("from-env", "https://127.0.0.1:7443")
 
 
+def test_inside_a_pod_the_service_account_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes import config
+
+    def fake_incluster(client_configuration: Any) -> None:
+        client_configuration.host = "https://10.96.0.1:443"
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setattr(config, "load_incluster_config", fake_incluster)
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text("workloads\n")
+    monkeypatch.setattr(cli, "IN_CLUSTER_NAMESPACE_FILE", namespace_file)
+    api = cli.WorkflowApi.connect(cli.Connection())
+    assert (api.host, api.namespace) == ("https://10.96.0.1:443", "workloads")
+    assert cli.WorkflowApi.connect(cli.Connection(namespace="other")).namespace == "other"
+
+
 def test_missing_kubeconfig_and_unknown_context_are_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(cli.ClusterError, match=r"no kubeconfig found at .*nope: pass --kubeconfig FILE, set KUBECONFIG"):
