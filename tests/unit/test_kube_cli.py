@@ -258,7 +258,7 @@ def test_compressed_task_lists_are_decoded() -> None:
     obj["status"]["tasksCompressed"] = base64.b64encode(packed).decode()
     assert [t.taskId for t in cli.parse_tasks(obj)] == [t.taskId for t in tasks]
     obj["status"]["tasksCompressed"] = "not base64 gzip"
-    with pytest.raises(cli.ClusterError, match=r"status\.tasksCompressed cannot be decoded"):
+    with pytest.raises(cli.ClusterError, match=r"media/resize-1: status\.tasksCompressed is not base64 of gzip of JSON"):
         cli.parse_tasks(obj)
 
 

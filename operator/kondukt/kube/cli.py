@@ -21,9 +21,7 @@ problem, and never retry an operation on its own (each request carries its own n
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
-import gzip
 import json
 import math
 import os
@@ -49,6 +47,7 @@ from kondukt.kube.resources import (
     WORKFLOW_PLURAL,
     WORKFLOWDEF_PLURAL,
 )
+from kondukt.kube.status import StatusError, tasks_from_status
 from kondukt.manifests import Bundle, load_files
 
 WORKFLOWS = WORKFLOW_PLURAL
@@ -124,6 +123,8 @@ class WorkflowApi:
     def __init__(
         self, api_client: Any, namespace: str, request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
     ):
+        # The kubernetes client is imported where it is used: importing it takes over half a second,
+        # which every other `kondukt` command (run, validate, graph FILE, --help) would pay for nothing.
         from kubernetes import client
 
         self.api_client = api_client
@@ -363,26 +364,14 @@ def workflow_message(obj: Mapping[str, Any]) -> str:
     return ""
 
 
-def raw_tasks(obj: Mapping[str, Any]) -> tuple[list[Any], str]:
-    """``status.tasks``, or the list packed in ``status.tasksCompressed`` (base64 of gzip of JSON)."""
+def raw_tasks(obj: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The task entries of ``status``: ``status.tasks``, or the list packed in ``status.tasksCompressed``."""
     status = _status(obj)
-    packed = status.get("tasksCompressed")
-    if not packed:
-        tasks = status.get("tasks")
-        return (list(tasks) if isinstance(tasks, list) else []), "status.tasks"
+    place = "status.tasksCompressed" if status.get("tasksCompressed") else "status.tasks"
     try:
-        unpacked = json.loads(gzip.decompress(base64.b64decode(str(packed))))
-    except (ValueError, OSError, EOFError) as exc:
-        raise ClusterError(
-            f"workflow {object_ref(obj)}: status.tasksCompressed cannot be decoded: {exc}"
-        ) from exc
-    if isinstance(unpacked, Mapping):
-        unpacked = unpacked.get("tasks")
-    if not isinstance(unpacked, list):
-        raise ClusterError(
-            f"workflow {object_ref(obj)}: status.tasksCompressed does not hold a list of tasks"
-        )
-    return unpacked, "status.tasksCompressed"
+        return tasks_from_status(status), place
+    except StatusError as exc:
+        raise ClusterError(f"workflow {object_ref(obj)}: {exc}") from exc
 
 
 def parse_tasks(obj: Mapping[str, Any]) -> list[Task]:
