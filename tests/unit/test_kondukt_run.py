@@ -60,13 +60,13 @@ def local_file(uri: str, data_dir: Path) -> Path:
 
 
 def output_images(output: Any) -> list[str]:
+    """Every file location (a URI string) in a workflow output, in order."""
     found: list[str] = []
-    if isinstance(output, dict):
-        for key, value in output.items():
-            if key == "fileLocation" and isinstance(value, str):
-                found.append(value)
-            else:
-                found.extend(output_images(value))
+    if isinstance(output, str) and output.startswith(("s3://", "http://", "file://")):
+        found.append(output)
+    elif isinstance(output, dict):
+        for value in output.values():
+            found.extend(output_images(value))
     elif isinstance(output, list):
         for item in output:
             found.extend(output_images(item))

@@ -32,6 +32,8 @@ LOCAL_REGION = "us-east-1"
 #: Outputs of a run go under ``<prefix><workflow id>/<task ref>/iter<N>-retry<M>/`` (kondukt_workers).
 RUNS_PREFIX = "runs/"
 PAYLOADS_PREFIX = "payloads/"
+#: Where ``upload_toS3`` puts its objects in the embedded S3 (``<prefix><workflow id>/<file>``).
+UPLOADS_PREFIX = "uploads/"
 #: AWS variables that would point boto3 in a task away from the embedded server's dummy credentials.
 _CREDENTIAL_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
 
@@ -209,6 +211,7 @@ def open_task_storage(
                 "KONDUKT_PAYLOAD_BUCKET": bucket,
                 "KONDUKT_OUTPUT_PREFIX": env.get("KONDUKT_OUTPUT_PREFIX", "").strip()
                 or f"s3://{bucket}/{RUNS_PREFIX}",
+                "KONDUKT_S3_PREFIX": env.get("KONDUKT_S3_PREFIX", "").strip() or UPLOADS_PREFIX,
                 "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY,
                 "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_KEY,
                 "AWS_REGION": LOCAL_REGION,
