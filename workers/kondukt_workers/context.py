@@ -97,11 +97,14 @@ def running_task(context: TaskContext) -> Iterator[TaskContext]:
 
 
 def as_uri(location: str) -> str:
-    """A URI for ``location``: URIs pass through, a bare local path becomes an absolute ``file://`` URI."""
+    """A URI for ``location``: URIs pass through; a bare local path (or ``file:relative/path``) becomes an
+    absolute ``file://`` URI."""
     if "://" in location:
         return location
     if not location.strip():
         raise TerminalError("an empty string is not a file location")
+    if location.startswith("file:"):  # "file:relative/path": relative to the working directory
+        location = location[len("file:") :]
     return Path(location).expanduser().absolute().as_uri()
 
 

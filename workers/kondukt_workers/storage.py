@@ -14,7 +14,8 @@ every worker fetches its inputs and stores its outputs through :func:`read_uri` 
 Reads are size-limited (``KONDUKT_MAX_READ_BYTES``, default 100 MiB): a worker must never be made to
 fill its memory by a large or endless input. Every failure is a :class:`StorageError` whose ``terminal``
 flag says whether a retry could help (a missing object: no; a refused connection: yes) and whose
-message names the URI. boto3 is imported only when an ``s3://`` URI is used.
+message names the URI. boto3 and urllib.request are imported only when used (``kondukt-worker`` starts
+once per task attempt, and those imports cost more than the rest of the SDK).
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ import contextlib
 import functools
 import os
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -220,6 +219,8 @@ def _write_s3(uri: str, data: bytes, content_type: str, settings: Settings) -> N
 
 
 def _http_error(uri: str, exc: Exception) -> StorageError:
+    import urllib.error
+
     if isinstance(exc, urllib.error.HTTPError):
         text = f"{uri}: HTTP {exc.code} {exc.reason}"
         if exc.code in (404, 410):
@@ -231,6 +232,9 @@ def _http_error(uri: str, exc: Exception) -> StorageError:
 
 
 def _read_http(uri: str, limit: int, settings: Settings) -> bytes:
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(uri, headers={"User-Agent": "kondukt-workers"})
     try:
         with urllib.request.urlopen(request, timeout=settings.http_timeout_seconds) as response:
@@ -250,6 +254,9 @@ def _read_http(uri: str, limit: int, settings: Settings) -> bytes:
 
 
 def _write_http(uri: str, data: bytes, content_type: str, settings: Settings) -> None:
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(
         uri, data=data, method="PUT", headers={"Content-Type": content_type, "User-Agent": "kondukt-workers"}
     )
