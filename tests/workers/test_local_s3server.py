@@ -455,12 +455,15 @@ def test_payload_checksums_are_verified(
 
 def test_serves_on_loopback_and_data_outlives_the_server(tmp_path: Path) -> None:
     root = tmp_path / "s3"
-    with LocalS3Server(root, buckets=["kondukt"]) as endpoint:
-        assert endpoint.startswith("http://127.0.0.1:")
-        s3_client_for(endpoint).put_object(Bucket="kondukt", Key="runs/keep.txt", Body=b"kept")
+    with LocalS3Server(root, buckets=["kondukt"]) as server:
+        assert server.endpoint_url.startswith("http://127.0.0.1:")
+        assert server.start() == server.endpoint_url  # idempotent
+        s3_client_for(server.endpoint_url).put_object(Bucket="kondukt", Key="runs/keep.txt", Body=b"kept")
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = server.endpoint_url
     (root / "kondukt" / "by-hand.txt").write_bytes(b"dropped in by a person")
-    with LocalS3Server(root) as endpoint:
-        client = s3_client_for(endpoint)
+    with LocalS3Server(root) as server:
+        client = s3_client_for(server.endpoint_url)
         assert client.get_object(Bucket="kondukt", Key="runs/keep.txt")["Body"].read() == b"kept"
         by_hand = client.get_object(Bucket="kondukt", Key="by-hand.txt")
         assert by_hand["ETag"] == f'"{hashlib.md5(b"dropped in by a person").hexdigest()}"'

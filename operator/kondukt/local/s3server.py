@@ -990,8 +990,11 @@ class _Server(ThreadingHTTPServer):
 class LocalS3Server:
     """A file-backed S3-compatible endpoint on loopback. Use ``start()`` / ``stop()`` or ``with``.
 
-    >>> with LocalS3Server(Path("/tmp/s3")) as endpoint_url:   # doctest: +SKIP
-    ...     boto3.client("s3", endpoint_url=endpoint_url, ...).create_bucket(Bucket="kondukt")
+    ``root`` holds the data (``<root>/<bucket>/<key>``); ``port`` 0 picks a free one; ``buckets`` are
+    created at start when missing. Point boto3 at :attr:`endpoint_url` with any credentials::
+
+        with LocalS3Server(Path(".kondukt/s3"), buckets=["kondukt"]) as server:
+            s3 = boto3.client("s3", endpoint_url=server.endpoint_url, aws_access_key_id="x", ...)
     """
 
     def __init__(self, root: Path, port: int = 0, buckets: Iterable[str] = ()) -> None:
@@ -1039,8 +1042,9 @@ class LocalS3Server:
         if thread is not None:
             thread.join(timeout=10)
 
-    def __enter__(self) -> str:
-        return self.start()
+    def __enter__(self) -> LocalS3Server:
+        self.start()
+        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
