@@ -25,7 +25,7 @@ from importlib import metadata
 from kondukt.errors import KonduktError
 
 #: Modules that add subcommands (each exports ``register(subparsers)``), in the order ``--help`` lists them.
-_COMMANDS: tuple[str, ...] = ("kondukt.cli_definitions", "kondukt.kube.cli", "kondukt.local.cli")
+_COMMANDS: tuple[str, ...] = ("kondukt.cli_definitions", "kondukt.kube.cli", "kondukt.kube.cli_operator", "kondukt.local.cli")
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL_ERROR = 70

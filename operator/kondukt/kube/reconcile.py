@@ -66,7 +66,7 @@ from kondukt.engine.models import (
     WorkflowStatus,
     WorkflowTask,
 )
-from kondukt.engine.validation import validate
+from kondukt.engine.validation import problems_from_validation_error, validate
 from kondukt.kube import attempts, names
 from kondukt.kube import resources as r
 from kondukt.kube.builders import (
@@ -301,10 +301,15 @@ class Reconciler:
                          warned=memo.warned if memo else set())
             self._memos[uid] = memo
         stored = memo.stored
+        raw_spec = dict(obj.get("spec") or {})
+        if isinstance(raw_spec.get("definition"), dict) and not raw_spec["definition"].get("name"):
+            raw_spec["definition"] = {**raw_spec["definition"], "name": name}  # defaults to metadata.name
         try:
-            spec = WorkflowSpec.model_validate(obj.get("spec") or {})
+            spec = WorkflowSpec.model_validate(raw_spec)
         except pydantic.ValidationError as err:
-            return await self._fail_unstarted(obj, owner, "InvalidSpec", f"spec is invalid: {err}", memo)
+            problems = problems_from_validation_error(err, "spec", raw_spec)
+            text = "; ".join(str(p) for p in problems[:5]) or str(err)
+            return await self._fail_unstarted(obj, owner, "InvalidSpec", f"invalid spec: {text}", memo)
 
         now = self.clock()
         reason_override: str | None = None
@@ -442,9 +447,6 @@ class Reconciler:
         definition: WorkflowDef | None
         if spec.definition is not None:
             definition = spec.definition
-            raw = (obj.get("spec") or {}).get("definition") or {}
-            if not raw.get("name"):
-                definition = definition.model_copy(update={"name": owner.name})
         elif spec.workflowDefRef is not None:
             ref = spec.workflowDefRef
             record = await self._find_workflow_def(namespace, ref.name, ref.version)

@@ -1,0 +1,571 @@
+"""The reconcile against an in-memory API server and the real engine.
+
+The fake (``FakeCluster``) speaks the paths the operator uses with the API server's semantics that
+matter here — resourceVersion conflicts on the status PUT, AlreadyExists on a second create, uids,
+generations, merge patches — and a fake "kubelet" gives a Job's pod a termination state. The view over it
+runs the same ``index_*`` functions Kopf's indexes run in the operator.
+
+What is checked: the happy path through Jobs and termination messages, kill-safety (a crash between
+the actions and the status write loses nothing and creates no second Job), optimistic concurrency,
+operations applied exactly once, namespace-wide concurrency limits, invalid and waiting workflows.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from kondukt.engine.models import TaskStatus
+from kondukt.kube import cache
+from kondukt.kube import resources as r
+from kondukt.kube.builders import JobOptions
+from kondukt.kube.events import EventRecorder
+from kondukt.kube.kubeapi import AlreadyExists, Conflict, Invalid, KubeClient, NotFound
+from kondukt.kube.metrics import Metrics
+from kondukt.kube.reconcile import Reconciler, ReconcileSettings
+from kondukt.kube.status import read_status, tasks_from_status
+
+GROUP_PATH = "/apis/kondukt.io/v1alpha1/namespaces/"
+
+
+class Crash(Exception):
+    """Raised by the fake to simulate the operator dying at a chosen call."""
+
+
+class FakeCluster(KubeClient):
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}  # collection path + "/" + name -> object
+        self.calls: list[tuple[str, str]] = []
+        self.events: list[dict[str, Any]] = []
+        self.created_jobs: list[str] = []
+        self.crash_on: tuple[str, str] | None = None  # (method, path prefix) to raise Crash once
+        self.reject: dict[str, str] = {}  # collection path -> message of a 422
+        self._rv = itertools.count(1)
+        self.server = "https://fake"
+
+    # -------------------------------------------------------------------------------- API surface
+    async def request(self, method: str, path: str, *, what: str, body: Any = None, params: Any = None,
+                      content_type: str = "application/json", on_conflict: type = Conflict) -> Any:
+        self.calls.append((method, path))
+        if self.crash_on is not None and method == self.crash_on[0] and path.startswith(self.crash_on[1]):
+            self.crash_on = None
+            raise Crash(f"crash at {method} {path}")
+        body = copy.deepcopy(body)
+        if method == "GET":
+            if path in self.objects:
+                return copy.deepcopy(self.objects[path])
+            items = [copy.deepcopy(o) for p, o in self.objects.items() if p.rsplit("/", 1)[0] == path]
+            if items or path.endswith(("jobs", "workflowdefs", "taskdefs", "workflows")):
+                return {"items": items}
+            raise NotFound(404, "NotFound", f"{path} not found", what)
+        if method == "POST":
+            if path.endswith("/events"):
+                self.events.append(body)
+                return body
+            if path in self.reject:
+                raise Invalid(422, "Invalid", self.reject[path], what)
+            key = f"{path}/{body['metadata']['name']}"
+            if key in self.objects:
+                raise AlreadyExists(409, "AlreadyExists", f"{key} already exists", what)
+            meta = body["metadata"]
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta["resourceVersion"] = str(next(self._rv))
+            meta.setdefault("generation", 1)
+            meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+            meta.setdefault("namespace", path.split("/namespaces/")[1].split("/")[0])
+            self.objects[key] = body
+            if "/jobs" in path:
+                self.created_jobs.append(meta["name"])
+            return copy.deepcopy(body)
+        if method == "PUT" and path.endswith("/status"):
+            key = path[: -len("/status")]
+            current = self.objects.get(key)
+            if current is None:
+                raise NotFound(404, "NotFound", key, what)
+            if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:
+                raise Conflict(409, "Conflict", "the object has been modified", what)
+            current["status"] = json.loads(json.dumps(body["status"]))
+            current["metadata"]["resourceVersion"] = str(next(self._rv))
+            return copy.deepcopy(current)
+        if method == "PATCH":
+            current = self.objects.get(path)
+            if current is None:
+                raise NotFound(404, "NotFound", path, what)
+            _merge(current, body)
+            current["metadata"]["resourceVersion"] = str(next(self._rv))
+            if "spec" in body:
+                current["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+            return copy.deepcopy(current)
+        if method == "DELETE":
+            if path not in self.objects:
+                raise NotFound(404, "NotFound", path, what)
+            del self.objects[path]
+            for pod_path in [p for p, o in self.objects.items() if "/pods/" in p and
+                             o["metadata"]["labels"].get("batch.kubernetes.io/job-name") == path.rsplit("/", 1)[1]]:
+                del self.objects[pod_path]
+            return {}
+        raise AssertionError(f"unexpected {method} {path}")
+
+    async def close(self) -> None:
+        return None
+
+    # ----------------------------------------------------------------------------- test helpers
+    def apply(self, manifest: dict[str, Any], namespace: str = "ns") -> dict[str, Any]:
+        kind = manifest["kind"]
+        plural = {"TaskDef": "taskdefs", "WorkflowDef": "workflowdefs", "Workflow": "workflows"}[kind]
+        path = f"{GROUP_PATH}{namespace}/{plural}"
+        body = copy.deepcopy(manifest)
+        body.setdefault("metadata", {})["namespace"] = namespace
+        body["metadata"]["uid"] = str(uuid.uuid4())
+        body["metadata"]["resourceVersion"] = str(next(self._rv))
+        body["metadata"]["generation"] = 1
+        body["metadata"].setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        self.objects[f"{path}/{body['metadata']['name']}"] = body
+        return body
+
+    def workflow(self, name: str, namespace: str = "ns") -> dict[str, Any]:
+        return self.objects[f"{GROUP_PATH}{namespace}/workflows/{name}"]
+
+    def edit_workflow(self, name: str, *, spec: dict[str, Any] | None = None,
+                      annotations: dict[str, str] | None = None, namespace: str = "ns") -> None:
+        obj = self.workflow(name, namespace)
+        if spec:
+            obj["spec"].update(spec)
+            obj["metadata"]["generation"] += 1
+        if annotations:
+            obj["metadata"].setdefault("annotations", {}).update(annotations)
+        obj["metadata"]["resourceVersion"] = str(next(self._rv))
+
+    def jobs(self, namespace: str = "ns") -> dict[str, dict[str, Any]]:
+        prefix = f"/apis/batch/v1/namespaces/{namespace}/jobs/"
+        return {p[len(prefix):]: o for p, o in self.objects.items() if p.startswith(prefix)}
+
+    def start_pod(self, job_name: str, namespace: str = "ns") -> None:
+        self._pod(job_name, namespace, {"running": {"startedAt": "now"}}, "Running")
+
+    def finish(self, job_name: str, *, exit_code: int = 0, message: str | None = None, namespace: str = "ns") -> None:
+        terminated: dict[str, Any] = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error"}
+        if message is not None:
+            terminated["message"] = message
+        self._pod(job_name, namespace, {"terminated": terminated}, "Succeeded" if exit_code == 0 else "Failed")
+
+    def echo(self, job_name: str, namespace: str = "ns") -> None:
+        """Finish like kwok's echo stage: the output is the Job's KONDUKT_INPUT."""
+        job = self.jobs(namespace)[job_name]
+        env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        self.finish(job_name, message=json.dumps({"outputData": json.loads(env["KONDUKT_INPUT"])}),
+                    namespace=namespace)
+
+    def fail_job(self, job_name: str, reason: str, namespace: str = "ns") -> None:
+        job = self.jobs(namespace)[job_name]
+        job["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": reason, "message": reason}]}
+
+    def _pod(self, job_name: str, namespace: str, state: dict[str, Any], phase: str) -> None:
+        job = self.jobs(namespace)[job_name]
+        template = job["spec"]["template"]["metadata"]
+        pod = {
+            "metadata": {
+                "name": f"{job_name}-pod", "namespace": namespace,
+                "labels": {**template["labels"], "batch.kubernetes.io/job-name": job_name},
+                "annotations": dict(template["annotations"]),
+            },
+            "status": {"phase": phase, "containerStatuses": [{"name": "worker", "state": state}]},
+        }
+        self.objects[f"/api/v1/namespaces/{namespace}/pods/{job_name}-pod"] = pod
+
+    def view(self) -> cache.ClusterView:
+        """The objects through the operator's own index functions (what Kopf's indexes would hold)."""
+        fake = self
+
+        class LiveIndex:
+            def __init__(self, function: Any, where: str) -> None:
+                self.function, self.where = function, where
+
+            def _all(self) -> dict[Any, list[Any]]:
+                out: dict[Any, list[Any]] = {}
+                for path, obj in fake.objects.items():
+                    if self.where in path:
+                        for key, value in self.function(obj).items():
+                            out.setdefault(key, []).append(value)
+                return out
+
+            def __contains__(self, key: object) -> bool:
+                return key in self._all()
+
+            def __getitem__(self, key: Any) -> list[Any]:
+                return self._all()[key]
+
+        return cache.ClusterView({
+            cache.JOBS_INDEX: LiveIndex(cache.index_job, "/jobs/"),
+            cache.PODS_INDEX: LiveIndex(cache.index_pod, "/pods/"),
+            cache.CHILDREN_INDEX: LiveIndex(cache.index_child, "/workflows/"),
+            cache.TASKDEFS_INDEX: LiveIndex(cache.index_taskdef, "/taskdefs/"),
+            cache.WORKFLOWDEFS_INDEX: LiveIndex(cache.index_workflowdef, "/workflowdefs/"),
+        })
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+# ------------------------------------------------------------------------------------------ harness
+class Clock:
+    def __init__(self) -> None:
+        self.ms = 1_800_000_000_000
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+ECHO = {"apiVersion": "kondukt.io/v1alpha1", "kind": "TaskDef", "metadata": {"name": "echo"},
+        "spec": {"retryCount": 1, "retryDelaySeconds": 0, "template": {"image": "worker:1"}}}
+
+
+def chain(name: str = "chain", steps: int = 2) -> dict[str, Any]:
+    tasks = [{"name": "echo", "taskReferenceName": "s0", "inputParameters": {"v": "${workflow.input.v}"}}]
+    tasks += [{"name": "echo", "taskReferenceName": f"s{i}", "inputParameters": {"v": f"${{s{i - 1}.output.v}}"}}
+              for i in range(1, steps)]
+    return {"apiVersion": "kondukt.io/v1alpha1", "kind": "WorkflowDef", "metadata": {"name": name},
+            "spec": {"name": name, "tasks": tasks, "outputParameters": {"v": f"${{s{steps - 1}.output.v}}"}}}
+
+
+def run_of(name: str, definition: str = "chain", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "kondukt.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name},
+            "spec": {"workflowDefRef": {"name": definition}, "input": {"v": 7}, **spec}}
+
+
+class Harness:
+    def __init__(self, cluster: FakeCluster | None = None, clock: Clock | None = None) -> None:
+        self.cluster = cluster or FakeCluster()
+        self.clock = clock or Clock()
+        self.reconciler = self.new_reconciler()
+
+    def new_reconciler(self) -> Reconciler:
+        """A fresh operator process: no memory of the previous one."""
+        metrics = Metrics()
+        return Reconciler(self.cluster, self.cluster.view(), ReconcileSettings(job_options=JobOptions()),
+                          metrics, EventRecorder(self.cluster, metrics), clock=self.clock, workers=1)
+
+    async def reconcile(self, name: str) -> Any:
+        return await self.reconciler.reconcile(("ns", name))
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.cluster.workflow(name).get("status") or {})
+
+    def tasks(self, name: str) -> list[dict[str, Any]]:
+        return tasks_from_status(self.status(name))
+
+    def only_new_job(self, before: set[str]) -> str:
+        new = set(self.cluster.jobs()) - before
+        assert len(new) == 1, new
+        return new.pop()
+
+
+@pytest.fixture
+def harness() -> Harness:
+    h = Harness()
+    h.cluster.apply(ECHO)
+    h.cluster.apply(chain())
+    return h
+
+
+# -------------------------------------------------------------------------------------------- tests
+async def test_a_chain_runs_through_jobs_and_termination_messages(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    first = harness.only_new_job(set())
+    assert harness.status("run")["phase"] == "RUNNING"
+    assert harness.tasks("run")[0]["jobName"] == first
+    harness.cluster.start_pod(first)
+    await harness.reconcile("run")
+    assert harness.tasks("run")[0]["status"] == "IN_PROGRESS"
+    harness.cluster.echo(first)
+    await harness.reconcile("run")
+    second = harness.only_new_job({first})
+    harness.cluster.echo(second)
+    await harness.reconcile("run")
+    status = harness.status("run")
+    assert status["phase"] == "COMPLETED" and status["output"] == {"v": 7} and status["progress"] == "2/2"
+    reasons = [e["reason"] for e in harness.reconciler.events._queue._queue]  # type: ignore[attr-defined]
+    assert "TaskCompleted" in reasons and "WorkflowCompleted" in reasons
+
+
+async def test_nothing_changes_nothing_is_written(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    puts = sum(1 for method, _ in harness.cluster.calls if method == "PUT")
+    await harness.reconcile("run")
+    await harness.reconcile("run")
+    assert sum(1 for method, _ in harness.cluster.calls if method == "PUT") == puts
+
+
+@pytest.mark.parametrize("crash_at", ["PUT", "second-job"], ids=["before-status-write", "between-jobs"])
+async def test_a_crash_loses_nothing_and_runs_no_attempt_twice(harness: Harness, crash_at: str) -> None:
+    """Kill the operator between its actions and its status write; a new process finishes the run."""
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    first = harness.only_new_job(set())
+    harness.cluster.echo(first)
+    if crash_at == "PUT":
+        harness.cluster.crash_on = ("PUT", "/apis/kondukt.io")
+    else:
+        harness.cluster.crash_on = ("POST", "/apis/batch/v1")
+    with pytest.raises(Crash):
+        await harness.reconcile("run")
+    harness.reconciler = harness.new_reconciler()  # the restarted operator
+    await harness.reconcile("run")
+    await harness.reconcile("run")
+    second = harness.only_new_job({first})
+    harness.cluster.echo(second)
+    harness.reconciler = harness.new_reconciler()
+    await harness.reconcile("run")
+    assert harness.status("run")["phase"] == "COMPLETED"
+    assert sorted(set(harness.cluster.created_jobs)) == sorted(harness.cluster.created_jobs), "a Job created twice"
+    assert len(harness.cluster.jobs()) == 2
+
+
+async def test_a_stale_resource_version_is_a_conflict_not_a_lost_update(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    first = harness.only_new_job(set())
+    harness.cluster.echo(first)
+    real_get = harness.cluster.request
+
+    async def get_then_race(method: str, path: str, **kwargs: Any) -> Any:
+        result = await real_get(method, path, **kwargs)
+        if method == "GET" and path.endswith("/workflows/run"):
+            harness.cluster.edit_workflow("run", annotations={"someone": "else"})
+        return result
+
+    harness.cluster.request = get_then_race  # type: ignore[method-assign]
+    with pytest.raises(Conflict):
+        await harness.reconcile("run")
+    harness.cluster.request = real_get  # type: ignore[method-assign]
+    await harness.reconcile("run")
+    assert len(harness.cluster.jobs()) == 2 and harness.tasks("run")[0]["status"] == "COMPLETED"
+
+
+async def test_failures_retry_with_a_new_attempt_and_job(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    first = harness.only_new_job(set())
+    harness.cluster.finish(first, exit_code=2, message="Traceback: boom")
+    await harness.reconcile("run")
+    retry = harness.only_new_job({first})
+    tasks = harness.tasks("run")
+    assert [t["status"] for t in tasks] == ["FAILED", "SCHEDULED"] and tasks[1]["retryCount"] == 1
+    assert "code 2" in tasks[0]["reasonForIncompletion"] and "boom" in tasks[0]["reasonForIncompletion"]
+    harness.cluster.finish(retry, exit_code=1)
+    await harness.reconcile("run")
+    status = harness.status("run")
+    assert status["phase"] == "FAILED" and "code 1" in status["reasonForIncompletion"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Failed"]["status"] == "True"
+
+
+async def test_a_deadline_exceeded_job_times_the_task_out(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    harness.cluster.fail_job(harness.only_new_job(set()), "DeadlineExceeded")
+    await harness.reconcile("run")
+    assert harness.tasks("run")[0]["status"] == "TIMED_OUT"
+
+
+async def test_a_deleted_job_fails_its_attempt_after_the_grace_period(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    first = harness.only_new_job(set())
+    await harness.cluster.delete(KubeClient.job_path("ns", first), "job")
+    outcome = await harness.reconcile("run")
+    assert harness.tasks("run")[0]["status"] == "SCHEDULED", "within the grace period nothing is decided"
+    assert outcome.wake_at_ms is not None
+    harness.clock.ms += 31_000
+    await harness.reconcile("run")
+    assert "disappeared" in harness.tasks("run")[0]["reasonForIncompletion"]
+
+
+async def test_suspend_and_resume_are_edges_of_spec_suspend(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    first = harness.only_new_job(set())
+    harness.cluster.edit_workflow("run", spec={"suspend": True})
+    await harness.reconcile("run")
+    assert harness.status("run")["phase"] == "PAUSED"
+    harness.cluster.echo(first)
+    await harness.reconcile("run")
+    assert set(harness.cluster.jobs()) == {first}, "nothing new starts while paused"
+    assert harness.tasks("run")[0]["status"] == "COMPLETED", "running attempts finish"
+    harness.cluster.edit_workflow("run", spec={"suspend": False})
+    await harness.reconcile("run")
+    assert harness.status("run")["phase"] == "RUNNING"
+    harness.only_new_job({first})
+
+
+async def test_an_annotation_pause_is_not_undone_by_an_unchanged_spec(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    harness.cluster.edit_workflow("run", annotations={"ops.kondukt.io/pause": json.dumps({"nonce": "p1"})})
+    await harness.reconcile("run")
+    await harness.reconcile("run")
+    assert harness.status("run")["phase"] == "PAUSED"
+
+
+async def test_terminate_deletes_running_jobs(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    first = harness.only_new_job(set())
+    harness.cluster.edit_workflow("run", spec={"terminate": {"reason": "enough"}})
+    await harness.reconcile("run")
+    status = harness.status("run")
+    assert status["phase"] == "TERMINATED" and status["reasonForIncompletion"] == "enough"
+    assert first not in harness.cluster.jobs()
+    assert harness.tasks("run")[0]["status"] == "CANCELED"
+
+
+async def test_retry_annotation_applies_exactly_once(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    first = harness.only_new_job(set())
+    harness.cluster.finish(first, message=json.dumps({"status": "FAILED_WITH_TERMINAL_ERROR",
+                                                      "reasonForIncompletion": "bad input"}))
+    await harness.reconcile("run")
+    assert harness.status("run")["phase"] == "FAILED"
+    harness.cluster.edit_workflow("run", annotations={"ops.kondukt.io/retry": json.dumps({"nonce": "n-1"})})
+    await harness.reconcile("run")
+    retry = harness.only_new_job({first})
+    assert harness.status("run")["phase"] == "RUNNING"
+    harness.cluster.finish(retry, exit_code=1)
+    await harness.reconcile("run")
+    await harness.reconcile("run")
+    assert harness.status("run")["phase"] == "FAILED", "the same nonce is not applied a second time"
+    assert len(harness.cluster.jobs()) == 2, "no attempt beyond the retried one (its retryCount is used up)"
+
+
+async def test_a_malformed_operation_is_reported_and_ignored(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run"))
+    harness.cluster.edit_workflow("run", annotations={"ops.kondukt.io/retry": "not json"})
+    await harness.reconcile("run")
+    assert harness.status("run")["phase"] == "RUNNING"
+    queued = harness.reconciler.events._queue._queue  # type: ignore[attr-defined]
+    assert any(e["reason"] == "InvalidOperation" for e in queued)
+
+
+async def test_concurrency_limits_hold_across_workflows() -> None:
+    harness = Harness()
+    limited = copy.deepcopy(ECHO)
+    limited["spec"]["concurrentExecLimit"] = 1
+    harness.cluster.apply(limited)
+    harness.cluster.apply(chain(steps=1))
+    harness.cluster.apply(run_of("a"))
+    harness.cluster.apply(run_of("b"))
+    await harness.reconcile("a")
+    outcome = await harness.reconcile("b")
+    assert len(harness.cluster.jobs()) == 1, "the second workflow waits for a free slot"
+    assert outcome.waiting_on == ("echo",)
+    job = next(iter(harness.cluster.jobs()))
+    harness.cluster.echo(job)
+    await harness.reconcile("a")
+    await harness.reconcile("b")
+    assert len(harness.cluster.jobs()) == 2
+
+
+async def test_reservations_count_jobs_the_watch_has_not_shown_yet() -> None:
+    harness = Harness()
+    limited = copy.deepcopy(ECHO)
+    limited["spec"]["concurrentExecLimit"] = 1
+    harness.cluster.apply(limited)
+    harness.cluster.apply(chain(steps=1))
+    harness.cluster.apply(run_of("a"))
+    harness.cluster.apply(run_of("b"))
+    view_without_jobs = cache.ClusterView({
+        key: value for key, value in harness.cluster.view()._indices.items()  # type: ignore[attr-defined]
+        if key != cache.JOBS_INDEX
+    })
+    harness.reconciler.view = view_without_jobs
+    await harness.reconcile("a")
+    await harness.reconcile("b")
+    assert len(harness.cluster.jobs()) == 1
+
+
+async def test_a_workflow_waits_for_its_definition_then_fails_clearly(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run", definition="missing"))
+    harness.clock.ms = 1_767_225_600_000 + 1_000  # one second after creationTimestamp
+    outcome = await harness.reconcile("run")
+    status = harness.status("run")
+    assert "phase" not in status and "not found" in status["message"]
+    assert outcome.wake_at_ms == 1_767_225_600_000 + 15_000
+    harness.clock.ms += 20_000
+    await harness.reconcile("run")
+    status = harness.status("run")
+    assert status["phase"] == "FAILED" and "WorkflowDef 'missing' not found" in status["reasonForIncompletion"]
+    assert {c["type"]: c for c in status["conditions"]}["Failed"]["reason"] == "WorkflowDefNotFound"
+
+
+async def test_an_invalid_definition_fails_without_jobs(harness: Harness) -> None:
+    bad = chain("bad")
+    bad["spec"]["tasks"][1]["taskReferenceName"] = "s0"  # duplicate reference
+    harness.cluster.apply(bad)
+    harness.cluster.apply(run_of("run", definition="bad"))
+    await harness.reconcile("run")
+    status = harness.status("run")
+    assert status["phase"] == "FAILED" and "s0" in status["reasonForIncompletion"]
+    assert harness.cluster.jobs() == {}
+    assert read_status(status).workflow is not None
+
+
+async def test_a_rejected_job_fails_the_attempt_with_the_api_message(harness: Harness) -> None:
+    harness.cluster.reject["/apis/batch/v1/namespaces/ns/jobs"] = "spec.template.spec.containers[0].image: Required"
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    tasks = harness.tasks("run")
+    assert tasks[0]["status"] == "FAILED_WITH_TERMINAL_ERROR"
+    assert "image: Required" in tasks[0]["reasonForIncompletion"]
+    assert harness.status("run")["phase"] == "FAILED"
+
+
+async def test_inline_definitions_and_sub_workflows() -> None:
+    harness = Harness()
+    harness.cluster.apply(ECHO)
+    harness.cluster.apply(chain("inner", steps=1))
+    parent = {"apiVersion": "kondukt.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "parent"},
+              "spec": {"definition": {"tasks": [{"name": "sub", "taskReferenceName": "sub", "type": "SUB_WORKFLOW",
+                                                 "subWorkflowParam": {"name": "inner"},
+                                                 "inputParameters": {"v": "${workflow.input.v}"}}]},
+                       "input": {"v": 3}}}
+    harness.cluster.apply(parent)
+    await harness.reconcile("parent")
+    children = [o for p, o in harness.cluster.objects.items() if "/workflows/" in p and p.endswith("") and
+                (o["metadata"].get("labels") or {}).get(r.LABEL_PARENT_UID)]
+    assert len(children) == 1
+    child = children[0]["metadata"]["name"]
+    assert harness.tasks("parent")[0]["subWorkflowId"] == children[0]["metadata"]["uid"]
+    await harness.reconcile(child)
+    harness.cluster.echo(harness.only_new_job(set()))
+    await harness.reconcile(child)
+    assert harness.status(child)["phase"] == "COMPLETED"
+    await harness.reconcile("parent")
+    status = harness.status("parent")
+    assert status["phase"] == "COMPLETED"
+    assert harness.tasks("parent")[0]["outputData"]["v"] == 3
+
+
+async def test_large_inputs_without_payload_storage_fail_the_attempt_clearly(harness: Harness,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KONDUKT_PAYLOAD_BUCKET", raising=False)
+    harness.cluster.apply(run_of("run", input={"v": "x" * 40_000}))
+    await harness.reconcile("run")
+    task = harness.tasks("run")[0]
+    assert task["status"] == "FAILED_WITH_TERMINAL_ERROR"
+    assert "32768" in task["reasonForIncompletion"] and "KONDUKT_PAYLOAD_BUCKET" in task["reasonForIncompletion"]
+    assert TaskStatus.FAILED_WITH_TERMINAL_ERROR.value == task["status"]

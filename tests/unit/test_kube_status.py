@@ -1,0 +1,138 @@
+"""The Workflow status codec: round trips, compactness, conditions, progress."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from kondukt.engine.models import Task, TaskStatus, Workflow, WorkflowDef, WorkflowStatus, WorkflowTask
+from kondukt.kube import status as codec
+
+NOW = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
+LATER = NOW + dt.timedelta(minutes=5)
+DEFINITION = WorkflowDef(name="chain", tasks=[WorkflowTask(name="echo", taskReferenceName=f"t{i}") for i in range(5)])
+
+
+def attempt(seq: int, ref: str, status: TaskStatus, **extra: object) -> Task:
+    return Task(taskId=f"id-{seq}", taskType="echo", referenceTaskName=ref, taskDefName="echo", status=status,
+                seq=seq, **extra)  # type: ignore[arg-type]
+
+
+def workflow(tasks: list[Task], state: WorkflowStatus = WorkflowStatus.RUNNING, **extra: object) -> Workflow:
+    return Workflow(workflowId="uid-1", workflowName="chain", status=state, input={"x": 1}, tasks=tasks,
+                    **extra)  # type: ignore[arg-type]
+
+
+def build(wf: Workflow, previous: tuple[dict[str, object], ...] = (), now: dt.datetime = NOW,
+          **kwargs: object) -> dict[str, object]:
+    return codec.build_status(wf, DEFINITION, generation=3, observed_suspend=False, previous_conditions=previous,
+                              now=now, **kwargs)  # type: ignore[arg-type]
+
+
+def test_round_trip_keeps_the_engine_state() -> None:
+    wf = workflow([attempt(1, "t0", TaskStatus.COMPLETED, outputData={"a": [1, 2]}, executed=True),
+                   attempt(2, "t1", TaskStatus.IN_PROGRESS, dispatched=True)], nextSeq=3,
+                  appliedOperations=["n1"])
+    stored = codec.read_status(json.loads(json.dumps(build(wf))))
+    assert stored.workflow == wf
+    assert stored.definition is not None and stored.definition.name == "chain"
+    assert stored.observed_generation == 3
+
+
+def test_unstarted_status_has_no_workflow() -> None:
+    assert codec.read_status(None).workflow is None
+    waiting = codec.build_waiting_status("WorkflowDefNotFound", "waiting", generation=1, previous_conditions=(), now=NOW)
+    assert codec.read_status(waiting).workflow is None
+
+
+def test_defaults_are_omitted_but_key_fields_stay() -> None:
+    entry = codec.encode_task(attempt(1, "t0", TaskStatus.SCHEDULED), job_name="wf-t0-abc")
+    assert entry["status"] == "SCHEDULED" and entry["retryCount"] == 0
+    assert "outputData" not in entry and "heartbeat" not in entry and "iteration" not in entry
+    assert entry["jobName"] == "wf-t0-abc"
+
+
+def test_large_task_lists_are_compressed_and_still_readable() -> None:
+    tasks = [attempt(i, f"branch_{i}", TaskStatus.COMPLETED, inputData={"fileLocation": f"s3://b/img-{i}.jpg",
+                     "outputWidth": 300, "outputHeight": 300}, outputData={"fileLocation": f"s3://b/out-{i}.png"},
+                     executed=True) for i in range(2000)]
+    wf = workflow(tasks, WorkflowStatus.COMPLETED)
+    body = build(wf, compress_over_bytes=64 * 1024)
+    assert "tasks" not in body and isinstance(body["tasksCompressed"], str)
+    assert body["taskCounts"] == {"COMPLETED": 2000}
+    assert len(json.dumps(body)) < 200_000
+    assert len(codec.tasks_from_status(body)) == 2000
+    assert codec.read_status(body).workflow == wf
+
+
+def test_corrupt_status_is_reported_not_crashed_on() -> None:
+    with pytest.raises(codec.StatusError, match="tasksCompressed"):
+        codec.read_status({"workflowId": "u", "tasksCompressed": "not-base64!"})
+    with pytest.raises(codec.StatusError, match=r"status\.tasks\.0"):
+        codec.read_status({"workflowId": "u", "tasks": [{"taskId": "x"}]})
+
+
+@pytest.mark.parametrize(
+    ("tasks", "state", "expected"),
+    [
+        pytest.param([], WorkflowStatus.RUNNING, "0/5", id="not-started"),
+        pytest.param([attempt(1, "t0", TaskStatus.COMPLETED), attempt(2, "t1", TaskStatus.IN_PROGRESS)],
+                     WorkflowStatus.RUNNING, "1/5", id="running"),
+        pytest.param([attempt(1, "t0", TaskStatus.FAILED, retried=True), attempt(2, "t0", TaskStatus.IN_PROGRESS)],
+                     WorkflowStatus.RUNNING, "0/5", id="a-retry-counts-once"),
+        pytest.param([attempt(1, "t0", TaskStatus.COMPLETED), attempt(2, "t1", TaskStatus.FAILED)],
+                     WorkflowStatus.FAILED, "2/2", id="failed-counts-what-ran"),
+        pytest.param([attempt(1, "t0", TaskStatus.COMPLETED), attempt(2, "dyn_a", TaskStatus.COMPLETED)],
+                     WorkflowStatus.RUNNING, "2/6", id="tasks-beyond-the-definition"),
+    ],
+)
+def test_progress(tasks: list[Task], state: WorkflowStatus, expected: str) -> None:
+    assert codec.progress(workflow(tasks, state), DEFINITION) == expected
+
+
+def test_messages() -> None:
+    running = workflow([attempt(i, f"t{i}", TaskStatus.IN_PROGRESS) for i in range(5)])
+    assert codec.status_message(running) == "running: t0, t1, t2 (+2 more)"
+    failed = workflow([], WorkflowStatus.FAILED, reasonForIncompletion="task 't1' failed: " + "x" * 1000)
+    assert codec.status_message(failed).startswith("task 't1' failed") and len(codec.status_message(failed)) <= 300
+    assert codec.status_message(workflow([], WorkflowStatus.COMPLETED)) == "completed"
+
+
+def conditions(body: dict[str, object]) -> dict[str, dict[str, object]]:
+    return {c["type"]: c for c in body["conditions"]}  # type: ignore[attr-defined, index]
+
+
+def test_conditions_follow_the_phase_and_keep_transition_times() -> None:
+    running = build(workflow([attempt(1, "t0", TaskStatus.IN_PROGRESS)]))
+    first = conditions(running)
+    assert first["Ready"]["status"] == "True" and first["Succeeded"]["status"] == "Unknown"
+    assert first["Failed"]["status"] == "False" and first["Ready"]["observedGeneration"] == 3
+    still = conditions(build(workflow([attempt(1, "t0", TaskStatus.COMPLETED)]), previous=tuple(running["conditions"]),
+                             now=LATER))  # type: ignore[arg-type]
+    assert still["Ready"]["lastTransitionTime"] == first["Ready"]["lastTransitionTime"]
+    failed = conditions(build(workflow([], WorkflowStatus.TIMED_OUT, reasonForIncompletion="too slow"),
+                              previous=tuple(running["conditions"]), now=LATER))  # type: ignore[arg-type]
+    assert failed["Failed"]["status"] == "True" and failed["Failed"]["reason"] == "TimedOut"
+    assert failed["Failed"]["lastTransitionTime"] == "2026-05-01T12:05:00Z"
+    assert failed["Ready"]["message"] == "too slow"
+
+
+def test_paused_workflows_are_suspended() -> None:
+    body = build(workflow([], WorkflowStatus.PAUSED))
+    assert body["phase"] == "PAUSED" and conditions(body)["Suspended"]["status"] == "True"
+
+
+def test_reason_override_names_why_a_run_never_started() -> None:
+    body = build(workflow([], WorkflowStatus.FAILED, reasonForIncompletion="WorkflowDef 'x' not found"),
+                 reason_override="WorkflowDefNotFound")
+    assert conditions(body)["Failed"]["reason"] == "WorkflowDefNotFound"
+
+
+def test_the_encoder_reuses_entries_of_unchanged_tasks() -> None:
+    encoder = codec.TaskEncoder()
+    same = attempt(1, "t0", TaskStatus.COMPLETED)
+    first = encoder.encode([same], lambda task: None)
+    second = encoder.encode([same, attempt(2, "t1", TaskStatus.SCHEDULED)], lambda task: None)
+    assert second[0] is first[0] and len(second) == 2

@@ -1,0 +1,119 @@
+"""The work queue: one reconcile at a time per key, coalescing, exact timers, backoff."""
+
+from __future__ import annotations
+
+import asyncio
+
+from kondukt.kube.workqueue import WorkQueue
+
+
+async def drain(queue: WorkQueue[str], condition: asyncio.Event, timeout: float = 5.0) -> None:
+    await asyncio.wait_for(condition.wait(), timeout)
+
+
+async def test_one_at_a_time_per_key_and_bursts_coalesce() -> None:
+    running: set[str] = set()
+    overlaps: list[str] = []
+    calls: list[str] = []
+    release = asyncio.Event()
+    done = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        if key in running:
+            overlaps.append(key)
+        running.add(key)
+        calls.append(key)
+        if len(calls) == 1:
+            await release.wait()
+        running.discard(key)
+        if len(calls) == 2:
+            done.set()
+
+    queue: WorkQueue[str] = WorkQueue(handler, workers=4)
+    queue.start()
+    queue.add("a")
+    await asyncio.sleep(0.01)
+    for _ in range(50):  # a burst while "a" is being processed
+        queue.add("a")
+    release.set()
+    await drain(queue, done)
+    await asyncio.sleep(0.05)
+    await queue.stop()
+    assert calls == ["a", "a"], "the burst ran exactly once more, after the first run"
+    assert overlaps == []
+
+
+async def test_different_keys_run_in_parallel() -> None:
+    started: set[str] = set()
+    both = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        started.add(key)
+        if len(started) == 2:
+            both.set()
+        await both.wait()
+
+    queue: WorkQueue[str] = WorkQueue(handler, workers=2)
+    queue.start()
+    queue.add("a")
+    queue.add("b")
+    await asyncio.wait_for(both.wait(), 5)
+    await queue.stop()
+
+
+async def test_timers_fire_at_their_instant_and_the_latest_replaces_earlier_ones() -> None:
+    fired: list[tuple[str, float]] = []
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def handler(key: str) -> None:
+        fired.append((key, loop.time()))
+        done.set()
+
+    queue: WorkQueue[str] = WorkQueue(handler)
+    queue.start()
+    begin = loop.time()
+    queue.add_at("a", begin + 10)  # replaced by the next call
+    queue.add_at("a", begin + 0.05)
+    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.sleep(0.1)
+    await queue.stop()
+    assert len(fired) == 1 and fired[0][1] >= begin + 0.05
+    assert queue.pending_timers() == 0
+
+
+async def test_failures_back_off_and_crashing_handlers_do_not_kill_workers() -> None:
+    attempts: list[float] = []
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def handler(key: str) -> None:
+        attempts.append(loop.time())
+        if len(attempts) < 3:
+            raise RuntimeError("boom")
+        done.set()
+
+    queue: WorkQueue[str] = WorkQueue(handler, workers=1, base_backoff=0.02)
+    queue.start()
+    queue.add("a")
+    await asyncio.wait_for(done.wait(), 5)
+    await queue.stop()
+    assert len(attempts) == 3
+    assert attempts[2] - attempts[1] >= attempts[1] - attempts[0] - 0.005, "the second delay is not shorter"
+
+
+async def test_wait_time_is_reported_once() -> None:
+    seen: list[float | None] = []
+    done = asyncio.Event()
+    queue: WorkQueue[str] = WorkQueue(lambda key: _record(queue, key, seen, done))
+    queue.start()
+    queue.add("a")
+    await asyncio.wait_for(done.wait(), 5)
+    await queue.stop()
+    assert seen[0] is not None and seen[0] >= 0
+    assert queue.last_wait("a") is None
+
+
+async def _record(queue: WorkQueue[str], key: str, seen: list[float | None], done: asyncio.Event) -> None:
+    seen.append(queue.last_wait(key))
+    done.set()
