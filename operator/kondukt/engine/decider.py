@@ -75,6 +75,11 @@ _FAILED_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.FAILED_WITH_TERMINAL
 #: DO_WHILE iterations evaluated in one call before yielding (a loop of engine-only tasks never ends a call).
 _LOOP_BUDGET = 200
 _APPLIED_OPERATIONS_KEPT = 50
+_TERMINATION_STATUSES = {"COMPLETED": WorkflowStatus.COMPLETED, "FAILED": WorkflowStatus.FAILED,
+                         "TERMINATED": WorkflowStatus.TERMINATED}
+#: Conductor never retries its flow-control tasks (TaskType.isBuiltIn), whatever their retryCount says.
+_NEVER_RETRIED = frozenset({TaskType.DECISION.value, TaskType.SWITCH.value, FORK_TASK_TYPE, TaskType.JOIN.value,
+                            TaskType.EXCLUSIVE_JOIN.value, TaskType.DO_WHILE.value})
 _MAX_RESULT_REASON = 2000
 
 
@@ -179,7 +184,9 @@ class _Run:
         index = workflow._index
         if isinstance(index, _Index) and index.tasks_ref is workflow.tasks:
             # Carry the index over. It is updated in place to describe the new task list, so the old
-            # Workflow value no longer matches it (tasks_ref) and rebuilds if it is decided again.
+            # Workflow value no longer matches it (tasks_ref) and rebuilds if it is decided again. It is
+            # detached at once: should this run fail half-way, the input state rebuilds rather than trust it.
+            index.tasks_ref = None
             self.idx = index
         else:
             self.idx = self._build_index()
@@ -199,8 +206,10 @@ class _Run:
             if not self.tasks and self.status is WorkflowStatus.RUNNING:
                 self._start()
             self._check_workflow_timeout()
-            self._fire_deadlines()
             if self.status is WorkflowStatus.RUNNING:
+                # Task timers are not evaluated while PAUSED (as in Conductor): they fire on resume, in the
+                # same call that acts on them.
+                self._fire_deadlines()
                 self._execute_pending()
             if self.status is WorkflowStatus.RUNNING:
                 self._dispatch()
@@ -319,6 +328,15 @@ class _Run:
         for join in joins:
             self._register_join(join)
         return index
+
+    def _rebuild_index(self) -> None:
+        """Derive the index again after the task list was rewritten (operations, keepLastN).
+
+        The dispatch times this workflow remembers for its rate limits are not in the task list: keep them.
+        """
+        recent_starts = self.idx.recent_starts
+        self.idx = self._build_index()
+        self.idx.recent_starts = recent_starts
 
     def _push_deadlines(self, task: Task) -> None:
         for deadline in deadlines_of(task, self._def_for(task), self._wait_until(task)):
@@ -522,7 +540,7 @@ class _Run:
         self._set_status(WorkflowStatus.RUNNING)
         self._set(reasonForIncompletion=None, endTime=0, lastRetriedTime=self.now, failedReferenceTaskNames=[],
                   failedTaskId=None, failureWorkflowStarted=False)
-        self.idx = self._build_index()
+        self._rebuild_index()
         return None
 
     def _op_restart(self, op: Operation) -> str | None:
@@ -533,9 +551,9 @@ class _Run:
         self._set_status(WorkflowStatus.RUNNING)
         new_input = op.workflowInput if op.workflowInput is not None else self._field("input")
         self._set(input=new_input, output={}, variables=dict(definition.variables or {}), reasonForIncompletion=None,
-                  startTime=self.now, endTime=0, failedReferenceTaskNames=[], failedTaskId=None,
+                  startTime=self.now, endTime=0, lastRetriedTime=0, failedReferenceTaskNames=[], failedTaskId=None,
                   failureWorkflowStarted=False, timeoutAlerted=False)
-        self.idx = self._build_index()
+        self._rebuild_index()
         return None
 
     def _op_rerun(self, op: Operation) -> str | None:
@@ -544,17 +562,28 @@ class _Run:
             target = self._latest(op.taskReferenceName)
         if target is None:
             return f"no task {op.taskId or op.taskReferenceName!r} in this workflow"
+        dynamic = target.parentTaskRef is not None
         workflow_task = self._workflow_task(target)
+        if workflow_task is None and dynamic:
+            definition_ref = base_ref(target.referenceTaskName) if target.loopTaskRef else target.referenceTaskName
+            workflow_task = WorkflowTask(name=target.taskDefName, taskReferenceName=definition_ref)
         if workflow_task is None:
             return f"task {target.referenceTaskName!r} is not in the definition"
-        ancestors = self._ancestor_containers(target)
+        # Reopened rather than run again: the containers enclosing the target, and the target itself when it
+        # is a JOIN (its joinOn was fixed when its fork ran).
+        reopened = self._ancestor_containers(target)
+        if target.taskType in _JOIN_TYPES:
+            reopened.add(target.taskId)
+        target_path = self._branch_path(target)
         kept: list[Task] = []
         for task in self.tasks:
-            if task.seq < target.seq:
-                if task.taskId in ancestors:
-                    task = task.model_copy(update=dict(status=TaskStatus.IN_PROGRESS, endTime=0, executed=False,
-                                                       reasonForIncompletion=None))
-                kept.append(task)
+            if task.taskId in reopened:
+                kept.append(task.model_copy(update=self._reopened(task, target)))
+            elif task.seq < target.seq or (task.taskId != target.taskId
+                                           and _parallel(target_path, self._branch_path(task))):
+                kept.append(task)  # before the target, or in a parallel branch: unaffected by the rerun
+            else:
+                self._cancel_driver_work(task, f"rerun from {target.referenceTaskName!r}")
         self.tasks = kept
         self.changed = True
         if op.workflowInput is not None:
@@ -562,10 +591,39 @@ class _Run:
         self._set_status(WorkflowStatus.RUNNING)
         self._set(reasonForIncompletion=None, endTime=0, failedReferenceTaskNames=[], failedTaskId=None,
                   failureWorkflowStarted=False)
-        self.idx = self._build_index()
-        self._schedule(workflow_task, target.iteration, target.loopTaskRef, target.parentTaskRef,
-                       input_override=op.taskInput)
+        self._rebuild_index()
+        if target.taskId not in reopened:
+            # A dynamically forked task's input came from its fork: it is kept unless the user gives a new one.
+            task_input = op.taskInput if op.taskInput is not None or not dynamic else target.inputData
+            self._schedule(workflow_task, target.iteration, target.loopTaskRef, target.parentTaskRef,
+                           input_override=task_input, dynamic=dynamic)
         return None
+
+    def _reopened(self, container: Task, target: Task) -> dict[str, Any]:
+        """The changes that put a JOIN / DO_WHILE back to work for a rerun of ``target``."""
+        changes: dict[str, Any] = dict(status=TaskStatus.IN_PROGRESS, endTime=0, executed=False,
+                                       reasonForIncompletion=None)
+        if container.taskType == TaskType.DO_WHILE.value:
+            # The loop goes back to the target's iteration; later iterations' outputs are gone.
+            iteration = max(1, target.iteration)
+            output = {k: v for k, v in container.outputData.items() if not (k.isdigit() and int(k) >= iteration)}
+            output["iteration"] = iteration
+            items = container.inputData.get("items")
+            if isinstance(items, list) and iteration <= len(items):
+                output.update(_loop_item(items, iteration))
+            changes["outputData"] = output
+        else:
+            changes["outputData"] = {}
+        return changes
+
+    def _branch_path(self, task: Task) -> list[tuple[str, str]]:
+        """The fork branches ``task`` runs in, innermost first (dynamic fork branches included)."""
+        path: list[tuple[str, str]] = []
+        ref = base_ref(task.referenceTaskName) if task.loopTaskRef else task.referenceTaskName
+        if task.parentTaskRef is not None:
+            path.append((task.parentTaskRef, task.referenceTaskName))
+            ref = base_ref(task.parentTaskRef)
+        return path + self.plan.branch_path(ref, task.iteration)
 
     def _ancestor_containers(self, target: Task) -> set[str]:
         """The JOIN / DO_WHILE attempts that enclose ``target`` (they reopen on a rerun)."""
@@ -652,19 +710,24 @@ class _Run:
         seconds = self.definition.timeoutSeconds
         if not seconds:
             return
-        deadline = self._field("startTime") + seconds * 1000
+        base = self._timeout_base()
+        deadline = base + seconds * 1000
         if self.now < deadline:
             self.wake_candidates.append(deadline)
             return
         if self.definition.timeoutPolicy is WorkflowTimeoutPolicy.TIME_OUT_WF:
             self._end(
                 WorkflowStatus.TIMED_OUT,
-                f"Workflow timed out after {(self.now - self._field('startTime')) // 1000} seconds. "
+                f"Workflow timed out after {(self.now - base) // 1000} seconds. "
                 f"Timeout configured as {seconds} seconds. Timeout policy configured to TIME_OUT_WF",
             )
         elif not self._field("timeoutAlerted"):
             self._set(timeoutAlerted=True)
             self.messages.append(f"workflow exceeded its timeout of {seconds} seconds (ALERT_ONLY)")
+
+    def _timeout_base(self) -> int:
+        """The workflow timeout counts from the last retry, else from the start (as in Conductor)."""
+        return int(self._field("lastRetriedTime") or self._field("startTime"))
 
     def _fire_deadlines(self) -> None:
         heap = self.idx.deadlines
@@ -707,11 +770,13 @@ class _Run:
         self._set_status(WorkflowStatus.COMPLETED)
         self._set(endTime=self.now, output=self._workflow_output())
 
-    def _workflow_output(self) -> dict[str, Any]:
+    def _workflow_output(self, failed_task: Task | None = None) -> dict[str, Any]:
+        """outputParameters resolved, else the output of the task that failed the workflow or of the last task."""
         if self.definition.outputParameters:
             resolved = self._resolve(self.definition.outputParameters)
             return resolved if isinstance(resolved, dict) else {"output": resolved}
-        return dict(self.tasks[-1].outputData) if self.tasks else {}
+        last = failed_task if failed_task is not None else self.tasks[-1] if self.tasks else None
+        return dict(last.outputData) if last is not None else {}
 
     def _end(
         self,
@@ -734,7 +799,7 @@ class _Run:
         self.idx.unexecuted.clear()
         if failed_task is not None:
             self._set(failedReferenceTaskNames=[failed_task.referenceTaskName], failedTaskId=failed_task.taskId)
-        self._set(output=output if output is not None else self._workflow_output())
+        self._set(output=output if output is not None else self._workflow_output(failed_task))
         if status in (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT):
             self._start_failure_workflow(status, reason, failed_task)
 
@@ -767,7 +832,10 @@ class _Run:
             "failedWorkflow": failed_summary,
         }
         self.actions.append(StartWorkflow(
-            requestId=f"{self.original.workflowId}/failure/{self._field('lastRetriedTime') or 0}",
+            # One failure workflow per failure: a restart (new startTime) or a retry (lastRetriedTime) that fails
+            # again asks for a new one.
+            requestId=f"{self.original.workflowId}/failure/{self._field('startTime')}/"
+                      f"{self._field('lastRetriedTime') or 0}",
             name=name,
             input=workflow_input,
             correlationId=self.original.correlationId,
@@ -783,8 +851,9 @@ class _Run:
     # ------------------------------------------------------------------------------ moving the flow on
 
     def _execute_pending(self) -> None:
-        pending = self.idx.unexecuted
-        while pending and self.status is WorkflowStatus.RUNNING:
+        while self.idx.unexecuted and self.status is WorkflowStatus.RUNNING:
+            # Read the index afresh each time: a DO_WHILE's keepLastN rebuilds it in the middle of this loop.
+            pending = self.idx.unexecuted
             if self.loop_budget <= 0:
                 self.wake_candidates.append(self.now)
                 return
@@ -804,6 +873,13 @@ class _Run:
                 self._schedule_next(task, workflow_task)
             return
         task_def = self._def_for(task)
+        if task.status is TaskStatus.TIMED_OUT and self.timeout_kinds.get(task.taskId) != "response" \
+                and task_def.timeoutPolicy is TimeoutPolicy.TIME_OUT_WF:
+            # TIME_OUT_WF times the workflow out at once: no retry, and it wins over optional (as in Conductor).
+            task = self._replace(task, executed=True)
+            self._end(WorkflowStatus.TIMED_OUT, task.reasonForIncompletion
+                      or f"task {task.referenceTaskName!r} timed out", failed_task=task)
+            return
         if self._should_retry(task, workflow_task, task_def):
             self._replace(task, retried=True, executed=True)
             self._new_attempt(task, delay_seconds=retry_delay_seconds(task_def, task.retryCount), reuse_input=False)
@@ -825,7 +901,7 @@ class _Run:
         self._end(end_status, reason, failed_task=task)
 
     def _should_retry(self, task: Task, workflow_task: WorkflowTask | None, task_def: TaskDef) -> bool:
-        if not task.status.retriable or task.status is TaskStatus.COMPLETED:
+        if not task.status.retriable or task.status is TaskStatus.COMPLETED or task.taskType in _NEVER_RETRIED:
             return False
         if task.retryCount >= allowed_retries(task_def, workflow_task):
             return False
@@ -921,14 +997,10 @@ class _Run:
 
     def _terminate_from_task(self, task: Task) -> None:
         status_name = str(task.inputData.get("terminationStatus") or "COMPLETED").upper()
-        status = {"COMPLETED": WorkflowStatus.COMPLETED, "FAILED": WorkflowStatus.FAILED,
-                  "TERMINATED": WorkflowStatus.TERMINATED}.get(status_name, WorkflowStatus.FAILED)
+        status = _TERMINATION_STATUSES.get(status_name, WorkflowStatus.FAILED)
         reason = task.inputData.get("terminationReason")
-        output: dict[str, Any] | None = None
-        if "workflowOutput" in task.inputData:
-            value = task.inputData["workflowOutput"]
-            output = value if isinstance(value, dict) else {"output": value}
-        self._end(status, str(reason) if reason else None, output=output,
+        # As in Conductor, a TERMINATE's output (its workflowOutput) replaces the workflow's output.
+        self._end(status, str(reason) if reason else None, output=dict(task.outputData),
                   failed_task=task if status is WorkflowStatus.FAILED else None)
         if status is WorkflowStatus.COMPLETED:
             self._set(reasonForIncompletion=reason if reason else None)
@@ -1070,10 +1142,11 @@ class _Run:
             return self._completed(wt, ref, iteration, loop_ref, parent_ref, dynamic, wt.type, input_data, None,
                                    f"task {wt.taskReferenceName!r}: {error}")
         case = _case_key(value)
-        if wt.type == TaskType.DECISION.value:
-            input_data = {**input_data, "case": case}
-        return self._completed(wt, ref, iteration, loop_ref, parent_ref, dynamic, wt.type, input_data,
-                               {"evaluationResult": [case], "selectedCase": case})
+        input_data = {**input_data, "case": case}
+        # Conductor's output names: DECISION reports caseOutput, SWITCH evaluationResult.
+        output = {"caseOutput": [case]} if wt.type == TaskType.DECISION.value else \
+            {"evaluationResult": [case], "selectedCase": case}
+        return self._completed(wt, ref, iteration, loop_ref, parent_ref, dynamic, wt.type, input_data, output)
 
     def _schedule_inline(self, wt: WorkflowTask, ref: str, iteration: int, loop_ref: str | None,
                          parent_ref: str | None, input_override: Mapping[str, Any] | None,
@@ -1125,7 +1198,14 @@ class _Run:
                             parent_ref: str | None, input_override: Mapping[str, Any] | None,
                             overlay: Mapping[str, Any] | None, dynamic: bool) -> Task:
         input_data = self._input_for(wt, None, input_override, overlay)
-        output = {"output": input_data.get("workflowOutput")} if "workflowOutput" in input_data else {}
+        status = input_data.get("terminationStatus")
+        if status is not None and str(status).upper() not in _TERMINATION_STATUSES:
+            return self._completed(wt, ref, iteration, loop_ref, parent_ref, dynamic, wt.type, input_data, None,
+                                   f"task {wt.taskReferenceName!r}: terminationStatus {status!r} is not valid "
+                                   "(COMPLETED, FAILED or TERMINATED)", status=TaskStatus.FAILED_WITH_TERMINAL_ERROR)
+        # Conductor's TERMINATE outputs the workflowOutput map itself; any other value is wrapped.
+        value = input_data.get("workflowOutput")
+        output = {} if value is None else dict(value) if isinstance(value, dict) else {"output": value}
         return self._completed(wt, ref, iteration, loop_ref, parent_ref, dynamic, wt.type, input_data, output)
 
     def _schedule_waiting(self, wt: WorkflowTask, ref: str, iteration: int, loop_ref: str | None,
@@ -1182,10 +1262,13 @@ class _Run:
         if problem is None and join_wt is None:
             problem = f"task {wt.taskReferenceName!r}: a FORK_JOIN_DYNAMIC must be followed by a JOIN"
         refs = [branch.taskReferenceName for branch, _ in branches]
+        # Inside a DO_WHILE the forked tasks carry the iteration suffix like every other task there.
+        run_refs = [iteration_ref(r, iteration) if loop_ref else r for r in refs]
         if problem is None and len(set(refs)) != len(refs):
             problem = f"task {wt.taskReferenceName!r}: the dynamic tasks repeat a taskReferenceName"
         if problem is None:
-            clashes = [r for r in refs if r in self.idx.latest or self.plan.slot(r) is not None]
+            clashes = [r for r, run_ref in zip(refs, run_refs, strict=True)
+                       if run_ref in self.idx.latest or self.plan.slot(r) is not None]
             if clashes:
                 problem = f"task {wt.taskReferenceName!r}: dynamic task reference {clashes[0]!r} is already used"
         # Conductor keeps the forked references on the FORK task; the definitions are on each task.
@@ -1202,7 +1285,7 @@ class _Run:
             self._schedule(branch, iteration, loop_ref, ref, overlay=branch_input, dynamic=True)
             if self.status.terminal:
                 return fork
-        self._create_join(join_wt, iteration, loop_ref, parent_ref, refs)
+        self._create_join(join_wt, iteration, loop_ref, parent_ref, run_refs)
         return fork
 
     def _create_join(self, join_wt: WorkflowTask, iteration: int, loop_ref: str | None, parent_ref: str | None,
@@ -1292,22 +1375,28 @@ class _Run:
                        parent_ref: str | None, input_override: Mapping[str, Any] | None,
                        overlay: Mapping[str, Any] | None, dynamic: bool) -> Task:
         input_data = self._input_for(wt, None, input_override, overlay)
+        top_level_items = (wt.model_extra or {}).get("items")
+        if "items" not in input_data and top_level_items is not None:
+            # conductor-oss names the list at the task's top level (an expression); Orkes in inputParameters.
+            input_data = {**input_data, "items": self._resolve(top_level_items)}
         items = input_data.get("items")
         if items is not None and not isinstance(items, list):
             return self._completed(wt, ref, iteration, loop_ref, parent_ref, dynamic, wt.type, input_data, None,
-                                   f"task {wt.taskReferenceName!r}: input items must be a list")
+                                   f"task {wt.taskReferenceName!r}: input items must be a list, got "
+                                   f"{_type_name(items)}", status=TaskStatus.FAILED_WITH_TERMINAL_ERROR)
         if (isinstance(items, list) and not items) or not wt.loopOver:
             return self._completed(wt, ref, iteration, loop_ref, parent_ref, dynamic, wt.type, input_data,
                                    {"iteration": 0})
         output: dict[str, Any] = {"iteration": 1}
         if isinstance(items, list):
-            output.update(item=items[0], index=0)
+            output.update(_loop_item(items, 1))
         loop = self._completed(wt, ref, iteration, loop_ref, parent_ref, dynamic, wt.type, input_data, output,
                                status=TaskStatus.IN_PROGRESS)
         self._schedule(wt.loopOver[0], 1, wt.taskReferenceName, None)
         return loop
 
     def _evaluate_loop(self, loop: Task) -> None:
+        """An iteration of ``loop`` ended: record its outputs, then start the next one or complete the loop."""
         self.loop_budget -= 1
         workflow_task = self._workflow_task(loop)
         if workflow_task is None:
@@ -1320,17 +1409,21 @@ class _Run:
                 if done is not None:
                     body_outputs[slot_ref] = done.outputData
         output = {**loop.outputData, str(current): body_outputs}
-        bindings = {**loop.inputData, **body_outputs, loop.referenceTaskName: output}
         items = loop.inputData.get("items")
         go_on = True
         if isinstance(items, list):
             go_on = current < len(items)
         if go_on and workflow_task.loopCondition:
+            # As in Conductor, the loop's inputParameters are resolved again for every evaluation.
+            fresh_input = self._resolve(workflow_task.inputParameters)
+            bindings = {**(fresh_input if isinstance(fresh_input, dict) else {}), **body_outputs,
+                        loop.referenceTaskName: output}
             try:
                 value = scripting.evaluate_expression("javascript", workflow_task.loopCondition, bindings,
                                                       now_ms=self.now)
             except scripting.ScriptError as error:
-                self._replace(loop, status=TaskStatus.FAILED, endTime=self.now, outputData=output,
+                self._replace(loop, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR, endTime=self.now,
+                              outputData=output,
                               reasonForIncompletion=f"task {loop.referenceTaskName!r}: loopCondition: {error}")
                 return
             go_on = scripting.conductor_truthy(value)
@@ -1342,11 +1435,15 @@ class _Run:
         following = current + 1
         output["iteration"] = following
         if isinstance(items, list):
-            output.update(item=items[following - 1], index=following - 1)
-        self._replace(loop, outputData=output)
+            output.update(_loop_item(items, following))
         keep_last = loop.inputData.get("keepLastN")
+        oldest_kept = 1
         if isinstance(keep_last, int) and not isinstance(keep_last, bool) and keep_last > 0:
-            self._drop_old_iterations(loop, following - keep_last)
+            # keepLastN iterations stay, the one starting now included: in the task list and in the output.
+            oldest_kept = following - keep_last + 1
+            output = {k: v for k, v in output.items() if not (k.isdigit() and int(k) < oldest_kept)}
+        self._replace(loop, outputData=output)
+        self._drop_old_iterations(loop, oldest_kept)
         self._schedule(workflow_task.loopOver[0], following, workflow_task.taskReferenceName, None)
 
     def _drop_old_iterations(self, loop: Task, oldest_kept: int) -> None:
@@ -1358,7 +1455,7 @@ class _Run:
                       if not (t.loopTaskRef == name and t.iteration < oldest_kept and t.status.terminal)]
         if len(self.tasks) != before:
             self.changed = True
-            self.idx = self._build_index()
+            self._rebuild_index()
 
     # --------------------------------------------------------------------------------------- dispatch
 
@@ -1464,6 +1561,9 @@ class _Run:
     def _next_wakeup(self) -> int | None:
         index = self.idx
         candidates = list(self.wake_candidates)
+        if self.status is not WorkflowStatus.RUNNING:
+            # PAUSED: task timers and retry delays wait for the resume (only the workflow timeout runs).
+            return max(min(candidates), self.now) if candidates else None
         heap = index.deadlines
         while heap:
             at, _, task_id, kind = heap[0]
@@ -1482,9 +1582,8 @@ class _Run:
                 continue
             candidates.append(at)
             break
-        if self.status is WorkflowStatus.RUNNING and self.definition.timeoutSeconds and \
-                not self._field("timeoutAlerted"):
-            candidates.append(self._field("startTime") + self.definition.timeoutSeconds * 1000)
+        if self.definition.timeoutSeconds and not self._field("timeoutAlerted"):
+            candidates.append(self._timeout_base() + self.definition.timeoutSeconds * 1000)
         return max(min(candidates), self.now) if candidates else None
 
 
@@ -1551,6 +1650,16 @@ def _non_trivial(workflow_task: WorkflowTask) -> bool:
     return bool(dumped) or workflow_task.type != TaskType.SIMPLE.value
 
 
+def _parallel(path: Sequence[tuple[str, str]], other: Sequence[tuple[str, str]]) -> bool:
+    """Whether two tasks run in different branches of one fork (neither comes after the other)."""
+    for (fork, branch), (other_fork, other_branch) in zip(reversed(path), reversed(other), strict=False):
+        if fork != other_fork:
+            return False
+        if branch != other_branch:
+            return True
+    return False
+
+
 def _case_key(value: Any) -> str:
     """Conductor compares case values as strings (Java's String.valueOf)."""
     if isinstance(value, bool):
@@ -1563,11 +1672,11 @@ def _case_key(value: Any) -> str:
 
 
 def _chosen_case(workflow_task: WorkflowTask, output: Mapping[str, Any]) -> list[WorkflowTask]:
-    result = output.get("evaluationResult")
+    result = output.get("evaluationResult", output.get("caseOutput"))
     case = result[0] if isinstance(result, list) and result else None
-    if isinstance(case, str) and case in workflow_task.decisionCases:
+    if isinstance(case, str) and workflow_task.decisionCases.get(case):
         return workflow_task.decisionCases[case]
-    return workflow_task.defaultCase
+    return workflow_task.defaultCase  # no such case, or an empty one: the default case (as in Conductor)
 
 
 def _dynamic_branches(
@@ -1579,8 +1688,10 @@ def _dynamic_branches(
     fork_name = input_data.get("forkTaskName")
     fork_workflow = input_data.get("forkTaskWorkflow")
     if (fork_name is not None or fork_workflow is not None) and isinstance(fork_inputs, list):
-        name = str(fork_name or wt.taskReferenceName)
         task_type = str(input_data.get("forkTaskType") or TaskType.SIMPLE.value)
+        if fork_name is None and task_type in _SYSTEM_TYPE_NAMES and task_type != TaskType.SIMPLE.value:
+            fork_name = task_type  # Conductor names a system fork task after its type
+        name = str(fork_name or wt.taskReferenceName)
         branches: list[tuple[WorkflowTask, dict[str, Any]]] = []
         for i, item in enumerate(fork_inputs):
             item_input = dict(item) if isinstance(item, dict) else {"input": item}
@@ -1622,6 +1733,12 @@ def _dynamic_branches(
             branch = branch.model_copy(update={"optional": True})
         branches.append((branch, branch_input))
     return branches, None
+
+
+def _loop_item(items: Sequence[Any], iteration: int) -> dict[str, Any]:
+    """The current element of a DO_WHILE over ``items`` (Orkes' and conductor-oss' output names)."""
+    index = iteration - 1
+    return {"item": items[index], "index": index, "loopItem": items[index], "loopIndex": index}
 
 
 def _wait_deadline(input_data: Mapping[str, Any], start: int) -> int | None:

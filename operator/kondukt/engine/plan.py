@@ -47,6 +47,7 @@ class Slot:
     owner: Owner
     owner_ref: str | None  # the FORK / SWITCH / DO_WHILE owning the list, None at top level
     loop_ref: str | None  # the innermost enclosing DO_WHILE, if any
+    branch: int | None = None  # the fork branch the list is, when the owner is a FORK
 
 
 class Next(enum.Enum):
@@ -71,14 +72,16 @@ class Plan:
         self.first: WorkflowTask | None = definition.tasks[0] if definition.tasks else None
         self._add(definition.tasks, Owner.WORKFLOW, None, None)
 
-    def _add(self, tasks: list[WorkflowTask], owner: Owner, owner_ref: str | None, loop_ref: str | None) -> None:
+    def _add(self, tasks: list[WorkflowTask], owner: Owner, owner_ref: str | None, loop_ref: str | None,
+             branch: int | None = None) -> None:
         siblings = tuple(tasks)
         for index, task in enumerate(siblings):
-            self.slots.setdefault(task.taskReferenceName, Slot(task, siblings, index, owner, owner_ref, loop_ref))
+            self.slots.setdefault(task.taskReferenceName,
+                                  Slot(task, siblings, index, owner, owner_ref, loop_ref, branch))
             ttype = task.type
             if ttype == TaskType.FORK_JOIN:
-                for branch in task.forkTasks:
-                    self._add(branch, Owner.FORK, task.taskReferenceName, loop_ref)
+                for number, fork_branch in enumerate(task.forkTasks):
+                    self._add(fork_branch, Owner.FORK, task.taskReferenceName, loop_ref, number)
             elif ttype in (TaskType.SWITCH, TaskType.DECISION):
                 for case in task.decisionCases.values():
                     self._add(case, Owner.CASE, task.taskReferenceName, loop_ref)
@@ -109,6 +112,20 @@ class Plan:
             return Successor(Next.LOOP, ref=slot.owner_ref)
         assert slot.owner_ref is not None
         return self.successor(slot.owner_ref)
+
+    def branch_path(self, ref: str, iteration: int) -> list[tuple[str, str]]:
+        """The static fork branches enclosing ``ref``, innermost first: (fork reference, branch number).
+
+        A fork inside a DO_WHILE is named with the iteration suffix, so that two iterations' forks differ.
+        """
+        path: list[tuple[str, str]] = []
+        slot = self.slots.get(ref)
+        while slot is not None and slot.owner_ref is not None:
+            if slot.owner is Owner.FORK:
+                fork = iteration_ref(slot.owner_ref, iteration) if slot.loop_ref else slot.owner_ref
+                path.append((fork, str(slot.branch)))
+            slot = self.slots.get(slot.owner_ref)
+        return path
 
     def fork_branch_ends(self, fork: WorkflowTask) -> list[str]:
         """The last reference of every non-empty branch of a FORK_JOIN."""

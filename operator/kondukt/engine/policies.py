@@ -55,6 +55,8 @@ def deadlines_of(task: Task, task_def: TaskDef, wait_until: int | None = None) -
             out.append(Deadline(task.startTime + task_def.timeoutSeconds * 1000, "timeout"))
         if task.heartbeat and task_def.responseTimeoutSeconds > 0:
             out.append(Deadline(task.updateTime + task_def.responseTimeoutSeconds * 1000, "response"))
-    elif task.status is TaskStatus.SCHEDULED and task.dispatched and task_def.pollTimeoutSeconds:
+    elif task.status is TaskStatus.SCHEDULED and task.dispatched and task_def.pollTimeoutSeconds \
+            and task_def.timeoutPolicy is not TimeoutPolicy.ALERT_ONLY:
+        # Conductor's poll timeout follows the timeout policy: ALERT_ONLY only alerts.
         out.append(Deadline(task.updateTime + task_def.pollTimeoutSeconds * 1000, "poll"))
     return out
