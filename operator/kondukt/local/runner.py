@@ -132,6 +132,8 @@ class RunnerStats:
     """The runner's own overhead: from a task process's exit to the next process's start."""
 
     step_gaps_ms: list[float] = field(default_factory=list)
+    dispatches: list[tuple[str, int]] = field(default_factory=list)
+    """(TaskDef name, ms) of every process attempt handed to the runner, in order."""
     decisions: int = 0
     processes_started: int = 0
     _unconsumed_exit: float | None = None
@@ -242,6 +244,7 @@ class _WorkflowDriver:
         self._attempts: dict[str, _Attempt] = {}
         self._terminate_requested = False
         self.waiting_on: frozenset[str] = frozenset()
+        self.idle = False
         self.done: asyncio.Future[Workflow] = asyncio.get_running_loop().create_future()
 
     @property
@@ -311,8 +314,31 @@ class _WorkflowDriver:
             timeout = max(0.0, (decision.wakeAt - now_ms()) / 1000.0)
             if timeout == 0.0 and not decision.changed and not decision.actions:
                 timeout = _MIN_IDLE_WAKE_SECONDS
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        self.idle = timeout is None and not self._attempts
+        if self.idle:
+            self.runner.check_stalled()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            self.idle = False
+
+    @property
+    def stalled(self) -> bool:
+        """Nothing can ever wake this workflow: no timer, nothing in flight, nothing observed."""
+        return self.idle and not self._wake.is_set() and not self._attempts and not self._inbox
+
+    def stall_reason(self) -> str:
+        waiting = [
+            f"{task.referenceTaskName} ({task.taskType})"
+            for task in self.state.tasks
+            if not task.status.terminal
+        ]
+        what = ", ".join(waiting) if waiting else "no task"
+        return (
+            f"nothing can move the workflow on in a local run: {what} waits for an update that only a "
+            "user or another system could send (e.g. a HUMAN task)"
+        )
 
     def _apply(self, decision: Decision) -> None:
         self.state = decision.workflow
@@ -396,7 +422,9 @@ class _WorkflowDriver:
         attempt = _Attempt(action.taskId, "process", action.taskDefName)
         attempt.process = AttemptProcess(request, self.runner.store_input)
         self._attempts[action.taskId] = attempt
-        self.runner.load.dispatched(action.taskDefName, task_def, now_ms())
+        dispatched_at = now_ms()
+        self.runner.load.dispatched(action.taskDefName, task_def, dispatched_at)
+        self.runner.stats.dispatches.append((action.taskDefName, dispatched_at))
         attempt.job = self.runner.spawn(self._run_process(attempt))
 
     async def _run_process(self, attempt: _Attempt) -> None:
@@ -676,6 +704,17 @@ class LocalRunner:
         for driver in self._drivers:
             if task_def_name in driver.waiting_on:
                 driver.wake()
+
+    def check_stalled(self) -> None:
+        """When every workflow of the run waits with no timer and nothing in flight, none can ever move
+        again (a HUMAN task has no one to complete it locally): end them TERMINATED with the reason."""
+        live = [driver for driver in self._drivers if not driver.done.done()]
+        if not live or self._processes or not all(driver.stalled for driver in live):
+            return
+        for driver in live:
+            reason = driver.stall_reason()
+            self.emit(MessageEvent(now_ms(), driver.path, reason))
+            driver.request_terminate(reason)
 
     def track_process(self, process: AttemptProcess) -> None:
         self._processes.add(process)
