@@ -51,6 +51,8 @@ _STATUS_COLOUR = {
 }
 _STATUS_WIDTH = len(TaskStatus.IN_PROGRESS.value)  # longer statuses (FAILED_WITH_...) just push the line
 _MAX_OUTPUT_LINES = 40
+#: Task types that are IN_PROGRESS while they wait for others: not shown as running in the footer.
+_WAITING_TYPES = frozenset({"JOIN", "EXCLUSIVE_JOIN", "DO_WHILE"})
 
 
 def _clock(at_ms: int) -> str:
@@ -123,9 +125,11 @@ class ProgressView:
         running = list(self._running.values())
         shown = ", ".join(running[:4]) + (f" +{len(running) - 4}" if len(running) > 4 else "")
         text = f"  {elapsed} · {len(running)} running" + (f": {shown}" if running else "")
-        columns = 100
+        columns = 0
         with contextlib.suppress(OSError, ValueError, AttributeError):
             columns = os.get_terminal_size(self.stream.fileno()).columns
+        if columns <= 0:  # a pseudo-terminal without a size
+            columns = 100
         self.stream.write(self._paint(text[: max(10, columns - 1)], "dim"))
         self._footer_shown = True
 
@@ -134,7 +138,7 @@ class ProgressView:
     def __call__(self, event: RunEvent) -> None:
         if isinstance(event, TaskEvent):
             name = f"{event.workflow_path}{event.reference_task_name}"
-            if event.status == TaskStatus.IN_PROGRESS:
+            if event.status == TaskStatus.IN_PROGRESS and event.task_type not in _WAITING_TYPES:
                 self._running[event.task_id] = name
             elif event.status.terminal:
                 self._running.pop(event.task_id, None)
