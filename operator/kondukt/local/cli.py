@@ -183,9 +183,17 @@ def _metadata_name(metadata: Mapping[str, Any]) -> str | None:
 
 def _workflow_manifest_file(files: Sequence[Path], metadata: Mapping[str, Any]) -> Path | None:
     """The file holding the Workflow manifest with this metadata (its relative file: inputs start there)."""
+    candidates: list[Path] = []
     for path in files:
-        if path.is_dir():
+        if str(path) == "-":
             continue
+        if path.is_dir():
+            candidates.extend(
+                sorted(p for p in path.iterdir() if p.suffix.lower() in (".yaml", ".yml", ".json"))
+            )
+        else:
+            candidates.append(path)
+    for path in candidates:
         try:
             documents = read_documents(path)
         except KonduktError:
@@ -341,9 +349,9 @@ def needs_object_storage(bundle: Bundle, blueprint: Blueprint) -> bool:
 
 def plan_run(files: Sequence[str], *, selector: str | None, input_argument: str | None, cwd: Path) -> RunPlan:
     """Load, choose, merge inputs and check; raises RunUsageError / ManifestError for bad input."""
-    paths = [cwd / f for f in files]
+    paths = [Path(f) if f == "-" else cwd / f for f in files]
     for path in paths:
-        if not path.exists():
+        if str(path) != "-" and not path.exists():
             raise RunUsageError(f"{path}: no such file")
     bundle = load_files(paths)
     chosen, workflow_input, correlation_id, label = choose_workflow(bundle, selector, paths, cwd)

@@ -439,7 +439,7 @@ class _WorkflowDriver:
                 attempt.spawning = True
                 try:
                     await process.start()
-                except (OSError, TemplateError) as e:
+                except Exception as e:  # cannot spawn, or cannot store an oversized input: the attempt fails
                     outcome = AttemptOutcome(
                         TaskStatus.FAILED,
                         reason=f"cannot start {' '.join(process.request.argv)}: {e}",
