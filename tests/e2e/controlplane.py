@@ -265,8 +265,10 @@ class ControlPlane:
         return self.binaries / name
 
     def env(self) -> dict[str, str]:
+        """The environment for tools run against this cluster: KUBECONFIG, the built binaries first on PATH."""
         env = dict(os.environ)
         env["KUBECONFIG"] = str(self.kubeconfig)
+        env["PATH"] = f"{self.binaries}{os.pathsep}{env.get('PATH', os.defpath)}"
         env["HELM_CACHE_HOME"] = str(self.workdir / "helm" / "cache")
         env["HELM_CONFIG_HOME"] = str(self.workdir / "helm" / "config")
         env["HELM_DATA_HOME"] = str(self.workdir / "helm" / "data")
@@ -330,12 +332,12 @@ class ControlPlane:
             self._wait("etcd", deadline, self._etcd_healthy)
             self._start_apiserver()
             self._wait("kube-apiserver", deadline, self._apiserver_ready)
-            if self.crds:
-                self._install_crds(deadline)
-            self._start_controller_manager()
+            crds = self._apply_crds()
             self._start_scheduler()
             self._start_kwok()
             self._create_nodes()
+            self._wait("the preloaded CRDs", deadline, lambda: self._established(crds))
+            self._start_controller_manager()
             self._wait("kube-controller-manager", deadline, lambda: self._component_healthy("controller-manager"))
             self._wait("kube-scheduler", deadline, lambda: self._component_healthy("scheduler"))
             self._wait("kwok (fake nodes Ready)", deadline, self._nodes_ready)
@@ -478,23 +480,32 @@ class ControlPlane:
             "--cidr=10.244.0.0/16", "--node-ip=10.0.0.1",
         ])
 
-    def _install_crds(self, deadline: float) -> None:
-        files = [arg for path in self.crds for arg in ("-f", str(path))]
-        self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=kondukt-e2e", *files,
-                     timeout=max(5.0, deadline - time.monotonic()))
-        names = [str(doc["metadata"]["name"]) for path in self.crds
-                 for doc in yaml.safe_load_all(path.read_text())
-                 if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"]
+    def _apply_crds(self) -> list[str]:
+        """Server-side apply the CRDs in self.crds; returns their names."""
+        names = []
+        for path in self.crds:
+            for doc in yaml.safe_load_all(path.read_text()):
+                if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
+                    continue
+                name = str(doc["metadata"]["name"])
+                status, body = self.api(
+                    "PATCH",
+                    f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+                    "?fieldManager=kondukt-e2e&force=true",
+                    json.dumps(doc).encode(), content_type="application/apply-patch+yaml",
+                )
+                if status not in (200, 201):
+                    raise ControlPlaneError(f"applying CRD {name} from {path} failed: HTTP {status}: {body}")
+                names.append(name)
+        return names
 
-        def established() -> bool:
-            for name in names:
-                status, body = self.api("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-                conditions = body.get("status", {}).get("conditions", []) if status == 200 else []
-                if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
-                    return False
-            return True
-
-        self._wait("the preloaded CRDs", deadline, established)
+    def _established(self, names: Sequence[str]) -> bool:
+        for name in names:
+            status, body = self.api("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            conditions = body.get("status", {}).get("conditions", []) if status == 200 else []
+            if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                return False
+        return True
 
     def _create_nodes(self) -> None:
         resources = {"cpu": self.node_cpu, "memory": self.node_memory, "pods": self.node_pods}

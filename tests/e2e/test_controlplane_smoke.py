@@ -155,8 +155,15 @@ def test_failing_job_default_exit_code(control_plane: ControlPlane, namespace: s
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
 
 
+def test_termination_message_is_cut_like_the_kubelet_does(control_plane: ControlPlane, namespace: str) -> None:
+    outcome, pod = run_job(control_plane, namespace,
+                           job("long", {"kwok.kondukt.io/termination-message": "x" * 5000}))
+    assert outcome == "Complete"
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"] == "x" * 4096
+
+
 def test_echo_mode_returns_the_input(control_plane: ControlPlane, namespace: str) -> None:
-    value = {"a": [1, 2.5, None], "b": "x y", "nested": {"k": True}, "big": 12345678901234567890}
+    value = {"a": [1, 2.5, None], "b": 'x "y" <z> é', "nested": {"k": True}, "big": 12345678901234567890}
     annotations = {"kwok.kondukt.io/echo-input": "true"}
     outcome, pod = run_job(control_plane, namespace,
                            job("echo", annotations, env={"KONDUKT_INPUT": json.dumps(value)}))
