@@ -3,7 +3,7 @@
 ``Sim`` plays the driver's part the way the real drivers do (observe, ``decide``, carry out the actions,
 decide again at ``wakeAt`` or when something is observed), but the world is scripted:
 
-- task results per reference name, one entry per attempt (the last entry repeats): ``ok(output)``,
+- task results per reference name, one entry per attempt handed out (the last entry repeats): ``ok(output)``,
   ``fail(reason)``, ``timed_out()``, ``terminal_error()``, ``never()`` (starts, never finishes),
   ``never_started()`` (its pod never runs), or a function of the attempt for outputs built from the input;
 - SUB_WORKFLOW children run as their own engine state in the same world (same clock);
@@ -138,10 +138,15 @@ def never_started() -> Result:
 
 @dataclass(frozen=True)
 class Attempt:
-    """What a scripted result function sees of the attempt it decides for."""
+    """What a scripted result function sees of the attempt it decides for.
+
+    ``ordinal`` counts the attempts of this reference handed out so far in the run (0 for the first):
+    retries, retries requested by a user, reruns and restarts all count.
+    """
 
     task: Task
     action: Action
+    ordinal: int
 
 
 Script = Sequence[Result] | Result | Callable[[Attempt], Result]
@@ -154,7 +159,7 @@ def _pick(script: Script, attempt: Attempt) -> Result:
         return script(attempt)
     if not script:
         return ok()
-    return script[min(attempt.task.retryCount, len(script) - 1)]
+    return script[min(attempt.ordinal, len(script) - 1)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,6 +263,7 @@ class Sim:
         self.steps = 0
         self.dispatched: dict[str, tuple[str, int]] = {}  # taskId -> (taskDefName, dispatch time)
         self.finished: set[str] = set()
+        self._ordinals: dict[tuple[str, str], int] = {}
         workflow = new_workflow(bp, workflow_id, dict(input or {}), start, correlation_id=correlation_id)
         self.main = Run(workflow_id, bp, workflow, dict(results or {}))
         self.runs: dict[str, Run] = {workflow_id: self.main}
@@ -396,7 +402,9 @@ class Sim:
         for action in decision.actions:
             self._carry_out(run, action)
         if self.check_redecide and decision.wakeAt != self.now:
-            self._check_redecide(run)
+            # A driver observes the namespace load afresh (its own new attempts included) before deciding.
+            load = [self._load()] if self.feed_load else [o for o in observations if isinstance(o, Load)]
+            self._check_redecide(run, load)
         if run.workflow.status.terminal and run.parent is not None and not run.reported:
             run.reported = True
             parent, task_id = run.parent
@@ -423,10 +431,11 @@ class Sim:
                                          "handed out twice")
                 self.handed_out[action.taskId] = Logged(self.now, run.run_id, action)
 
-    def _check_redecide(self, run: Run) -> None:
+    def _check_redecide(self, run: Run, load: Sequence[Observation]) -> None:
+        """Decide once more at the same instant, seeing the same namespace load and nothing else."""
         where = f"[{run.run_id} @ {self.now - T0} ms]"
         state = run.workflow
-        again = decide(run.blueprint, state, [], self.now)
+        again = decide(run.blueprint, state, list(load), self.now)
         if again.changed or again.actions:
             raise InvariantError(f"{where} deciding again at the same instant changed something: "
                                  f"changed={again.changed} actions={[a.kind for a in again.actions]} "
@@ -476,7 +485,10 @@ class Sim:
         if script is None:
             result = ok({"response": {"statusCode": 200, "body": {}}} if isinstance(action, CallHttp) else {})
         else:
-            result = _pick(script, Attempt(task, action))
+            key = (run.run_id, task.referenceTaskName)
+            ordinal = self._ordinals.get(key, 0)
+            self._ordinals[key] = ordinal + 1
+            result = _pick(script, Attempt(task, action, ordinal))
         if not result.started:
             return
         if not isinstance(action, CallHttp):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kondukt.engine import StartTask, TaskDef, TaskStatus, WorkflowStatus, WorkflowTask
+from kondukt.engine import CancelTask, StartTask, TaskDef, TaskStatus, WorkflowStatus, WorkflowTask
 from kondukt.engine.policies import allowed_retries, retry_delay_seconds
 from tests.unit.engine_harness import (
     T0,
@@ -115,7 +115,7 @@ def test_retries_exhausted_fail_the_workflow() -> None:
     pytest.param(4, 5, id="override-up"),
 ])
 def test_task_level_retry_count_overrides_the_task_def(task_level: int | None, attempts: int) -> None:
-    extra = {} if task_level is None else {"retryCount": task_level}
+    extra: dict[str, Any] = {} if task_level is None else {"retryCount": task_level}
     sim = Sim(workflow_def([simple("a", **extra)]), [task_def("work", retryCount=2)], results={"a": fail()})
     sim.run()
     assert len(sim.attempts("a")) == attempts
@@ -236,7 +236,7 @@ def test_non_permissive_failure_in_a_fork_cancels_the_siblings() -> None:
     assert workflow.status is WorkflowStatus.FAILED
     assert sim.task("b").status is TaskStatus.CANCELED
     assert sim.task("join").status is TaskStatus.CANCELED
-    assert [a.referenceTaskName for a in sim.actions() if a.kind == "cancel_task"] == ["b"]  # type: ignore[union-attr]
+    assert [a.referenceTaskName for a in sim.actions(CancelTask) if isinstance(a, CancelTask)] == ["b"]
 
 
 def test_flow_control_tasks_are_never_retried() -> None:

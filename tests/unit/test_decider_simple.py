@@ -35,7 +35,7 @@ WORK = task_def("work")
 def first_start(definition: dict[str, Any], task_defs: list[dict[str, Any]] | None = None,
                 input: dict[str, Any] | None = None) -> StartTask:
     decision = start(blueprint(definition, task_defs if task_defs is not None else [WORK]), input)
-    starts = only(decision.actions, StartTask)
+    starts = [a for a in decision.actions if isinstance(a, StartTask)]
     assert len(starts) == 1, decision.actions
     return starts[0]
 

@@ -937,6 +937,8 @@ class _Run:
         if not reuse_input and workflow_task is not None and failed.parentTaskRef is None \
                 and failed.taskType not in _CONTAINER_TYPES:
             input_data = self._task_input(workflow_task, self._task_def(failed.taskDefName, workflow_task))
+            if failed.taskType == TaskType.SUB_WORKFLOW.value:
+                input_data = self._with_sub_workflow_params(workflow_task, input_data)
         attempt = self._new_task(
             workflow_task or WorkflowTask(name=failed.taskDefName, taskReferenceName=failed.referenceTaskName),
             failed.referenceTaskName,
@@ -1079,17 +1081,20 @@ class _Run:
             task_def = self._task_def(name, wt)
         input_data = self._input_for(wt, task_def, input_override, overlay)
         if wt.type == TaskType.SUB_WORKFLOW.value:
-            params = wt.subWorkflowParam
-            # The name and version may be expressions; an inline definition is taken as it is.
-            input_data = {**input_data,
-                          "subWorkflowName": self._resolve(params.name) if params else None,
-                          "subWorkflowVersion": self._resolve(params.version) if params else None}
+            input_data = self._with_sub_workflow_params(wt, input_data)
         task = self._append(self._new_task(
             wt, ref, task_type=task_type, task_def_name=name, input_data=input_data, iteration=iteration,
             loop_ref=loop_ref, parent_ref=parent_ref, keep_workflow_task=dynamic and _non_trivial(wt),
             startDelayInSeconds=wt.startDelay, callbackAfterSeconds=wt.startDelay))
         self._enqueue(task, wt.startDelay)
         return task
+
+    def _with_sub_workflow_params(self, wt: WorkflowTask, input_data: dict[str, Any]) -> dict[str, Any]:
+        """A SUB_WORKFLOW attempt records which workflow it starts (name and version may be expressions)."""
+        params = wt.subWorkflowParam
+        return {**input_data,
+                "subWorkflowName": self._resolve(params.name) if params else None,
+                "subWorkflowVersion": self._resolve(params.version) if params else None}
 
     def _schedule_dynamic(self, wt: WorkflowTask, ref: str, iteration: int, loop_ref: str | None,
                           parent_ref: str | None, input_override: Mapping[str, Any] | None,
