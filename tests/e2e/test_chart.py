@@ -150,22 +150,25 @@ def tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-def operator_args_from_deployment(cp: ControlPlane, namespace: str, release: str, metrics_port: int) -> list[str]:
-    """The operator's arguments exactly as the chart's Deployment runs them, on a free local metrics port."""
+def operator_args_from_deployment(cp: ControlPlane, namespace: str, release: str) -> list[str]:
+    """The operator's arguments exactly as the chart's Deployment runs them, except that its two servers
+    (metrics, Kopf's /healthz) listen on free ports of 127.0.0.1 here."""
     deployment = cp.kubectl_json("get", "deployment", "-n", namespace,
                                  "-l", f"app.kubernetes.io/instance={release}")["items"][0]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["kondukt"]
-    args = [a for a in container["args"] if not a.startswith("--metrics-port=")]
-    assert len(args) == len(container["args"]) - 1, "the chart passes --metrics-port"
-    return [*args, f"--metrics-port={metrics_port}"]
+    local = ("--metrics-port=", "--liveness=")
+    args = [a for a in container["args"] if not a.startswith(local)]
+    assert len(args) == len(container["args"]) - len(local), f"the chart passes {local}: {container['args']}"
+    return [*args, f"--metrics-port={free_port()}", "--metrics-address=127.0.0.1",
+            f"--liveness=http://127.0.0.1:{free_port()}/healthz"]
 
 
 def echo_workflow(namespace: str, name: str) -> str:
     """A TaskDef whose fake pod echoes its input (kwok), a one-task WorkflowDef and a Workflow of it."""
     docs: list[dict[str, Any]] = [
         {"apiVersion": "kondukt.io/v1alpha1", "kind": "TaskDef", "metadata": {"name": "chart-echo"},
-         "spec": {"name": "chart-echo", "retryCount": 0, "timeoutSeconds": 60,
+         "spec": {"name": "chart-echo", "retryCount": 0, "timeoutSeconds": 60, "responseTimeoutSeconds": 60,
                   # No image: the operator runs the chart's workers.image.
                   "template": {"command": ["kondukt-worker", "echo"],
                                "annotations": {"kwok.kondukt.io/echo-input": "true"}}}},
@@ -219,7 +222,7 @@ def test_the_charts_service_account_runs_a_workflow_and_nothing_more(
         assert forbidden.returncode != 0 and "forbidden" in forbidden.stderr.lower(), forbidden.stderr
 
         # The operator, with the Deployment's arguments and only these credentials, completes a workflow.
-        args = operator_args_from_deployment(cp, namespace, release, free_port())
+        args = operator_args_from_deployment(cp, namespace, release)
         assert f"--namespace={work}" in args and f"--default-worker-image={WORKERS_IMAGE}" in args
         workflow = f"smoke-{secrets.token_hex(2)}"
         log = tmp_path / "operator.log"

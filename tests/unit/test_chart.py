@@ -231,8 +231,7 @@ def test_the_cluster_role_grants_what_the_operator_needs(helm_home: Path) -> Non
         ("kondukt.io", "workflows/finalizers"): {"update"},
         ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
         ("", "pods"): {"get", "list", "watch"},
-        ("", "events"): {"create", "patch"},
-        ("events.k8s.io", "events"): {"create", "patch"},
+        ("", "events"): {"create"},
         ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     }
@@ -277,13 +276,33 @@ def test_the_workers_image_value_reaches_the_operator(helm_home: Path) -> None:
     assert the(pinned, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] == f"kondukt/operator@{digest}"
 
 
+def test_the_workers_settings_reach_the_operator(helm_home: Path) -> None:
+    assert "--job-ttl-seconds=600" in container_args(render(helm_home))
+    assert not [a for a in container_args(render(helm_home)) if a.startswith(("--worker-env", "--worker-service"))]
+    args = container_args(render(helm_home, {
+        "workers.env.KONDUKT_S3_ENDPOINT": "http://minio.storage:9000", "workers.env.KONDUKT_OUTPUT_PREFIX": "s3://out/",
+        "workers.serviceAccountName": "image-workers", "workers.jobTTLSeconds": "60",
+    }))
+    assert {"--worker-env=KONDUKT_S3_ENDPOINT=http://minio.storage:9000", "--worker-env=KONDUKT_OUTPUT_PREFIX=s3://out/",
+            "--worker-service-account=image-workers", "--job-ttl-seconds=60"} <= set(args)
+
+
+def test_the_probes_ask_kopfs_liveness_endpoint(helm_home: Path) -> None:
+    objects = render(helm_home, {"health.port": "8181"})
+    container = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--liveness=http://0.0.0.0:8181/healthz" in container["args"]
+    assert {"name": "health", "containerPort": 8181, "protocol": "TCP"} in container["ports"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
 def test_log_level_metrics_port_and_extra_args(helm_home: Path) -> None:
     objects = render(helm_home, {"logLevel": "debug", "metrics.port": "9300", "extraArgs": "{--foo=bar}"})
     args = container_args(objects)
     assert args[0] == "operator"
     assert {"--log-level=debug", "--metrics-port=9300", "--foo=bar"} <= set(args)
-    port = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"][0]
-    assert port == {"name": "metrics", "containerPort": 9300, "protocol": "TCP"}
+    ports = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert {"name": "metrics", "containerPort": 9300, "protocol": "TCP"} in ports
     assert the(objects, "Service")["spec"]["ports"][0]["targetPort"] == "metrics"
 
 
@@ -349,6 +368,7 @@ BAD_VALUES = {
     "bad-namespace-name": ({"watchNamespaces": "{Team_A}"}, "watchNamespaces"),
     "bad-digest": ({"image.digest": "latest"}, "digest"),
     "port-out-of-range": ({"metrics.port": "70000"}, "port"),
+    "bad-worker-env-name": ({"workers.env.BAD-NAME": "x"}, "BAD-NAME"),
 }
 
 

@@ -103,11 +103,8 @@ nothing is ever deleted but the task attempts' Jobs.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# Events on every task transition (Kopf posts core Events; events.k8s.io is the newer API of the same objects).
+# Events on task transitions (the operator and Kopf post core/v1 Events; they never update them).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
