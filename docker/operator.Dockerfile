@@ -12,8 +12,7 @@
 
 FROM python:3.11.13-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY operator ./operator
@@ -21,8 +20,8 @@ COPY workers ./workers
 RUN pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/kondukt \
  && pip --python /opt/kondukt/bin/python install --no-cache-dir --no-index --find-links /wheels \
-        -c constraints.txt kondukt \
- && find /opt/kondukt -name '__pycache__' -type d -prune -exec rm -rf {} +
+        -c constraints.txt kondukt
+# (pip compiles the .pyc files here: the runtime's root filesystem is read-only, so they are kept.)
 
 FROM python:3.11.13-slim-bookworm
 LABEL org.opencontainers.image.title="kondukt-operator" \
