@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kondukt.kube.status import tasks_from_status
 from tests.e2e.controlplane import ControlPlane, wait_for
@@ -99,12 +98,13 @@ class Cluster:
         self.operator = operator
 
     # ------------------------------------------------------------------------------------- writing
-    def apply(self, *documents: Mapping[str, Any] | str) -> None:
-        text = "\n---\n".join(d if isinstance(d, str) else yaml.safe_dump(dict(d)) for d in documents)
-        self.cp.kubectl("-n", self.namespace, "apply", "-f", "-", input=text)
+    def apply(self, *documents: Mapping[str, Any]) -> None:
+        """kubectl apply, as JSON (a YAML 1.1 reader takes keys such as ``n`` or ``y`` for booleans)."""
+        listing = {"apiVersion": "v1", "kind": "List", "items": [dict(d) for d in documents]}
+        self.cp.kubectl("-n", self.namespace, "apply", "-f", "-", input=json.dumps(listing))
 
     def create_expecting_rejection(self, document: Mapping[str, Any]) -> str:
-        proc = self.cp.kubectl("-n", self.namespace, "create", "-f", "-", input=yaml.safe_dump(dict(document)),
+        proc = self.cp.kubectl("-n", self.namespace, "create", "-f", "-", input=json.dumps(dict(document)),
                                check=False)
         assert proc.returncode != 0, f"the API server accepted {document['metadata']['name']}"
         return proc.stderr
