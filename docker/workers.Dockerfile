@@ -9,8 +9,7 @@
 #   FROM python:3.11.13-slim-bookworm@sha256:<digest> AS builder
 # Multi-stage: the builder turns the project and its pinned dependencies (constraints.txt) into wheels and
 # installs them into a virtual environment; the runtime stage copies only that environment: no compiler,
-# no pip cache, no wheels, no sources. (One distribution holds the operator and the workers today, so
-# this image carries the operator's dependencies too; splitting the distribution would make it smaller.)
+# no pip cache, no wheels, no sources, and none of the operator's dependencies.
 # Runs as the non-root user 65532 (the chart's restricted profile).
 
 FROM python:3.11.13-slim-bookworm AS builder
@@ -20,10 +19,15 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY operator ./operator
 COPY workers ./workers
-RUN pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels . \
+# The workers import only Pillow and boto3 besides the standard library (import-linter keeps the operator,
+# kopf and kubernetes out of kondukt_workers; tests/unit/test_chart.py checks this list against their
+# imports): just these two are installed with their dependencies, then the project without its own.
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+ && pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels pillow boto3 \
  && python -m venv --without-pip /opt/kondukt \
  && pip --python /opt/kondukt/bin/python install --no-cache-dir --no-index --find-links /wheels \
-        -c constraints.txt kondukt
+        -c constraints.txt pillow boto3 \
+ && pip --python /opt/kondukt/bin/python install --no-cache-dir --no-index --find-links /wheels --no-deps kondukt
 # (pip compiles the .pyc files here: the runtime's root filesystem is read-only, so they are kept.)
 
 FROM python:3.11.13-slim-bookworm

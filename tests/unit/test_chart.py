@@ -12,12 +12,15 @@ The Dockerfiles cannot be built here (no Docker engine): their structure is chec
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -497,6 +500,54 @@ def test_the_dockerfile_is_multi_stage_pinned_and_non_root(image: str) -> None:
     ignore = [line for line in (REPO / "docker" / f"{image}.Dockerfile.dockerignore").read_text().splitlines()
               if line and not line.startswith("#")]
     assert ignore[0] == "*", "the build context starts from nothing and lists what the image needs"
+
+
+def runtime_imports(package: Path) -> set[str]:
+    """Top-level modules a package imports at run time (imports under `if TYPE_CHECKING:` left out)."""
+    found: set[str] = set()
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        type_only = {id(node) for guard in ast.walk(tree)
+                     if isinstance(guard, ast.If) and "TYPE_CHECKING" in ast.unparse(guard.test)
+                     for stmt in guard.body for node in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in type_only:
+                continue
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def requirement_closure(names: set[str]) -> set[str]:
+    """These distributions and everything they require (as installed here), names normalised."""
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    todo, seen = [norm(n) for n in names], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for requirement in metadata.requires(name) or []:
+            if "extra ==" not in requirement:
+                todo.append(norm(re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0]))
+    return seen
+
+
+def test_the_workers_image_installs_every_distribution_the_workers_import() -> None:
+    runs = [args for i, args in dockerfile_instructions(REPO / "docker" / "workers.Dockerfile") if i == "RUN"]
+    match = re.search(r"pip wheel --no-cache-dir -c constraints\.txt --wheel-dir /wheels ([\w\- ]+?) &&", " ".join(runs))
+    assert match, "workers.Dockerfile: no `pip wheel ... -c constraints.txt --wheel-dir /wheels <packages>` step"
+    installed = requirement_closure(set(match.group(1).split()))
+    by_module = metadata.packages_distributions()
+    third_party = runtime_imports(REPO / "workers" / "kondukt_workers") - set(sys.stdlib_module_names) - {
+        "kondukt_workers", "__future__"}
+    missing = {module: by_module.get(module) for module in third_party
+               if not {re.sub(r"[-_.]+", "-", d).lower() for d in by_module.get(module, [])} & installed}
+    assert not missing, f"the workers import {missing} but workers.Dockerfile does not install them"
 
 
 def test_the_entrypoints_named_by_the_images_exist() -> None:
