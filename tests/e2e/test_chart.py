@@ -308,19 +308,19 @@ def test_upgrade_and_uninstall_keep_the_crds_and_the_workflows(
             assert now["status"]["phase"] == "COMPLETED" and now["status"]["output"] == {"said": "hello"}
 
         # An upgrade changes the operator and leaves the CRDs and the Workflow alone.
-        cp.helm("upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values", "--set", "logLevel=debug")
+        cp.helm("upgrade", release, str(CHART), "--namespace", namespace, "--reset-then-reuse-values", "--set", "logLevel=debug")
         args = cp.kubectl_json("get", "deployment", f"{release}-kondukt", "-n", namespace)["spec"]["template"]["spec"][
             "containers"][0]["args"]
         assert "--log-level=debug" in args
         workflow_survived()
 
         # Dropping the CRDs from the release does not delete them (resource-policy: keep) ...
-        cp.helm("upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values", "--set", "crds.install=false")
+        cp.helm("upgrade", release, str(CHART), "--namespace", namespace, "--reset-then-reuse-values", "--set", "crds.install=false")
         for crd in KONDUKT_CRDS:
             cp.kubectl_json("get", "crd", crd)
         workflow_survived()
         # ... and taking them back adopts them again.
-        cp.helm("upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values", "--set", "crds.install=true")
+        cp.helm("upgrade", release, str(CHART), "--namespace", namespace, "--reset-then-reuse-values", "--set", "crds.install=true")
         manifest = cp.helm("get", "manifest", release, "--namespace", namespace).stdout
         assert {d["metadata"]["name"] for d in yaml.safe_load_all(manifest)
                 if d and d["kind"] == "CustomResourceDefinition"} == set(KONDUKT_CRDS)
