@@ -149,7 +149,8 @@ class Attempt:
     ordinal: int
 
 
-Script = Sequence[Result] | Result | Callable[[Attempt], Result]
+ResultFn = Callable[[Attempt], Result]
+Script = Sequence[Result | ResultFn] | Result | ResultFn
 
 
 def _pick(script: Script, attempt: Attempt) -> Result:
@@ -159,7 +160,8 @@ def _pick(script: Script, attempt: Attempt) -> Result:
         return script(attempt)
     if not script:
         return ok()
-    return script[min(attempt.ordinal, len(script) - 1)]
+    chosen = script[min(attempt.ordinal, len(script) - 1)]
+    return chosen if isinstance(chosen, Result) else chosen(attempt)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,6 +247,7 @@ class Sim:
         external_load: Mapping[str, TaskLoad] | None = None,
         check_roundtrip: bool = False,
         check_redecide: bool = True,
+        reread: bool = False,
     ) -> None:
         self.task_defs = [dict(d) for d in task_defs]
         bp = definition if isinstance(definition, Blueprint) else blueprint(definition, self.task_defs)
@@ -254,6 +257,7 @@ class Sim:
         self.external_load = dict(external_load or {})
         self.check_roundtrip = check_roundtrip
         self.check_redecide = check_redecide
+        self.reread = reread  # persist and re-read the state as JSON after every decision (no carried index)
         self._seq = itertools.count()
         self._events: list[_Event] = []
         self._canceled: set[str] = set()
@@ -265,7 +269,7 @@ class Sim:
         self.finished: set[str] = set()
         self._ordinals: dict[tuple[str, str], int] = {}
         workflow = new_workflow(bp, workflow_id, dict(input or {}), start, correlation_id=correlation_id)
-        self.main = Run(workflow_id, bp, workflow, dict(results or {}))
+        self.main = Run(workflow_id, bp, workflow, results if results is not None else {})
         self.runs: dict[str, Run] = {workflow_id: self.main}
         self._push(start, workflow_id, None)
 
@@ -397,7 +401,7 @@ class Sim:
                 raise InvariantError(_diff("decision from a JSON round trip differs", mine, theirs))
         self._check(run, before, decision, observations)
         run.decisions.append(decision)
-        run.workflow = decision.workflow
+        run.workflow = roundtrip(decision.workflow) if self.reread else decision.workflow
         run.wake_at = decision.wakeAt
         for action in decision.actions:
             self._carry_out(run, action)
@@ -425,11 +429,15 @@ class Sim:
                                                         or decision.workflow.status is not before.status):
             raise InvariantError(f"{where} a terminal workflow ({before.status.value}) changed without an operation")
         for action in decision.actions:
+            key: str | None = None
             if isinstance(action, (StartTask, StartSubWorkflow, CallHttp)):
-                if action.taskId in self.handed_out:
-                    raise InvariantError(f"{where} attempt {action.taskId} ({action.referenceTaskName}) was "
-                                         "handed out twice")
-                self.handed_out[action.taskId] = Logged(self.now, run.run_id, action)
+                key = action.taskId
+            elif isinstance(action, StartWorkflow):
+                key = action.taskId or action.requestId  # START_WORKFLOW attempts and failure workflows
+            if key is not None:
+                if key in self.handed_out:
+                    raise InvariantError(f"{where} {action.kind} for {key} was handed out twice")
+                self.handed_out[key] = Logged(self.now, run.run_id, action)
 
     def _check_redecide(self, run: Run, load: Sequence[Observation]) -> None:
         """Decide once more at the same instant, seeing the same namespace load and nothing else."""
@@ -442,7 +450,7 @@ class Sim:
                                  f"transitions={[(t.referenceTaskName, t.toStatus.value) for t in again.transitions]}")
         if again.wakeAt != run.wake_at:
             raise InvariantError(f"{where} deciding again moved wakeAt {run.wake_at} -> {again.wakeAt}")
-        run.workflow = again.workflow
+        run.workflow = roundtrip(again.workflow) if self.reread else again.workflow
 
     def _carry_out(self, run: Run, action: Action) -> None:
         self.log.append(Logged(self.now, run.run_id, action))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from kondukt.engine import Load, StartTask, TaskLoad, TaskStatus, WorkflowStatus, new_workflow
+from kondukt.engine import Load, StartTask, TaskLoad, TaskStatus, TaskUpdate, WorkflowStatus, new_workflow
 from tests.unit.engine_harness import (
     T0,
     Sim,
@@ -17,6 +17,7 @@ from tests.unit.engine_harness import (
     never,
     ok,
     only,
+    roundtrip,
     simple,
     start,
     step,
@@ -152,3 +153,15 @@ def test_started_attempts_stop_counting_once_finished() -> None:
               results={"t0": ok(runs_ms=100), "t1": ok(runs_ms=100), "t2": ok(runs_ms=100)})
     assert sim.run().status is WorkflowStatus.COMPLETED
     assert [at for at, _ in dispatches(sim)] == [0, 100, 200]
+
+
+def test_a_state_read_back_from_storage_without_load_still_respects_the_rate_limit() -> None:
+    bp = blueprint(wide(3), [task_def("work", rateLimitPerFrequency=1, rateLimitFrequencyInSeconds=10)])
+    first = start(bp)
+    assert [a.referenceTaskName for a in only(first.actions, StartTask)] == ["t0"]
+    started = step(bp, first.workflow, [TaskUpdate(taskId=first.workflow.tasks[1].taskId, started=True)],
+                   now=T0 + 2000)
+    reread = roundtrip(started.workflow)
+    # The re-read state knows t0 only by its start (2 s): the window reopens at 12 s, not earlier.
+    assert step(bp, reread, now=T0 + 11_999).actions == ()
+    assert [a.referenceTaskName for a in only(step(bp, roundtrip(reread), now=T0 + 12_000).actions, StartTask)] == ["t1"]

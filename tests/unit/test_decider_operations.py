@@ -207,6 +207,43 @@ def test_retry_starts_a_new_failure_workflow_if_it_fails_again() -> None:
     assert len(request_ids) == 2 and len(set(request_ids)) == 2
 
 
+def test_retry_evaluates_a_failed_dynamic_fork_again() -> None:
+    fork = system("df", "FORK_JOIN_DYNAMIC", {"tasks": "${gen.output.tasks}", "inputs": {}},
+                  dynamicForkTasksParam="tasks", dynamicForkTasksInputParamName="inputs")
+    good = {"tasks": [{"name": "work", "taskReferenceName": "d0"}]}
+    sim = Sim(workflow_def([simple("gen"), fork, system("dj", "JOIN")]), [WORK],
+              results={"gen": [ok({"tasks": "garbage"}), ok(good)]})
+    assert sim.run().status is WorkflowStatus.FAILED
+    sim.operate(OperationKind.RERUN, taskReferenceName="gen")
+    assert sim.run().status is WorkflowStatus.COMPLETED
+    failing = Sim(workflow_def([simple("gen"), fork, system("dj", "JOIN")]), [WORK],
+                  results={"gen": ok({"tasks": "garbage"})})
+    failing.run()
+    failing.operate(OperationKind.RETRY)
+    assert failing.run().status is WorkflowStatus.FAILED  # evaluated again, fails again: no hang
+    assert [t.status for t in failing.attempts("df")] == [TaskStatus.FAILED_WITH_TERMINAL_ERROR] * 2
+
+
+def test_retry_of_a_do_while_whose_condition_failed_starts_the_loop_again() -> None:
+    spec = system("loop", "DO_WHILE", {"limit": "${workflow.input.limit}"}, loopOver=[simple("a")],
+                  loopCondition="$.loop['iteration'] < $.limit.max")
+    sim = Sim(workflow_def([spec]), [WORK])
+    assert sim.run().status is WorkflowStatus.FAILED
+    sim.operate(OperationKind.RETRY)
+    assert sim.run().status is WorkflowStatus.FAILED
+    assert [t.status for t in sim.attempts("loop")] == [TaskStatus.FAILED_WITH_TERMINAL_ERROR] * 2
+
+
+def test_retry_reopens_a_join_whose_branches_had_all_finished() -> None:
+    fork = system("f", "FORK_JOIN", forkTasks=[[simple("a")], [simple("b")]])
+    sim = Sim(workflow_def([fork, system("j", "JOIN", joinOn=["a", "b"]), simple("after")], timeoutSeconds=1,
+                           timeoutPolicy="TIME_OUT_WF"), [WORK], results={"a": ok(runs_ms=1000), "b": ok(runs_ms=1000)})
+    assert sim.run().status is WorkflowStatus.TIMED_OUT
+    assert sim.task("j").status is TaskStatus.CANCELED
+    sim.operate(OperationKind.RETRY)
+    assert sim.run().status is WorkflowStatus.TIMED_OUT or sim.task("j").status is TaskStatus.COMPLETED
+
+
 # --------------------------------------------------------------------------------------------------
 # restart
 # --------------------------------------------------------------------------------------------------

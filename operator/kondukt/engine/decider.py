@@ -308,11 +308,15 @@ class _Run:
         index = _Index()
         self.idx = index
         joins: list[Task] = []
+        windows: dict[str, int | None] = {}
+        starts: dict[str, list[int]] = {}
         for position, task in enumerate(self.tasks):
             index.pos[task.taskId] = position
             index.latest[task.referenceTaskName] = position
             if task.loopTaskRef:
                 index.latest[base_ref(task.referenceTaskName)] = position
+            if task.dispatched:
+                self._remember_start(task, windows, starts)
             if not task.status.terminal:
                 index.active.add(task.taskId)
                 if task.dispatched and task.taskType not in _CONTAINER_TYPES:
@@ -327,12 +331,31 @@ class _Run:
                 index.unexecuted[task.taskId] = None
         for join in joins:
             self._register_join(join)
+        index.recent_starts = {name: deque(sorted(times)) for name, times in starts.items()}
         return index
+
+    def _remember_start(self, task: Task, windows: dict[str, int | None], starts: dict[str, list[int]]) -> None:
+        """Rate limits without a Load count this workflow's own recent dispatches, taken from the state.
+
+        The state keeps no dispatch instant once an attempt has started: its start time stands in (never
+        earlier than the dispatch, so a driver that re-reads the state never starts more than the limit).
+        """
+        name = task.taskDefName
+        if name not in windows:
+            task_def = self._def_for(task)
+            per, seconds = task_def.rateLimitPerFrequency, task_def.rateLimitFrequencyInSeconds
+            windows[name] = seconds * 1000 if per and seconds else None
+        window = windows[name]
+        if window is None:
+            return
+        at = task.startTime or task.updateTime
+        if at > self.now - window:
+            starts.setdefault(name, []).append(at)
 
     def _rebuild_index(self) -> None:
         """Derive the index again after the task list was rewritten (operations, keepLastN).
 
-        The dispatch times this workflow remembers for its rate limits are not in the task list: keep them.
+        The exact dispatch times this run remembers for rate limits are kept (the rebuilt ones are estimates).
         """
         recent_starts = self.idx.recent_starts
         self.idx = self._build_index()
@@ -518,29 +541,40 @@ class _Run:
         return None
 
     def _op_retry(self, op: Operation) -> str | None:
+        """Retry from the failed tasks (Conductor's retry): each failed or canceled latest attempt runs again.
+
+        A JOIN, or a DO_WHILE that was canceled around a failed task, is reopened rather than run again; a
+        DO_WHILE or fork that failed by itself (its condition, its dynamic input) is evaluated again.
+        """
         if self.status not in (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT, WorkflowStatus.TERMINATED):
             return f"only a FAILED, TIMED_OUT or TERMINATED workflow can be retried (it is {self.status.value})"
-        latest_positions = sorted(set(self.idx.latest.values()))
-        retried_any = False
-        for position in latest_positions:
-            task = self.tasks[position]
-            if task.status not in _FAILED_STATUSES and task.status is not TaskStatus.CANCELED:
-                continue
-            if task.taskType == FORK_TASK_TYPE:
-                continue
-            retried_any = True
-            if task.taskType in _CONTAINER_TYPES:
-                self._replace(task, status=TaskStatus.IN_PROGRESS, endTime=0, executed=False,
-                              reasonForIncompletion=None)
-            else:
-                self._replace(task, retried=True, executed=True)
-                self._new_attempt(task, delay_seconds=0, reuse_input=False)
-        if not retried_any:
+        candidates = [self.tasks[position] for position in sorted(set(self.idx.latest.values()))
+                      if self.tasks[position].status in _FAILED_STATUSES
+                      or self.tasks[position].status is TaskStatus.CANCELED]
+        if not candidates:
             return "no failed task to retry"
+        # RUNNING first: what is scheduled below must see a running workflow.
         self._set_status(WorkflowStatus.RUNNING)
         self._set(reasonForIncompletion=None, endTime=0, lastRetriedTime=self.now, failedReferenceTaskNames=[],
                   failedTaskId=None, failureWorkflowStarted=False)
+        reopened_joins: list[str] = []
+        for task in candidates:
+            task = self.tasks[self.idx.pos[task.taskId]]
+            reopen = task.taskType in _JOIN_TYPES or (task.taskType == TaskType.DO_WHILE.value
+                                                      and task.status is TaskStatus.CANCELED)
+            if reopen:
+                self._replace(task, status=TaskStatus.IN_PROGRESS, endTime=0, executed=False,
+                              reasonForIncompletion=None)
+                if task.taskType in _JOIN_TYPES:
+                    reopened_joins.append(task.taskId)
+            else:
+                self._replace(task, retried=True, executed=True)
+                self._new_attempt(task, delay_seconds=0, reuse_input=False)
         self._rebuild_index()
+        for join_id in reopened_joins:
+            join = self._get(join_id)
+            if join is not None and not join.status.terminal and not self.idx.join_wait.get(join_id):
+                self._evaluate_join(join)  # everything it joins is already final
         return None
 
     def _op_restart(self, op: Operation) -> str | None:
@@ -789,7 +823,9 @@ class _Run:
         """End the workflow: cancel what still runs, compute the output, start the failureWorkflow."""
         self._set_status(status)
         self._set(endTime=self.now, reasonForIncompletion=reason)
-        for task_id in list(self.idx.active):
+        # In task-list order: a set's order depends on its history, and a decision must not (the same state
+        # read back from storage must give the same actions in the same order).
+        for task_id in sorted(self.idx.active, key=self.idx.pos.__getitem__):
             task = self._get(task_id)
             if task is None:
                 continue
@@ -832,10 +868,9 @@ class _Run:
             "failedWorkflow": failed_summary,
         }
         self.actions.append(StartWorkflow(
-            # One failure workflow per failure: a restart (new startTime) or a retry (lastRetriedTime) that fails
-            # again asks for a new one.
-            requestId=f"{self.original.workflowId}/failure/{self._field('startTime')}/"
-                      f"{self._field('lastRetriedTime') or 0}",
+            # One failure workflow per failure, named from the state (a replayed decision names the same one):
+            # a retry, rerun or restart schedules attempts, so a later failure has a higher nextSeq.
+            requestId=f"{self.original.workflowId}/failure/{self.next_seq}/{self._field('lastRetriedTime') or 0}",
             name=name,
             input=workflow_input,
             correlationId=self.original.correlationId,
@@ -928,8 +963,10 @@ class _Run:
         workflow_task = self._workflow_task(failed)
         if not _is_driver_task(failed) and workflow_task is not None:
             # An engine-run task (INLINE, JSON_JQ_TRANSFORM, ...) is evaluated again at once.
-            attempt = self._schedule(workflow_task, failed.iteration, failed.loopTaskRef, failed.parentTaskRef,
-                                     dynamic=failed.workflowTask is not None)
+            scheduled = self._schedule(workflow_task, failed.iteration, failed.loopTaskRef, failed.parentTaskRef,
+                                       dynamic=failed.workflowTask is not None)
+            # Read it back: scheduling may already have moved it on (a fork that failed, a finished INLINE).
+            attempt = self._get(scheduled.taskId) if scheduled is not None else None
             if attempt is not None and attempt.taskId != failed.taskId:
                 self._replace(attempt, retryCount=failed.retryCount + 1, retriedTaskId=failed.taskId)
             return
@@ -1000,12 +1037,11 @@ class _Run:
     def _terminate_from_task(self, task: Task) -> None:
         status_name = str(task.inputData.get("terminationStatus") or "COMPLETED").upper()
         status = _TERMINATION_STATUSES.get(status_name, WorkflowStatus.FAILED)
-        reason = task.inputData.get("terminationReason")
+        reason = task.inputData.get("terminationReason") or \
+            f"Workflow is {status.value} by TERMINATE task: {task.taskId}"  # Conductor's default reason
         # As in Conductor, a TERMINATE's output (its workflowOutput) replaces the workflow's output.
-        self._end(status, str(reason) if reason else None, output=dict(task.outputData),
+        self._end(status, str(reason), output=dict(task.outputData),
                   failed_task=task if status is WorkflowStatus.FAILED else None)
-        if status is WorkflowStatus.COMPLETED:
-            self._set(reasonForIncompletion=reason if reason else None)
 
     # ------------------------------------------------------------------------------------- scheduling
 
@@ -1236,8 +1272,7 @@ class _Run:
                                self._input_for(wt, None, input_override, overlay), {}, executed=True)
         join_wt = self._join_after(wt)
         if join_wt is None:
-            self._fail_fork(fork, f"task {wt.taskReferenceName!r}: a FORK_JOIN must be followed by a JOIN")
-            return fork
+            return self._fail_fork(fork, f"task {wt.taskReferenceName!r}: a FORK_JOIN must be followed by a JOIN")
         join_on = [iteration_ref(r, iteration) if loop_ref else r for r in (join_wt.joinOn or [])] or [
             iteration_ref(r, iteration) if loop_ref else r for r in self.plan.fork_branch_ends(wt)]
         branch_firsts = [branch[0] for branch in wt.forkTasks if branch]
@@ -1254,8 +1289,8 @@ class _Run:
             return successor.task
         return None
 
-    def _fail_fork(self, fork: Task, reason: str) -> None:
-        fork = self._replace(fork, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR, executed=False,
+    def _fail_fork(self, fork: Task, reason: str) -> Task:
+        return self._replace(fork, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR, executed=False,
                              reasonForIncompletion=reason)
 
     def _schedule_dynamic_fork(self, wt: WorkflowTask, ref: str, iteration: int, loop_ref: str | None,
@@ -1283,8 +1318,7 @@ class _Run:
         fork = self._completed(wt, ref, iteration, loop_ref, parent_ref, dynamic, FORK_TASK_TYPE, fork_input, {},
                                executed=problem is None)
         if problem is not None:
-            self._fail_fork(fork, problem)
-            return fork
+            return self._fail_fork(fork, problem)
         assert join_wt is not None
         for branch, branch_input in branches:
             self._schedule(branch, iteration, loop_ref, ref, overlay=branch_input, dynamic=True)
