@@ -257,7 +257,10 @@ class Harness:
         return Reconciler(self.cluster, self.cluster.view(), ReconcileSettings(job_options=JobOptions()),
                           metrics, EventRecorder(self.cluster, metrics), clock=self.clock, workers=1)
 
-    async def reconcile(self, name: str) -> Any:
+    async def reconcile(self, name: str, *, watched: bool = True) -> Any:
+        """One reconcile; ``watched``: the watch delivered the current object first (as Kopf does)."""
+        if watched:
+            self.reconciler.observe(copy.deepcopy(self.cluster.workflow(name)))
         return await self.reconciler.reconcile(("ns", name))
 
     def status(self, name: str) -> dict[str, Any]:
@@ -340,19 +343,14 @@ async def test_a_stale_resource_version_is_a_conflict_not_a_lost_update(harness:
     await harness.reconcile("run")
     first = harness.only_new_job(set())
     harness.cluster.echo(first)
-    real_get = harness.cluster.request
-
-    async def get_then_race(method: str, path: str, **kwargs: Any) -> Any:
-        result = await real_get(method, path, **kwargs)
-        if method == "GET" and path.endswith("/workflows/run"):
-            harness.cluster.edit_workflow("run", annotations={"someone": "else"})
-        return result
-
-    harness.cluster.request = get_then_race  # type: ignore[method-assign]
+    harness.reconciler.observe(copy.deepcopy(harness.cluster.workflow("run")))
+    harness.cluster.edit_workflow("run", annotations={"someone": "else"})  # the cache is now behind
     with pytest.raises(Conflict):
-        await harness.reconcile("run")
-    harness.cluster.request = real_get  # type: ignore[method-assign]
-    await harness.reconcile("run")
+        await harness.reconcile("run", watched=False)
+    assert sum(1 for method, path in harness.cluster.calls if method == "GET" and path.endswith("/run")) == 0
+    await harness.reconciler.run(("ns", "run"))  # the conflict drops the cached object ...
+    await harness.reconcile("run", watched=False)  # ... so this reconcile reads it fresh
+    assert any(method == "GET" and path.endswith("/workflows/run") for method, path in harness.cluster.calls)
     assert len(harness.cluster.jobs()) == 2 and harness.tasks("run")[0]["status"] == "COMPLETED"
 
 

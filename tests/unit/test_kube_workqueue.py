@@ -117,3 +117,42 @@ async def test_wait_time_is_reported_once() -> None:
 async def _record(queue: WorkQueue[str], key: str, seen: list[float | None], done: asyncio.Event) -> None:
     seen.append(queue.last_wait(key))
     done.set()
+
+
+async def test_add_soon_debounces_without_touching_the_exact_timer() -> None:
+    fired: list[float] = []
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        fired.append(loop.time())
+        if len(fired) == 2:
+            done.set()
+
+    queue: WorkQueue[str] = WorkQueue(handler)
+    queue.start()
+    begin = loop.time()
+    queue.add_at("a", begin + 0.3)  # the decision's timer
+    for _ in range(10):
+        queue.add_soon("a", 0.05)  # a burst of minor news: one run, soon
+    await asyncio.wait_for(done.wait(), 5)
+    await queue.stop()
+    assert fired[0] - begin >= 0.05 and fired[0] - begin < 0.3
+    assert fired[1] - begin >= 0.3, "the exact timer still fires"
+
+
+async def test_add_makes_a_pending_debounce_unnecessary() -> None:
+    calls: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    async def handler(key: str) -> None:
+        calls.append(key)
+
+    queue: WorkQueue[str] = WorkQueue(handler)
+    queue.start()
+    queue.add_soon("a", 0.1)
+    queue.add("a")
+    await asyncio.sleep(0.3)
+    await queue.stop()
+    assert calls == ["a"]
+    assert loop.time() > 0

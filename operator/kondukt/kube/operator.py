@@ -45,6 +45,9 @@ from kondukt_workers.settings import Settings as WorkerSettings
 
 logger = logging.getLogger("kondukt.operator")
 
+#: How soon a pod that started running wakes its workflow (see Controller.on_attempt).
+STARTED_DEBOUNCE_SECONDS = 0.2
+
 INDEX_IDS = (cache.JOBS_INDEX, cache.PODS_INDEX, cache.CHILDREN_INDEX, cache.TASKDEFS_INDEX, cache.WORKFLOWDEFS_INDEX)
 
 
@@ -69,6 +72,20 @@ class OperatorOptions:
     workers: int = 16
     compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES
     definition_grace_seconds: float = 15.0
+
+
+class EventOnlyDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's diff base (in annotations under ``kopf.kondukt.io``), never built: Kondukt has no change handlers.
+
+    Kopf builds an object's "essence" on every event to detect changes for ``on.create/update/...``
+    handlers — even when, as here, only ``on.event`` and index handlers exist — starting with a deep copy
+    of the whole body (a pod's spec, managedFields, a big workflow's status). That copy was the
+    operator's largest CPU cost under load, for a result nobody reads. Should a change handler ever be
+    registered, drop this class (``build`` must then return the real essence).
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return {}
 
 
 class Controller:
@@ -111,23 +128,36 @@ class Controller:
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace")), str(meta.get("name")))
         if event_type == "DELETED":
-            self.reconciler.forget(key, str(meta.get("uid")))
+            self.reconciler.forget(key, str(meta.get("uid")), deleted=True)
         else:
+            self.reconciler.observe(body)
             self.reconciler.enqueue(key)
         parent = cache.owner_workflow_name(body)
         if parent is not None:
             self.reconciler.enqueue((key[0], parent))
 
-    def on_attempt(self, event_type: str | None, body: Mapping[str, Any], finished: bool) -> None:
-        """A Job or pod of a task attempt changed: wake its workflow (and limit waiters if it ended)."""
+    def on_attempt(self, event_type: str | None, body: Mapping[str, Any], *, finished: bool,
+                   started: bool = False) -> None:
+        """A Job or pod of a task attempt changed: wake its workflow when that matters to it.
+
+        A finished (or deleted) attempt wakes its workflow at once, and the workflows a limit held back.
+        A pod that just started running is news too, but less urgent: its workflow is woken within
+        ``STARTED_DEBOUNCE_SECONDS`` so that a quick attempt's start and end cost one reconcile, not two.
+        Everything else (a Job created, a pod scheduled) changes nothing the workflow records.
+        """
         meta = body.get("metadata") or {}
         annotations = meta.get("annotations") or {}
         namespace = str(meta.get("namespace"))
         workflow = annotations.get(r.ANNOTATION_WORKFLOW) or cache.owner_workflow_name(body)
+        gone = event_type == "DELETED"
         if workflow:
-            self.reconciler.enqueue((namespace, workflow))
+            key = (namespace, workflow)
+            if finished or gone:
+                self.reconciler.enqueue(key)
+            elif started:
+                self.reconciler.queue.add_soon(key, STARTED_DEBOUNCE_SECONDS)
         task_def = annotations.get(r.ANNOTATION_TASK_DEF)
-        if task_def and (finished or event_type == "DELETED"):
+        if task_def and (finished or gone):
             self.reconciler.wake_waiters(namespace, task_def)
 
     def on_definition(self, namespace: str) -> None:
@@ -155,7 +185,7 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=r.KOPF_ANNOTATION_PREFIX)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=r.KOPF_ANNOTATION_PREFIX)
+        settings.persistence.diffbase_storage = EventOnlyDiffBase(prefix=r.KOPF_ANNOTATION_PREFIX)
         settings.posting.level = logging.WARNING  # Kopf's own Events: warnings and errors only
         settings.peering.stealth = True
         settings.watching.server_timeout = 600
@@ -192,8 +222,8 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
 
     # ------------------------------------------------------------------------ event routing
     @kopf.on.event(r.GROUP, r.VERSION, r.WORKFLOW_PLURAL, registry=registry)
-    async def workflow_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
-        controller.on_workflow(event.get("type"), body)
+    async def workflow_changed(event: Mapping[str, Any], **_: Any) -> None:
+        controller.on_workflow(event.get("type"), event["object"])
 
     @kopf.on.event("batch", "v1", "jobs", labels=managed, registry=registry)
     async def job_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
@@ -203,7 +233,8 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     @kopf.on.event("v1", "pods", labels=managed, registry=registry)
     async def pod_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
         record = cache.pod_record(body)
-        controller.on_attempt(event.get("type"), body, finished=record is not None and record.terminated)
+        controller.on_attempt(event.get("type"), body, finished=record is not None and record.terminated,
+                              started=record is not None and record.started)
 
     @kopf.on.event(r.GROUP, r.VERSION, r.TASKDEF_PLURAL, registry=registry)
     async def taskdef_changed(namespace: str | None, **_: Any) -> None:

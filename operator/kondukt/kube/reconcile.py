@@ -155,6 +155,14 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _newer(current: Any, candidate: Any) -> bool:
+    """Whether resourceVersion ``candidate`` is newer than ``current`` (etcd revisions; unknown: newer)."""
+    try:
+        return int(candidate) >= int(current)
+    except (TypeError, ValueError):
+        return True
+
+
 def _is_limited(task_def: TaskDef | None) -> bool:
     return task_def is not None and bool(
         task_def.concurrentExecLimit or (task_def.rateLimitPerFrequency and task_def.rateLimitFrequencyInSeconds)
@@ -198,7 +206,9 @@ class Reconciler:
         self._waiters: dict[tuple[str, str], set[WorkflowKey]] = {}
         #: Workflows waiting for their WorkflowDef / TaskDefs to appear, by namespace.
         self._waiting_for_definitions: dict[str, set[WorkflowKey]] = {}
+        self._objects: dict[WorkflowKey, dict[str, Any]] = {}
         self._http: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._http_done: dict[str, set[str]] = {}
         self._http_results: dict[str, dict[str, TaskUpdate]] = {}
         self._http_session: aiohttp.ClientSession | None = None
         self._taskdef_cache: dict[str, tuple[tuple[tuple[str, str], ...], dict[str, TaskDef]]] = {}
@@ -206,6 +216,21 @@ class Reconciler:
     # ------------------------------------------------------------------------------- entry points
     def enqueue(self, key: WorkflowKey) -> None:
         self.queue.add(key)
+
+    def observe(self, obj: Mapping[str, Any]) -> None:
+        """Remember the newest version of a Workflow seen (watch event or our own write): an informer cache.
+
+        A reconcile starts from it instead of a GET. When it is stale after all, the status write fails
+        with a conflict (resourceVersion) and the next reconcile reads the object fresh; every action taken
+        from a stale state is idempotent (deterministic names), so nothing is done twice.
+        """
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        current = self._objects.get(key)
+        if current is not None and not _newer((current.get("metadata") or {}).get("resourceVersion"),
+                                              meta.get("resourceVersion")):
+            return
+        self._objects[key] = dict(obj)
 
     def wake_waiters(self, namespace: str, task_def: str) -> None:
         """An attempt of ``task_def`` finished: the workflows its limit held back may go on."""
@@ -216,10 +241,13 @@ class Reconciler:
         for key in self._waiting_for_definitions.pop(namespace, set()):
             self.queue.add(key)
 
-    def forget(self, key: WorkflowKey, uid: str | None = None) -> None:
-        """The Workflow is gone: drop timers, memo and in-flight HTTP requests."""
+    def forget(self, key: WorkflowKey, uid: str | None = None, *, deleted: bool = False) -> None:
+        """The Workflow is gone (or finished): drop timers, memo and in-flight HTTP requests."""
         self.queue.cancel_timer(key)
+        if deleted:
+            self._objects.pop(key, None)
         if uid is not None:
+            self._http_done.pop(uid, None)
             self._memos.pop(uid, None)
             self._http_results.pop(uid, None)
             for http_key in [k for k in self._http if k[0] == uid]:
@@ -247,6 +275,7 @@ class Reconciler:
         except Conflict:
             result = "conflict"
             self.metrics.reconcile_errors.labels("conflict").inc()
+            self._objects.pop(key, None)  # read it fresh next time
             self.queue.add(key)
         except (TransientApiError, TransientError) as err:
             result = "retry"
@@ -271,10 +300,13 @@ class Reconciler:
         namespace, name = key
         reconcile_started = time.perf_counter()
         woke = self.queue.last_wait(key)
-        obj = await self.api.get(KubeClient.workflow_path(namespace, name), f"workflow {namespace}/{name}")
+        obj = self._objects.get(key)
         if obj is None:
-            self.forget(key)
-            return None
+            obj = await self.api.get(KubeClient.workflow_path(namespace, name), f"workflow {namespace}/{name}")
+            if obj is None:
+                self.forget(key, deleted=True)
+                return None
+            self.observe(obj)
         meta = obj.get("metadata") or {}
         uid = str(meta.get("uid"))
         if meta.get("deletionTimestamp"):
@@ -373,6 +405,7 @@ class Reconciler:
             memo.definition_dump = status["definition"]
         if status != raw_status:
             written = await self.api.replace_status(namespace, name, str(meta.get("resourceVersion")), status)
+            self.observe(written)
             self.metrics.status_bytes.set(len(json.dumps(status, separators=(",", ":"))))
             memo.resource_version = str((written.get("metadata") or {}).get("resourceVersion"))
             memo.stored = StoredStatus(
@@ -525,6 +558,7 @@ class Reconciler:
         if status != (obj.get("status") or {}):
             written = await self.api.replace_status(owner.namespace, owner.name, str(meta.get("resourceVersion")),
                                                     status)
+            self.observe(written)
             memo.resource_version = str((written.get("metadata") or {}).get("resourceVersion"))
             memo.stored = StoredStatus(workflow=None, definition=None, conditions=tuple(status["conditions"]))
 
@@ -864,8 +898,9 @@ class Reconciler:
 
     def _call_http(self, owner: OwnerRef, action: CallHttp) -> None:
         key = (owner.uid, action.taskId)
-        if key in self._http or action.taskId in self._http_results.get(owner.uid, {}):
-            return
+        if key in self._http or action.taskId in self._http_results.get(owner.uid, {}) or \
+                action.taskId in self._http_done.get(owner.uid, set()):
+            return  # in flight, or done (a stale state must not send a request twice)
         wf_key = (owner.namespace, owner.name)
 
         async def perform() -> None:
@@ -877,6 +912,7 @@ class Reconciler:
             finally:
                 self._http.pop(key, None)
             self._http_results.setdefault(owner.uid, {})[action.taskId] = update
+            self._http_done.setdefault(owner.uid, set()).add(action.taskId)
             self.queue.add(wf_key)
 
         self._http[key] = asyncio.get_running_loop().create_task(perform(), name=f"http-{action.taskId}")

@@ -43,6 +43,7 @@ class WorkQueue(Generic[K]):
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
         self._timers: dict[K, asyncio.TimerHandle] = {}
+        self._soon: dict[K, asyncio.TimerHandle] = {}
         self._failures: dict[K, int] = {}
         self._base_backoff = base_backoff
         self._max_backoff = max_backoff
@@ -57,6 +58,9 @@ class WorkQueue(Generic[K]):
         """Process ``key`` soon (now, or right after its current processing ends)."""
         if self._closed or key in self._dirty:
             return
+        soon = self._soon.pop(key, None)
+        if soon is not None:
+            soon.cancel()
         self._dirty.add(key)
         self._added_at.setdefault(key, time.monotonic())
         if key not in self._processing:
@@ -73,6 +77,18 @@ class WorkQueue(Generic[K]):
             self.add(key)
             return
         self._timers[key] = loop.call_at(when_monotonic, self._fire, key)
+
+    def add_soon(self, key: K, delay: float) -> None:
+        """Process ``key`` within ``delay`` seconds, sooner if anything else adds it (a debounce that,
+        unlike :meth:`add_at`, leaves the key's exact timer alone)."""
+        if self._closed or key in self._dirty or key in self._soon:
+            return
+        loop = asyncio.get_running_loop()
+        self._soon[key] = loop.call_later(delay, self._fire_soon, key)
+
+    def _fire_soon(self, key: K) -> None:
+        self._soon.pop(key, None)
+        self.add(key)
 
     def add_after(self, key: K, delay: float) -> None:
         self.add_at(key, asyncio.get_running_loop().time() + max(0.0, delay))
@@ -152,9 +168,10 @@ class WorkQueue(Generic[K]):
 
     async def stop(self) -> None:
         self._closed = True
-        for timer in self._timers.values():
+        for timer in [*self._timers.values(), *self._soon.values()]:
             timer.cancel()
         self._timers.clear()
+        self._soon.clear()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
