@@ -24,8 +24,11 @@ Never put logic here that belongs to the reconcile (:mod:`kondukt.kube.reconcile
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import os
 import random
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,7 +40,7 @@ from kondukt.kube import cache
 from kondukt.kube import resources as r
 from kondukt.kube.builders import JobOptions
 from kondukt.kube.events import EventRecorder
-from kondukt.kube.kubeapi import KubeClient, load_configuration
+from kondukt.kube.kubeapi import ApiError, KubeClient, load_configuration
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
@@ -86,6 +89,62 @@ class EventOnlyDiffBase(kopf.AnnotationsDiffBaseStorage):
 
     def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
         return {}
+
+
+class PeeringGuard:
+    """Whether this replica is the active one, read from Kopf's peering object (cached for a moment).
+
+    Kopf pauses a standby replica's watches, so it gets no events; but the exact timers its reconciles
+    scheduled while it was active would still fire. Before a reconcile, the work queue asks this guard
+    and a standby leaves the workflow to the active replica (whose own watches and timers cover it).
+    Kopf's rule is mirrored: any live peer with a priority at least ours pauses us. When the peering
+    object cannot be read the answer is "active": duplicate work is harmless (every action is
+    idempotent), stalled work is not.
+    """
+
+    def __init__(self, api: KubeClient, *, identity: str, priority: int, name: str, clusterwide: bool,
+                 ttl_seconds: float = 2.0) -> None:
+        self.api, self.identity, self.priority = api, identity, priority
+        self.name, self.clusterwide, self.ttl = name, clusterwide, ttl_seconds
+        self._cache: dict[str, tuple[float, bool]] = {}
+
+    def _path(self, namespace: str) -> str:
+        if self.clusterwide:
+            return f"/apis/kopf.dev/v1/clusterkopfpeerings/{self.name}"
+        return f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings/{self.name}"
+
+    async def active(self, namespace: str) -> bool:
+        key = "" if self.clusterwide else namespace
+        loop = asyncio.get_running_loop()
+        cached = self._cache.get(key)
+        if cached is not None and loop.time() - cached[0] < self.ttl:
+            return cached[1]
+        try:
+            peering = await self.api.get(self._path(namespace), f"peering {self.name}")
+        except ApiError:
+            peering = None
+        answer = peering is None or is_active(peering.get("status") or {}, self.identity, self.priority,
+                                              dt.datetime.now(dt.UTC))
+        self._cache[key] = (loop.time(), answer)
+        return answer
+
+
+def is_active(peers: Mapping[str, Any], identity: str, priority: int, now: dt.datetime) -> bool:
+    """Kopf's rule: we work unless a live peer has a priority at least ours."""
+    for peer, info in peers.items():
+        if peer == identity or not isinstance(info, Mapping):
+            continue
+        try:
+            seen = dt.datetime.fromisoformat(str(info.get("lastseen")).replace("Z", "+00:00"))
+            lifetime = dt.timedelta(seconds=int(info.get("lifetime", 60)))
+            other = int(info.get("priority", 0))
+        except (TypeError, ValueError):
+            continue
+        if seen.tzinfo is None:
+            seen = seen.replace(tzinfo=dt.UTC)
+        if seen + lifetime > now and other >= priority:
+            return False
+    return True
 
 
 class Controller:
@@ -270,8 +329,13 @@ async def run_operator_async(
     registry = build_registry(controller)
     peering = options.peering if not options.standalone else None
     priority = options.priority
-    if peering is not None and priority is None:
-        priority = random.randint(1, 2**30)  # distinct per replica: equal priorities pause everyone
+    identity = os.environ.get("POD_ID") or f"{socket.gethostname()}@{os.getpid()}"
+    if peering is not None:
+        if priority is None:
+            priority = random.randint(1, 2**30)  # distinct per replica: equal priorities pause everyone
+        controller.reconciler.active = PeeringGuard(
+            api, identity=identity, priority=priority, name=peering, clusterwide=not options.namespaces,
+        ).active
     logger.info(
         "kondukt operator starting: %s, %s",
         f"namespaces {', '.join(options.namespaces)}" if options.namespaces else "all namespaces",
@@ -279,6 +343,7 @@ async def run_operator_async(
     )
     await kopf.operator(
         registry=registry,
+        identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
         standalone=True if peering is None else None,
         peering_name=peering,
         priority=priority,

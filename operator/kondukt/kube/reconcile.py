@@ -31,7 +31,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -199,6 +199,8 @@ class Reconciler:
         self.events = events
         self.clock = clock
         self.queue: WorkQueue[WorkflowKey] = WorkQueue(self.run, workers=workers, on_depth=metrics.queue_depth.set)
+        #: Whether this replica may work on a namespace now (the peering guard); None: always.
+        self.active: Callable[[str], Awaitable[bool]] | None = None
         self._memos: dict[str, _Memo] = {}
         #: Jobs created for limited TaskDefs that the Job watch has not shown yet: (ns, def) -> job -> ms.
         self._reservations: dict[tuple[str, str], dict[str, int]] = {}
@@ -265,6 +267,9 @@ class Reconciler:
 
     async def run(self, key: WorkflowKey) -> None:
         """The work queue's handler: one reconcile, with error classification and retries."""
+        if self.active is not None and not await self.active(key[0]):
+            self.queue.cancel_timer(key)  # a standby replica: the active one has this workflow
+            return
         started = time.perf_counter()
         result = "ok"
         try:
