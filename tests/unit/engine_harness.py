@@ -371,12 +371,13 @@ class Sim:
         for run_id, observations in due.items():
             self._decide(self.runs[run_id], observations)
 
-    def _load(self) -> Load:
+    def _load(self, stopping: frozenset[str] = frozenset()) -> Load:
+        """The namespace load a driver observes; ``stopping``: attempts canceled but not gone yet."""
         by_def: dict[str, list[int]] = {}
         running: dict[str, int] = {}
         for task_id, (name, at) in self.dispatched.items():
             by_def.setdefault(name, []).append(at)
-            if task_id not in self.finished and task_id not in self._canceled:
+            if task_id not in self.finished and (task_id not in self._canceled or task_id in stopping):
                 running[name] = running.get(name, 0) + 1
         loads = {name: TaskLoad(running=running.get(name, 0), recentStarts=tuple(sorted(starts)))
                  for name, starts in by_def.items()}
@@ -406,8 +407,10 @@ class Sim:
         for action in decision.actions:
             self._carry_out(run, action)
         if self.check_redecide and decision.wakeAt != self.now:
-            # A driver observes the namespace load afresh (its own new attempts included) before deciding.
-            load = [self._load()] if self.feed_load else [o for o in observations if isinstance(o, Load)]
+            # A driver observes the namespace load afresh (its own new attempts included) before deciding;
+            # attempts this decision canceled still hold their slot until their Job is gone (a new event).
+            stopping = frozenset(a.taskId for a in decision.actions if isinstance(a, CancelTask))
+            load = [self._load(stopping)] if self.feed_load else [o for o in observations if isinstance(o, Load)]
             self._check_redecide(run, load)
         if run.workflow.status.terminal and run.parent is not None and not run.reported:
             run.reported = True

@@ -330,6 +330,17 @@ def test_rerun_inside_a_do_while_goes_back_to_that_iteration() -> None:
     assert sim.task("loop").outputData["iteration"] == 3
 
 
+def test_rerun_from_a_join_reopens_it_and_the_flow_goes_on_after_it() -> None:
+    fork = system("f", "FORK_JOIN", forkTasks=[[simple("a")], [simple("b")]])
+    sim = Sim(workflow_def([fork, system("j", "JOIN", joinOn=["a", "b"]), simple("after")]), [WORK],
+              results={"after": [fail(), ok()]})
+    assert sim.run().status is WorkflowStatus.FAILED
+    sim.operate(OperationKind.RERUN, taskReferenceName="j")
+    assert sim.run().status is WorkflowStatus.COMPLETED
+    assert sim.refs() == ["f", "a", "b", "j", "after"]
+    assert started_at(sim, "a") == [0] and len(started_at(sim, "after")) == 2
+
+
 def test_rerun_of_a_running_workflow_cancels_what_it_drops() -> None:
     sim = Sim(workflow_def([simple("a"), simple("b"), simple("c")]), [WORK], results={"b": [never(), ok()]})
     sim.run(until=lambda s: "b" in s.refs() and s.task("b").status is TaskStatus.IN_PROGRESS)
@@ -480,3 +491,16 @@ def test_operations_apply_before_results_in_the_same_call() -> None:
     assert paused.workflow.status is WorkflowStatus.PAUSED
     assert paused.workflow.tasks[0].status is TaskStatus.COMPLETED
     assert [t.referenceTaskName for t in paused.workflow.tasks] == ["a"]
+
+
+@pytest.mark.parametrize(("kind", "fields", "started", "status"), [
+    pytest.param("skip", {"taskReferenceName": "a"}, ["b"], WorkflowStatus.COMPLETED, id="skip-first"),
+    pytest.param("pause", {}, [], WorkflowStatus.PAUSED, id="pause"),
+    pytest.param("terminate", {}, [], WorkflowStatus.TERMINATED, id="terminate"),
+])
+def test_operation_observed_with_the_creation_applies_to_the_started_run(
+        kind: str, fields: dict[str, Any], started: list[str], status: WorkflowStatus) -> None:
+    sim = Sim(workflow_def([simple("a"), simple("b")]), [WORK])
+    sim.operate(OperationKind(kind), at=T0, **fields)
+    assert sim.run(until_time=T0 + 60_000).status is status
+    assert sim.started_refs() == started

@@ -194,6 +194,10 @@ class _Run:
     # ---------------------------------------------------------------------------------------- driver
 
     def decide(self, observations: Sequence[Observation]) -> Decision:
+        if not self.tasks and self.status is WorkflowStatus.RUNNING:
+            # A new run starts before any operation applies: a skip or complete observed together with the
+            # creation then finds its task (and a pause holds the first attempt back).
+            self._start()
         for observation in observations:
             if isinstance(observation, Operation):
                 self._apply_operation(observation)
@@ -291,6 +295,8 @@ class _Run:
     def _workflow_task(self, task: Task) -> WorkflowTask | None:
         if task.workflowTask is not None:
             return task.workflowTask
+        if task.parentTaskRef is not None:
+            return None  # a plain dynamically forked task: never in the definition (its reference may not be)
         return self.plan.task(base_ref(task.referenceTaskName) if task.loopTaskRef else task.referenceTaskName)
 
     def _task_def(self, name: str, workflow_task: WorkflowTask | None = None) -> TaskDef | None:
@@ -571,11 +577,15 @@ class _Run:
                 self._replace(task, retried=True, executed=True)
                 self._new_attempt(task, delay_seconds=0, reuse_input=False)
         self._rebuild_index()
-        for join_id in reopened_joins:
+        self._settle_reopened_joins(reopened_joins)
+        return None
+
+    def _settle_reopened_joins(self, join_ids: Sequence[str]) -> None:
+        """A reopened JOIN whose joined tasks are all final already completes now (nothing else would wake it)."""
+        for join_id in join_ids:
             join = self._get(join_id)
             if join is not None and not join.status.terminal and not self.idx.join_wait.get(join_id):
-                self._evaluate_join(join)  # everything it joins is already final
-        return None
+                self._evaluate_join(join)
 
     def _op_restart(self, op: Operation) -> str | None:
         if not self.status.terminal:
@@ -626,6 +636,7 @@ class _Run:
         self._set(reasonForIncompletion=None, endTime=0, failedReferenceTaskNames=[], failedTaskId=None,
                   failureWorkflowStarted=False)
         self._rebuild_index()
+        self._settle_reopened_joins([t.taskId for t in kept if t.taskId in reopened and t.taskType in _JOIN_TYPES])
         if target.taskId not in reopened:
             # A dynamically forked task's input came from its fork: it is kept unless the user gives a new one.
             task_input = op.taskInput if op.taskInput is not None or not dynamic else target.inputData
@@ -867,10 +878,12 @@ class _Run:
             "failureTaskId": failed_task.taskId if failed_task else None,
             "failedWorkflow": failed_summary,
         }
+        applied = self._field("appliedOperations")
+        latest_nonce = applied[-1] if applied else ""
         self.actions.append(StartWorkflow(
-            # One failure workflow per failure, named from the state (a replayed decision names the same one):
-            # a retry, rerun or restart schedules attempts, so a later failure has a higher nextSeq.
-            requestId=f"{self.original.workflowId}/failure/{self.next_seq}/{self._field('lastRetriedTime') or 0}",
+            # One failure workflow per failure, named from the state (a replayed decision names the same one).
+            # Failing again takes an operation (retry, rerun, restart), whose nonce is then the latest applied.
+            requestId=f"{self.original.workflowId}/failure/{self.next_seq}/{latest_nonce}",
             name=name,
             input=workflow_input,
             correlationId=self.original.correlationId,
