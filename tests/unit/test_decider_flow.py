@@ -637,6 +637,16 @@ def test_wait_in_the_past_after_another_task_completes_without_a_timer() -> None
     assert sim.task("w").endTime == T0 + 1000
 
 
+@pytest.mark.parametrize("inputs", [{"until": "2020-01-01"}, {"duration": "0s"}])
+def test_wait_already_due_completes_in_the_decision_that_reaches_it(inputs: dict[str, Any]) -> None:
+    bp = blueprint(workflow_def([simple("a"), system("w", "WAIT", inputs), simple("b")]), [WORK])
+    first = start(bp)
+    done = TaskUpdate(taskId=first.workflow.tasks[0].taskId, status=TaskStatus.COMPLETED)
+    decision = step(bp, first.workflow, [done], now=T0 + 100)
+    assert [a.referenceTaskName for a in decision.actions if isinstance(a, StartTask)] == ["b"]
+    assert decision.wakeAt is None
+
+
 def test_wait_without_time_waits_until_completed_by_a_user() -> None:
     sim = Sim(workflow_def([system("w", "WAIT"), simple("after", inputs={"by": "${w.output.by}"})]), [WORK])
     sim.run()

@@ -394,6 +394,16 @@ def test_skip_a_task_not_reached_yet_passes_over_it() -> None:
     assert dict(sim.statuses())["b"] == "SKIPPED"
 
 
+def test_skip_a_later_iteration_of_a_loop_task() -> None:
+    spec = system("loop", "DO_WHILE", loopOver=[simple("a"), simple("b")],
+                  loopCondition="if ($.loop['iteration'] < 3) { true; } else { false; }")
+    sim = Sim(workflow_def([spec]), [WORK])
+    sim.operate(OperationKind.SKIP, at=T0 + 100, taskReferenceName="a__2", outputData={"skipped": True})
+    assert sim.run().status is WorkflowStatus.COMPLETED
+    assert sim.started_refs() == ["a__1", "b__1", "b__2", "a__3", "b__3"]
+    assert sim.task("loop").outputData["2"]["a"] == {"skipped": True}
+
+
 def test_skip_a_finished_task_is_refused() -> None:
     sim = Sim(workflow_def([simple("a"), simple("b")]), [WORK], results={"b": never()})
     sim.operate(OperationKind.SKIP, at=T0 + 2000, taskReferenceName="a")

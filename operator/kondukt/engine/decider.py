@@ -74,6 +74,8 @@ _CONTAINER_TYPES = frozenset({TaskType.JOIN.value, TaskType.EXCLUSIVE_JOIN.value
 _FAILED_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.FAILED_WITH_TERMINAL_ERROR, TaskStatus.TIMED_OUT})
 #: DO_WHILE iterations evaluated in one call before yielding (a loop of engine-only tasks never ends a call).
 _LOOP_BUDGET = 200
+#: Rounds of (fire due timers, move the flow on) per call, for timers that fall due as tasks are scheduled.
+_SETTLE_ROUNDS = 4
 _APPLIED_OPERATIONS_KEPT = 50
 _TERMINATION_STATUSES = {"COMPLETED": WorkflowStatus.COMPLETED, "FAILED": WorkflowStatus.FAILED,
                          "TERMINATED": WorkflowStatus.TERMINATED}
@@ -210,11 +212,16 @@ class _Run:
             if not self.tasks and self.status is WorkflowStatus.RUNNING:
                 self._start()
             self._check_workflow_timeout()
-            if self.status is WorkflowStatus.RUNNING:
-                # Task timers are not evaluated while PAUSED (as in Conductor): they fire on resume, in the
-                # same call that acts on them.
+            for _ in range(_SETTLE_ROUNDS):
+                if self.status is not WorkflowStatus.RUNNING:
+                    break  # task timers are not evaluated while PAUSED (as in Conductor): they fire on resume
                 self._fire_deadlines()
                 self._execute_pending()
+                # A task scheduled just now may already be due (a WAIT until a past instant): settle it in this
+                # call rather than ask the driver to come back at once.
+                heap = self.idx.deadlines
+                if not heap or heap[0][0] > self.now or self.loop_budget <= 0:
+                    break
             if self.status is WorkflowStatus.RUNNING:
                 self._dispatch()
                 self._check_completion()
@@ -720,9 +727,13 @@ class _Run:
         if workflow_task is None:
             return f"no task {ref!r} in the definition"
         # Not reached yet: record it SKIPPED (and executed) so that the flow passes over it when it gets there.
+        # Inside a DO_WHILE, ``ref__N`` names iteration N of the loop.
+        slot = self.plan.slot(ref)
+        loop_ref = slot.loop_ref if slot is not None and base_ref(ref) != ref else None
+        iteration = int(ref.rsplit("__", 1)[1]) if loop_ref else 0
         self._append(self._new_task(workflow_task, ref, task_type=_execution_type(workflow_task),
-                                    task_def_name=workflow_task.name, input_data={}, iteration=0,
-                                    loop_ref=None, parent_ref=None, status=TaskStatus.SKIPPED,
+                                    task_def_name=workflow_task.name, input_data={}, iteration=iteration,
+                                    loop_ref=loop_ref, parent_ref=None, status=TaskStatus.SKIPPED,
                                     outputData=op.outputData or {}, executed=True))
         return None
 
