@@ -136,3 +136,24 @@ def test_the_encoder_reuses_entries_of_unchanged_tasks() -> None:
     first = encoder.encode([same], lambda task: None)
     second = encoder.encode([same, attempt(2, "t1", TaskStatus.SCHEDULED)], lambda task: None)
     assert second[0] is first[0] and len(second) == 2
+
+
+def test_large_outputs_are_compressed_and_read_back() -> None:
+    output = {f"branch_{i}": {"fileLocation": f"s3://b/out-{i}.png", "width": 300} for i in range(3000)}
+    wf = workflow([attempt(1, "t0", TaskStatus.COMPLETED)], WorkflowStatus.COMPLETED, output=output)
+    body = build(wf, compress_over_bytes=64 * 1024)
+    assert "output" not in body and isinstance(body["outputCompressed"], str)
+    assert len(body["outputCompressed"]) < 20_000  # type: ignore[arg-type]
+    assert codec.output_from_status(body) == output
+    assert codec.read_status(body).workflow == wf
+    small = build(workflow([], WorkflowStatus.COMPLETED, output={"a": 1}))
+    assert small["output"] == {"a": 1} and codec.output_from_status(small) == {"a": 1}
+
+
+def test_gzip_packed_task_lists_are_still_read() -> None:
+    import base64
+    import gzip
+
+    entries = [codec.encode_task(attempt(1, "t0", TaskStatus.COMPLETED))]
+    packed = base64.b64encode(gzip.compress(json.dumps(entries).encode())).decode()
+    assert codec.tasks_from_status({"tasksCompressed": packed}) == entries

@@ -24,6 +24,7 @@ import pydantic
 
 from kondukt.engine.models import TaskDef, WorkflowDef
 from kondukt.kube import resources as r
+from kondukt.kube.status import StatusError, output_from_status
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +271,12 @@ def child_record(body: Mapping[str, Any]) -> ChildRecord | None:
     if not parent_uid or not task_id:
         return None
     status = body.get("status") or {}
-    output = status.get("output")
+    output: Any = status.get("output")
+    if status.get("outputCompressed") and status.get("phase") in ("COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"):
+        try:
+            output = output_from_status(status)
+        except StatusError:
+            output = {}
     return ChildRecord(
         name=str(meta.get("name")),
         namespace=str(meta.get("namespace")),

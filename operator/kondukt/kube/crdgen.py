@@ -391,8 +391,11 @@ def workflow_status_schema() -> JsonSchema:
         "taskCounts": {"type": "object", "additionalProperties": {"type": "integer"},
                        "description": "How many task attempts are in each status."},
         "tasksCompressed": {"type": "string",
-                            "description": "For large workflows: the tasks list as base64 of gzip of JSON "
-                            "(kondukt get/describe decode it)."},
+                            "description": "For large workflows: the tasks list as base64 of xz (or gzip) of "
+                            "JSON, instead of tasks (kondukt get/describe decode it)."},
+        "outputCompressed": {"type": "string",
+                             "description": "For a large output: the output as base64 of xz of JSON, instead of "
+                             "output."},
         "definition": {**FREE_OBJECT,
                        "description": "The WorkflowDef the execution runs, snapshotted at start (Conductor's "
                        "behaviour: later edits of the WorkflowDef do not change a running workflow)."},

@@ -8,9 +8,11 @@ start (like Conductor, later edits of the WorkflowDef do not change a running ex
 
 Compactness (a Kubernetes object must stay well under 1 MiB, etcd's limit is 1.5 MiB): task entries
 omit fields at their default values; when the task list's JSON grows beyond ``compress_over_bytes`` it is
-stored as ``tasksCompressed`` (base64 of gzip of the JSON list) and ``tasks`` is omitted — readers use
-:func:`tasks_from_status`, which handles both forms. ``taskCounts`` always says how many attempts are in
-each status.
+stored as ``tasksCompressed`` (base64 of xz — LZMA, whose 1 MiB window catches the long-range repeats of
+a big fork's inputs and outputs that gzip's 32 KiB window misses; gzip is read too) and ``tasks`` is
+omitted; an ``output`` that large goes to ``outputCompressed`` the same way. Readers use
+:func:`tasks_from_status` and :func:`output_from_status`, which handle both forms. ``taskCounts`` always
+says how many attempts are in each status.
 
 One way in, one way out: :func:`read_status` and :func:`build_status`. Pure: no I/O; "now" is an argument.
 """
@@ -21,6 +23,7 @@ import base64
 import datetime as dt
 import gzip
 import json
+import lzma
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +42,32 @@ ALWAYS_SHOWN: Final = ("taskId", "referenceTaskName", "taskType", "taskDefName",
 #: status keys the driver owns (everything else is the engine's ``Workflow``).
 DRIVER_KEYS: Final = frozenset({
     "phase", "progress", "message", "conditions", "observedGeneration", "observedSuspend", "definition",
-    "taskCounts", "tasksCompressed", "tasks",
+    "taskCounts", "tasksCompressed", "tasks", "outputCompressed",
 })
 
 
 class StatusError(ValueError):
     """``status`` cannot be decoded (edited by hand, or written by an incompatible version)."""
+
+
+# -------------------------------------------------------------------------------------------- packing
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def pack(value: Any) -> str:
+    """base64 of xz of compact JSON (the form of ``tasksCompressed`` and ``outputCompressed``)."""
+    data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return base64.b64encode(lzma.compress(data, preset=1)).decode("ascii")
+
+
+def unpack(packed: str, field: str) -> Any:
+    """The JSON value packed by :func:`pack` (xz) or by gzip; :class:`StatusError` names ``field``."""
+    try:
+        raw = base64.b64decode(packed, validate=True)
+        data = lzma.decompress(raw) if raw.startswith(_XZ_MAGIC) else gzip.decompress(raw)
+        return json.loads(data)
+    except (ValueError, OSError, lzma.LZMAError) as err:
+        raise StatusError(f"status.{field} is not base64 of gzip of JSON (nor of xz): {err}") from None
 
 
 # -------------------------------------------------------------------------------------------- reading
@@ -54,15 +77,21 @@ def tasks_from_status(status: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         return []
     packed = status.get("tasksCompressed")
     if isinstance(packed, str) and packed:
-        try:
-            entries = json.loads(gzip.decompress(base64.b64decode(packed)))
-        except (ValueError, OSError) as err:
-            raise StatusError(f"status.tasksCompressed is not base64 of gzip of JSON: {err}") from None
+        entries = unpack(packed, "tasksCompressed")
     else:
         entries = status.get("tasks") or []
     if not isinstance(entries, list):
         raise StatusError("status.tasks must be a list")
     return [e for e in entries if isinstance(e, dict)]
+
+
+def output_from_status(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The workflow's output, whether stored plainly or compressed."""
+    if not status:
+        return {}
+    packed = status.get("outputCompressed")
+    output = unpack(packed, "outputCompressed") if isinstance(packed, str) and packed else status.get("output")
+    return dict(output) if isinstance(output, Mapping) else {}
 
 
 @dataclass(frozen=True)
@@ -92,6 +121,7 @@ def read_status(status: Mapping[str, Any] | None) -> StoredStatus:
         return StoredStatus(workflow=None, definition=None, **common)  # type: ignore[arg-type]
     document = {k: v for k, v in status.items() if k not in DRIVER_KEYS}
     document["tasks"] = tasks_from_status(status)
+    document["output"] = output_from_status(status)
     for entry in document["tasks"]:
         entry.pop("jobName", None)
         entry.pop("subWorkflowName", None)
@@ -244,11 +274,13 @@ def build_status(
     body["workflowId"] = workflow.workflowId
     body["status"] = workflow.status.value
     entries = (encoder or TaskEncoder()).encode(workflow.tasks, job_name)
-    packed = json.dumps(entries, separators=(",", ":"), ensure_ascii=False)
-    if len(packed) > compress_over_bytes:
-        body["tasksCompressed"] = base64.b64encode(gzip.compress(packed.encode("utf-8"), 6, mtime=0)).decode()
+    plain = json.dumps(entries, separators=(",", ":"), ensure_ascii=False)
+    if len(plain) > compress_over_bytes:
+        body["tasksCompressed"] = base64.b64encode(lzma.compress(plain.encode("utf-8"), preset=1)).decode("ascii")
     else:
         body["tasks"] = entries
+    if "output" in body and len(json.dumps(body["output"], separators=(",", ":"))) > compress_over_bytes // 2:
+        body["outputCompressed"] = pack(body.pop("output"))
     message = status_message(workflow)
     body.update({
         "phase": workflow.status.value,
