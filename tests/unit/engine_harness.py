@@ -210,6 +210,7 @@ class Run:
     parent: tuple[Run, str] | None = None  # (parent run, the SUB_WORKFLOW task's id)
     wake_at: int | None = None
     decisions: list[Decision] = field(default_factory=list)
+    instants: list[int] = field(default_factory=list)  # when each decision was made
     reported: bool = False
 
 
@@ -402,6 +403,7 @@ class Sim:
                 raise InvariantError(_diff("decision from a JSON round trip differs", mine, theirs))
         self._check(run, before, decision, observations)
         run.decisions.append(decision)
+        run.instants.append(self.now)
         run.workflow = roundtrip(decision.workflow) if self.reread else decision.workflow
         run.wake_at = decision.wakeAt
         for action in decision.actions:

@@ -331,12 +331,13 @@ def test_terminal_workflow_stays_terminal_whatever_is_observed(definition: dict[
 @given(definitions(), worlds(), st.integers(0, 40))
 def test_deciding_again_after_applying_a_decision_schedules_nothing_new(definition: dict[str, Any],
                                                                         world: dict[str, Any], cut: int) -> None:
-    sim = _simulate(definition, {**world, "operations": []})
+    # Without a namespace Load: what the engine knows is then all in the state.
+    sim = _simulate(definition, {**world, "operations": [], "feed_load": False})
     decisions = sim.decisions
-    decision = decisions[min(cut, len(decisions) - 1)]
+    chosen = min(cut, len(decisions) - 1)
+    decision, at = decisions[chosen], sim.main.instants[chosen]
     # From storage (no carried index), at the instant the decision was made: nothing new.
     state = roundtrip(decision.workflow)
-    at = max(decision.workflow.updateTime, T0)
     if decision.wakeAt is not None and decision.wakeAt <= at:
         return  # the engine asked to be called again at once (a loop yielding): it has more to do
     again = decide(sim.main.blueprint, state, [], at)

@@ -399,6 +399,20 @@ def test_seed_workflows_decide_the_same_from_a_json_round_trip(workflow_file: st
     assert sim.run().status is WorkflowStatus.COMPLETED
 
 
+def test_attempts_of_several_task_defs_are_handed_out_in_the_same_order_after_a_round_trip() -> None:
+    # A rate-limited attempt waits for its window while another definition's queue empties and refills:
+    # the order of the hand-outs must not depend on that history.
+    fork = system("f", "FORK_JOIN", forkTasks=[[simple("l1", name="limited")], [simple("w1"), simple("w2")]])
+    defs = [task_def("work"), task_def("limited", rateLimitPerFrequency=1, rateLimitFrequencyInSeconds=2)]
+    sim = Sim(workflow_def([simple("l0", name="limited"), fork, system("j", "JOIN")]), defs, check_roundtrip=True,
+              feed_load=True,
+              results={"w1": ok(runs_ms=1000), "l0": ok(runs_ms=1000)})
+    assert sim.run().status is WorkflowStatus.COMPLETED
+    same_instant = [e.action.referenceTaskName for e in sim.log
+                    if isinstance(e.action, StartTask) and e.at == T0 + 2000]
+    assert same_instant == ["l1", "w2"]
+
+
 def test_round_trip_in_the_middle_of_a_run_continues_identically() -> None:
     sim = complex_sim()
     sim.run(until=lambda s: s.steps >= 12)

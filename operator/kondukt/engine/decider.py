@@ -1529,7 +1529,9 @@ class _Run:
             task = self._get(task_id)
             if task is not None and task.status is TaskStatus.SCHEDULED and not task.dispatched:
                 index.ready.setdefault(task.taskDefName, deque()).append(task_id)
-        for def_name in list(index.ready):
+        # Task definitions in the order their first waiting attempt became ready: the queues' own order
+        # depends on the index's history, and the same state must hand attempts out in the same order.
+        for def_name in sorted(index.ready, key=self._queue_key):
             queue = index.ready[def_name]
             while queue:
                 task = self._get(queue[0])
@@ -1547,6 +1549,13 @@ class _Run:
                 self._hand_out(task)
             if not queue:
                 del index.ready[def_name]
+
+    def _queue_key(self, def_name: str) -> tuple[int, int]:
+        queue = self.idx.ready[def_name]
+        head = self._get(queue[0]) if queue else None
+        if head is None:
+            return (0, 0)
+        return (head.scheduledTime + head.callbackAfterSeconds * 1000, head.seq)
 
     def _gate(self, task: Task) -> int | None:
         """None if ``task`` may start now; else when the rate window reopens (ms), or 0 for "a slot frees"."""
