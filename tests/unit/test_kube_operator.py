@@ -62,8 +62,10 @@ class FakeReconciler:
     def wake_waiters(self, namespace: str, task_def: str) -> None:
         self.woken.append((namespace, task_def))
 
-    def observe(self, body: Any) -> None:
+    def observe(self, body: Any) -> bool:
+        news = body not in self.observed
         self.observed.append(body)
+        return news
 
     def forget(self, key: tuple[str, str], uid: str | None = None, *, deleted: bool = False) -> None:
         self.forgotten.append(key)
@@ -101,6 +103,8 @@ def test_a_child_workflow_event_wakes_its_parent() -> None:
                                                "name": "parent", "uid": "p"}]}}
     ctl.on_workflow("MODIFIED", child)
     assert fake.enqueued == [("ns", "child"), ("ns", "parent")] and fake.observed == [child]
+    ctl.on_workflow("MODIFIED", child)  # an echo of the child's own status write: only the parent wakes
+    assert fake.enqueued == [("ns", "child"), ("ns", "parent"), ("ns", "parent")]
     ctl.on_workflow("DELETED", child)
     assert fake.forgotten == [("ns", "child")]
 

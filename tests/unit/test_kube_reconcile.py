@@ -567,3 +567,12 @@ async def test_large_inputs_without_payload_storage_fail_the_attempt_clearly(har
     assert task["status"] == "FAILED_WITH_TERMINAL_ERROR"
     assert "32768" in task["reasonForIncompletion"] and "KONDUKT_PAYLOAD_BUCKET" in task["reasonForIncompletion"]
     assert TaskStatus.FAILED_WITH_TERMINAL_ERROR.value == task["status"]
+
+
+async def test_the_echo_of_our_own_status_write_is_not_news(harness: Harness) -> None:
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    echo = copy.deepcopy(harness.cluster.workflow("run"))
+    assert harness.reconciler.observe(echo) is False, "the watch's echo of our write wakes nothing"
+    harness.cluster.edit_workflow("run", annotations={"someone": "else"})
+    assert harness.reconciler.observe(copy.deepcopy(harness.cluster.workflow("run"))) is True

@@ -188,8 +188,7 @@ class Controller:
         key = (str(meta.get("namespace")), str(meta.get("name")))
         if event_type == "DELETED":
             self.reconciler.forget(key, str(meta.get("uid")), deleted=True)
-        else:
-            self.reconciler.observe(body)
+        elif self.reconciler.observe(body):
             self.reconciler.enqueue(key)
         parent = cache.owner_workflow_name(body)
         if parent is not None:

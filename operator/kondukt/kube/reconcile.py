@@ -156,11 +156,12 @@ def _now_ms() -> int:
 
 
 def _newer(current: Any, candidate: Any) -> bool:
-    """Whether resourceVersion ``candidate`` is newer than ``current`` (etcd revisions; unknown: newer)."""
+    """Whether resourceVersion ``candidate`` is newer than ``current`` (etcd revisions; unreadable: newer
+    unless equal)."""
     try:
-        return int(candidate) >= int(current)
+        return int(candidate) > int(current)
     except (TypeError, ValueError):
-        return True
+        return bool(candidate != current)
 
 
 def _is_limited(task_def: TaskDef | None) -> bool:
@@ -219,20 +220,25 @@ class Reconciler:
     def enqueue(self, key: WorkflowKey) -> None:
         self.queue.add(key)
 
-    def observe(self, obj: Mapping[str, Any]) -> None:
+    def observe(self, obj: Mapping[str, Any]) -> bool:
         """Remember the newest version of a Workflow seen (watch event or our own write): an informer cache.
 
         A reconcile starts from it instead of a GET. When it is stale after all, the status write fails
         with a conflict (resourceVersion) and the next reconcile reads the object fresh; every action taken
         from a stale state is idempotent (deterministic names), so nothing is done twice.
+
+        Returns whether ``obj`` is news: not when its version is already known — in particular the watch's
+        echo of the status this operator just wrote, which would otherwise cost a reconcile that finds
+        nothing to do (for a workflow with thousands of tasks, a costly one).
         """
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace")), str(meta.get("name")))
         current = self._objects.get(key)
         if current is not None and not _newer((current.get("metadata") or {}).get("resourceVersion"),
                                               meta.get("resourceVersion")):
-            return
+            return False
         self._objects[key] = dict(obj)
+        return True
 
     def wake_waiters(self, namespace: str, task_def: str) -> None:
         """An attempt of ``task_def`` finished: the workflows its limit held back may go on."""
@@ -376,6 +382,7 @@ class Reconciler:
         observations: list[Observation] = [*operations, *updates, self._load(namespace, task_defs, now)]
 
         transitions: list[TaskTransition] = []
+        changed = False
         wake_at: int | None = None
         waiting_on: tuple[str, ...] = ()
         first_start_done: float | None = None
@@ -389,6 +396,7 @@ class Reconciler:
             if first_done is not None and first_start_done is None:
                 first_start_done = first_done
             workflow = decision.workflow
+            changed = changed or decision.changed
             transitions.extend(decision.transitions)
             wake_at, waiting_on = decision.wakeAt, decision.waitingOn
             if not immediate:
@@ -398,14 +406,20 @@ class Reconciler:
         else:
             wake_at = now  # more immediate results than rounds: come back at once
 
-        status = build_status(
+        settled = (
+            not changed and stored.workflow is not None and raw_status.get("phase") is not None
+            and stored.observed_generation == generation and stored.observed_suspend == observed_suspend
+            and bool(raw_status.get("observedTerminate")) == observed_terminate
+        )
+        status = raw_status if settled else build_status(
             workflow, definition, generation=generation, observed_suspend=observed_suspend,
             previous_conditions=stored.conditions, now=dt.datetime.now(dt.UTC),
             job_name=lambda task: self._job_name_of(owner, task), encoder=memo.encoder,
             definition_snapshot=memo.definition_dump, reason_override=reason_override,
             compress_over_bytes=self.settings.compress_over_bytes,
         )
-        status["observedTerminate"] = observed_terminate
+        if not settled:
+            status["observedTerminate"] = observed_terminate
         if memo.definition_dump is None and "definition" in status:
             memo.definition_dump = status["definition"]
         if status != raw_status:
@@ -661,6 +675,9 @@ class Reconciler:
         pods: dict[str, list[Any]] = {}
         for pod in self.view.pods_of(namespace, uid):
             pods.setdefault(pod.task_id, []).append(pod)
+        # Attempts with news: a pod that runs or ended, a Job that ended, a Job not seen (yet, or any more).
+        newsworthy = {task_id for task_id, found in pods.items() if any(p.started for p in found)}
+        newsworthy.update(task_id for task_id, job in jobs.items() if job.finished)
         children = {child.parent_task_id: child for child in self.view.children_of(namespace, uid)}
         grace = self.settings.job_missing_grace_ms
         for task in active:
@@ -681,7 +698,9 @@ class Reconciler:
                 update = await self._observe_started(owner, task)
                 if update is not None:
                     updates.append(update)
-            elif attempts.runs_as_job(task):
+            elif task.taskId in newsworthy or task.taskId not in jobs:
+                if not attempts.runs_as_job(task):
+                    continue
                 task_def = blueprint.task_def(task.taskDefName)
                 observed = attempts.observe_job_attempt(
                     task, jobs.get(task.taskId), pods.get(task.taskId, []), now,

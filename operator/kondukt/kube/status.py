@@ -57,7 +57,7 @@ _XZ_MAGIC = b"\xfd7zXZ\x00"
 def pack(value: Any) -> str:
     """base64 of xz of compact JSON (the form of ``tasksCompressed`` and ``outputCompressed``)."""
     data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return base64.b64encode(lzma.compress(data, preset=1)).decode("ascii")
+    return base64.b64encode(lzma.compress(data, preset=0)).decode("ascii")
 
 
 def unpack(packed: str, field: str) -> Any:
@@ -276,7 +276,7 @@ def build_status(
     entries = (encoder or TaskEncoder()).encode(workflow.tasks, job_name)
     plain = json.dumps(entries, separators=(",", ":"), ensure_ascii=False)
     if len(plain) > compress_over_bytes:
-        body["tasksCompressed"] = base64.b64encode(lzma.compress(plain.encode("utf-8"), preset=1)).decode("ascii")
+        body["tasksCompressed"] = base64.b64encode(lzma.compress(plain.encode("utf-8"), preset=0)).decode("ascii")
     else:
         body["tasks"] = entries
     if "output" in body and len(json.dumps(body["output"], separators=(",", ":"))) > compress_over_bytes // 2:
