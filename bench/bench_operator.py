@@ -103,12 +103,16 @@ class Watcher(threading.Thread):
                                    headers={"Authorization": f"Bearer {self.cp.token}"})
                 response = connection.getresponse()
                 self.ready.set()
+                pending = b""
                 while not self.stopped:
-                    line = response.readline()
-                    if not line:
+                    chunk = response.read1(1 << 16)  # events can be longer than readline()'s 64 KiB limit
+                    if not chunk:
                         break
                     arrival = time.monotonic()
-                    self.on_event(json.loads(line), arrival)
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            self.on_event(json.loads(line), arrival)
             except (OSError, http.client.HTTPException, ValueError):
                 if self.stopped:
                     return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from kondukt.kube import cli_operator
 from kondukt.kube import resources as r
+from kondukt.kube.cache import JobRecord, PodRecord
 from kondukt.kube.operator import Controller, EventOnlyDiffBase, OperatorOptions, is_active
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -73,26 +75,40 @@ class FakeReconciler:
 
 def controller() -> tuple[Controller, FakeReconciler]:
     instance = Controller.__new__(Controller)
+    instance.kopf_indexed = asyncio.Event()
     fake = FakeReconciler()
     instance.reconciler = fake  # type: ignore[assignment]
     return instance, fake
 
 
-ATTEMPT = {"metadata": {"namespace": "ns", "annotations": {r.ANNOTATION_WORKFLOW: "wf", r.ANNOTATION_TASK_DEF: "echo"}}}
+def job(**changes: Any) -> dict[tuple[str, ...], JobRecord]:
+    record = JobRecord(name="j", namespace="ns", workflow_name="wf", workflow_uid="u", task_id="t",
+                       task_def="echo", dispatched_at_ms=1, **changes)
+    return {("wf", "ns", "u"): record, ("td", "ns", "echo"): record}
+
+
+def pod(**changes: Any) -> dict[tuple[str, ...], PodRecord]:
+    values: dict[str, Any] = {"phase": "Pending", **changes}
+    record = PodRecord(name="p", namespace="ns", job_name="j", workflow_name="wf", workflow_uid="u", task_id="t",
+                       task_def="echo", **values)
+    return {("wf", "ns", "u"): record, ("job", "ns", "j"): record}
 
 
 def test_a_finished_attempt_wakes_its_workflow_and_limit_waiters_at_once() -> None:
     ctl, fake = controller()
-    ctl.on_attempt("MODIFIED", ATTEMPT, finished=True)
+    ctl.on_job_change("MODIFIED", job(succeeded=True), job())
     assert fake.enqueued == [("ns", "wf")] and fake.woken == [("ns", "echo")]
+    ctl.on_pod_change("MODIFIED", pod(phase="Failed", started=True, terminated=True), pod(phase="Running"))
+    assert fake.enqueued == [("ns", "wf")] * 2
 
 
 def test_a_started_pod_wakes_its_workflow_soon_and_other_news_not_at_all() -> None:
     ctl, fake = controller()
-    ctl.on_attempt("MODIFIED", ATTEMPT, finished=False, started=True)
-    ctl.on_attempt("ADDED", ATTEMPT, finished=False)
+    ctl.on_pod_change("MODIFIED", pod(phase="Running", started=True), pod())
+    ctl.on_job_change("ADDED", job(), {})
+    ctl.on_pod_change("MODIFIED", pod(), pod())  # nothing the index keeps changed
     assert fake.queue.soon == [("ns", "wf")] and fake.enqueued == [] and fake.woken == []
-    ctl.on_attempt("DELETED", ATTEMPT, finished=False)
+    ctl.on_job_change("DELETED", {}, job())
     assert fake.enqueued == [("ns", "wf")] and fake.woken == [("ns", "echo")]
 
 
@@ -105,6 +121,7 @@ def test_a_child_workflow_event_wakes_its_parent() -> None:
     assert fake.enqueued == [("ns", "child"), ("ns", "parent")] and fake.observed == [child]
     ctl.on_workflow("MODIFIED", child)  # an echo of the child's own status write: only the parent wakes
     assert fake.enqueued == [("ns", "child"), ("ns", "parent"), ("ns", "parent")]
+    assert ctl.kopf_indexed.is_set(), "Kopf calls event handlers only once its indexes are complete"
     ctl.on_workflow("DELETED", child)
     assert fake.forgotten == [("ns", "child")]
 

@@ -156,3 +156,21 @@ async def test_add_makes_a_pending_debounce_unnecessary() -> None:
     await queue.stop()
     assert calls == ["a"]
     assert loop.time() > 0
+
+
+async def test_nothing_is_processed_before_the_caches_are_ready() -> None:
+    calls: list[str] = []
+    ready = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        calls.append(key)
+
+    queue: WorkQueue[str] = WorkQueue(handler, ready=ready)
+    queue.start()
+    queue.add("a")
+    await asyncio.sleep(0.05)
+    assert calls == []
+    ready.set()
+    await asyncio.sleep(0.05)
+    await queue.stop()
+    assert calls == ["a"]

@@ -70,6 +70,7 @@ class PodRecord:
     workflow_uid: str
     task_id: str
     phase: str
+    task_def: str = ""
     started: bool = False
     terminated: bool = False
     exit_code: int | None = None
@@ -242,6 +243,7 @@ def pod_record(body: Mapping[str, Any]) -> PodRecord | None:
         workflow_uid=uid,
         task_id=task_id,
         phase=phase,
+        task_def=annotations.get(r.ANNOTATION_TASK_DEF, ""),
         started=started,
         terminated=terminated and phase in ("Succeeded", "Failed"),
         exit_code=exit_code,

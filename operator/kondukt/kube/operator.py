@@ -4,12 +4,15 @@ Kopf does what it is best at — watching (with reconnects and resourceVersion b
 indexes, peering between replicas, credentials — and nothing else: every handler here is thin and only
 does I/O-free routing.
 
-- ``kopf.index`` on Jobs, pods, child Workflows, TaskDefs and WorkflowDefs feeds :mod:`kondukt.kube.cache`;
-  Kopf holds every other handler back until their first listing is complete.
-- ``kopf.on.event`` on Workflows, on Kondukt's Jobs and pods and on child Workflows only *enqueues* the
-  owning workflow's key into the work queue (:class:`~kondukt.kube.workqueue.WorkQueue`: one reconcile at a
-  time per workflow, bursts coalesced, many workflows in parallel). A finished attempt also wakes the
-  workflows a ``concurrentExecLimit`` held back; a new TaskDef / WorkflowDef wakes workflows waiting for it.
+- ``kopf.index`` on child Workflows, TaskDefs and WorkflowDefs feeds :mod:`kondukt.kube.cache`; Kopf holds
+  every other handler back until their first listing is complete.
+- ``kopf.on.event`` on Workflows only *enqueues* the workflow's key (and its parent's) into the work queue
+  (:class:`~kondukt.kube.workqueue.WorkQueue`: one reconcile at a time per workflow, bursts coalesced, many
+  workflows in parallel); a new TaskDef / WorkflowDef wakes workflows waiting for it.
+- The Jobs and pods of attempts — by far the most events — are watched by lightweight informers
+  (:mod:`kondukt.kube.informer`, server-side label selector) instead of Kopf's per-object machinery; their
+  changes wake the owning workflow the same way, and a finished attempt also wakes the workflows a
+  ``concurrentExecLimit`` held back. The work queue starts once their first listing is indexed.
 - Kopf's own bookkeeping never reaches the user-visible ``status``: progress and diff-base live in
   annotations under ``kopf.kondukt.io`` (and the handlers used here need neither), Kopf's own Events are
   limited to warnings, and no finalizers are added (children and Jobs go with their Workflow through owner
@@ -40,6 +43,7 @@ from kondukt.kube import cache
 from kondukt.kube import resources as r
 from kondukt.kube.builders import JobOptions
 from kondukt.kube.events import EventRecorder
+from kondukt.kube.informer import IndexStore, Informer
 from kondukt.kube.kubeapi import ApiError, KubeClient, load_configuration
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
@@ -51,7 +55,8 @@ logger = logging.getLogger("kondukt.operator")
 #: How soon a pod that started running wakes its workflow (see Controller.on_attempt).
 STARTED_DEBOUNCE_SECONDS = 0.2
 
-INDEX_IDS = (cache.JOBS_INDEX, cache.PODS_INDEX, cache.CHILDREN_INDEX, cache.TASKDEFS_INDEX, cache.WORKFLOWDEFS_INDEX)
+#: Kopf's indexes (the Jobs and pods indexes are the informers' stores).
+INDEX_IDS = (cache.CHILDREN_INDEX, cache.TASKDEFS_INDEX, cache.WORKFLOWDEFS_INDEX)
 
 
 @dataclass(frozen=True)
@@ -167,23 +172,52 @@ class Controller:
             definition_grace_seconds=options.definition_grace_seconds,
             payload_settings=WorkerSettings.from_environ(),
         )
+        #: Set when Kopf calls its first event handler: Kopf does that only once every Kopf index (TaskDefs,
+        #: WorkflowDefs, children) has its initial listing, and no reconcile may read them before.
+        self.kopf_indexed = asyncio.Event()
         self.reconciler = Reconciler(api, cache.ClusterView(self.indices), settings, self.metrics, self.events,
-                                     workers=options.workers)
+                                     workers=options.workers, ready=self.kopf_indexed)
+        self.job_store: IndexStore[cache.JobRecord] = IndexStore()
+        self.pod_store: IndexStore[cache.PodRecord] = IndexStore()
+        self.informers = self._informers()
+
+    def _informers(self) -> list[Informer]:
+        namespaces: list[str | None] = list(self.options.namespaces) or [None]
+        selector = r.LABEL_WORKFLOW_UID  # exists: only Kondukt's attempts
+        informers = []
+        for namespace in namespaces:
+            scope = f"/namespaces/{namespace}" if namespace else ""
+            informers.append(Informer(self.api, f"/apis/batch/v1{scope}/jobs", label_selector=selector,
+                                      index=cache.index_job, store=self.job_store, on_change=self.on_job_change,
+                                      what=f"Jobs{' in ' + namespace if namespace else ''}"))
+            informers.append(Informer(self.api, f"/api/v1{scope}/pods", label_selector=selector,
+                                      index=cache.index_pod, store=self.pod_store, on_change=self.on_pod_change,
+                                      what=f"pods{' in ' + namespace if namespace else ''}"))
+        return informers
 
     async def start(self, indices: Mapping[str, Any]) -> None:
         self.indices.update(indices)
+        self.indices[cache.JOBS_INDEX] = self.job_store
+        self.indices[cache.PODS_INDEX] = self.pod_store
+        for informer in self.informers:
+            informer.start()
+        for informer in self.informers:  # reconcile only once every attempt is known
+            await informer.synced.wait()
         self.events.start()
         await self.reconciler.start()
         if self.options.metrics_port:
             self.metrics.serve(self.options.metrics_port, self.options.metrics_address)
 
     async def stop(self) -> None:
+        for informer in self.informers:
+            await informer.stop()
         await self.reconciler.stop()
         await self.events.stop()
         await self.api.close()
 
     # ------------------------------------------------------------------------------------ routing
     def on_workflow(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        self.kopf_indexed.set()
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace")), str(meta.get("name")))
         if event_type == "DELETED":
@@ -194,7 +228,21 @@ class Controller:
         if parent is not None:
             self.reconciler.enqueue((key[0], parent))
 
-    def on_attempt(self, event_type: str | None, body: Mapping[str, Any], *, finished: bool,
+    def on_job_change(self, event_type: str, now: Mapping[Any, Any], before: Mapping[Any, Any]) -> None:
+        record = next(iter(now.values()), None) or next(iter(before.values()), None)
+        if record is None or (event_type != "DELETED" and now == before):
+            return
+        self.on_attempt(record.namespace, record.workflow_name, record.task_def,
+                        finished=event_type == "DELETED" or record.finished)
+
+    def on_pod_change(self, event_type: str, now: Mapping[Any, Any], before: Mapping[Any, Any]) -> None:
+        record = next(iter(now.values()), None) or next(iter(before.values()), None)
+        if record is None or (event_type != "DELETED" and now == before):
+            return
+        self.on_attempt(record.namespace, record.workflow_name, record.task_def,
+                        finished=event_type == "DELETED" or record.terminated, started=record.started)
+
+    def on_attempt(self, namespace: str, workflow: str, task_def: str, *, finished: bool,
                    started: bool = False) -> None:
         """A Job or pod of a task attempt changed: wake its workflow when that matters to it.
 
@@ -203,29 +251,23 @@ class Controller:
         ``STARTED_DEBOUNCE_SECONDS`` so that a quick attempt's start and end cost one reconcile, not two.
         Everything else (a Job created, a pod scheduled) changes nothing the workflow records.
         """
-        meta = body.get("metadata") or {}
-        annotations = meta.get("annotations") or {}
-        namespace = str(meta.get("namespace"))
-        workflow = annotations.get(r.ANNOTATION_WORKFLOW) or cache.owner_workflow_name(body)
-        gone = event_type == "DELETED"
         if workflow:
             key = (namespace, workflow)
-            if finished or gone:
+            if finished:
                 self.reconciler.enqueue(key)
             elif started:
                 self.reconciler.queue.add_soon(key, STARTED_DEBOUNCE_SECONDS)
-        task_def = annotations.get(r.ANNOTATION_TASK_DEF)
-        if task_def and (finished or gone):
+        if task_def and finished:
             self.reconciler.wake_waiters(namespace, task_def)
 
     def on_definition(self, namespace: str) -> None:
+        self.kopf_indexed.set()
         self.reconciler.wake_definition_waiters(namespace)
 
 
 def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     """Kopf's handlers, on a registry of their own (several operators may share a process in tests)."""
     registry = kopf.OperatorRegistry()
-    managed = {r.LABEL_WORKFLOW_UID: kopf.PRESENT}
 
     @kopf.on.login(registry=registry)
     async def login(**_: Any) -> kopf.ConnectionInfo:
@@ -257,14 +299,6 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
         await controller.stop()
 
     # -------------------------------------------------------------------------------- indexes
-    @kopf.index("batch", "v1", "jobs", labels=managed, id=cache.JOBS_INDEX, registry=registry)
-    async def kondukt_jobs(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], cache.JobRecord]:
-        return cache.index_job(body)
-
-    @kopf.index("v1", "pods", labels=managed, id=cache.PODS_INDEX, registry=registry)
-    async def kondukt_pods(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], cache.PodRecord]:
-        return cache.index_pod(body)
-
     @kopf.index(r.GROUP, r.VERSION, r.WORKFLOW_PLURAL, labels={r.LABEL_PARENT_UID: kopf.PRESENT},
                 id=cache.CHILDREN_INDEX, registry=registry)
     async def kondukt_children(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], cache.ChildRecord]:
@@ -282,17 +316,6 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     @kopf.on.event(r.GROUP, r.VERSION, r.WORKFLOW_PLURAL, registry=registry)
     async def workflow_changed(event: Mapping[str, Any], **_: Any) -> None:
         controller.on_workflow(event.get("type"), event["object"])
-
-    @kopf.on.event("batch", "v1", "jobs", labels=managed, registry=registry)
-    async def job_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
-        record = cache.job_record(body)
-        controller.on_attempt(event.get("type"), body, finished=record is not None and record.finished)
-
-    @kopf.on.event("v1", "pods", labels=managed, registry=registry)
-    async def pod_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
-        record = cache.pod_record(body)
-        controller.on_attempt(event.get("type"), body, finished=record is not None and record.terminated,
-                              started=record is not None and record.started)
 
     @kopf.on.event(r.GROUP, r.VERSION, r.TASKDEF_PLURAL, registry=registry)
     async def taskdef_changed(namespace: str | None, **_: Any) -> None:

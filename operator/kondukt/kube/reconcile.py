@@ -192,6 +192,7 @@ class Reconciler:
         events: EventRecorder,
         clock: Callable[[], int] = _now_ms,
         workers: int = 16,
+        ready: asyncio.Event | None = None,
     ) -> None:
         self.api = api
         self.view = view
@@ -199,7 +200,8 @@ class Reconciler:
         self.metrics = metrics
         self.events = events
         self.clock = clock
-        self.queue: WorkQueue[WorkflowKey] = WorkQueue(self.run, workers=workers, on_depth=metrics.queue_depth.set)
+        self.queue: WorkQueue[WorkflowKey] = WorkQueue(self.run, workers=workers, on_depth=metrics.queue_depth.set,
+                                                       ready=ready)
         #: Whether this replica may work on a namespace now (the peering guard); None: always.
         self.active: Callable[[str], Awaitable[bool]] | None = None
         self._memos: dict[str, _Memo] = {}

@@ -8,7 +8,9 @@ Guarantees the reconcile loop rests on:
 - many keys in parallel (``workers`` asyncio tasks);
 - exact timers: :meth:`add_at` schedules a key at an instant (``loop.call_at``); a later call for the
   same key replaces the earlier timer (the latest decision knows best);
-- failures back off per key (exponential, capped), and :meth:`forget` resets that after a success.
+- failures back off per key (exponential, capped), and :meth:`forget` resets that after a success;
+- nothing is processed before ``ready`` is set (keys added meanwhile wait): the caches a handler reads
+  must be complete first.
 
 It knows nothing about workflows: keys are opaque hashables, the handler is a coroutine function.
 """
@@ -36,6 +38,7 @@ class WorkQueue(Generic[K]):
         base_backoff: float = 0.05,
         max_backoff: float = 60.0,
         on_depth: Callable[[int], None] | None = None,
+        ready: asyncio.Event | None = None,
     ) -> None:
         self._handler = handler
         self._workers = workers
@@ -51,6 +54,7 @@ class WorkQueue(Generic[K]):
         self._on_depth = on_depth
         self._closed = False
         self._added_at: dict[K, float] = {}
+        self._ready = ready  # workers wait for it before their first item (caches complete)
         self._last_wait: dict[K, float] = {}
 
     # ----------------------------------------------------------------------------------------- adding
@@ -145,6 +149,8 @@ class WorkQueue(Generic[K]):
         self._report_depth()
 
     async def _work(self) -> None:
+        if self._ready is not None:
+            await self._ready.wait()
         while True:
             key = await self._next()
             added = self._added_at.pop(key, None)
