@@ -157,3 +157,21 @@ def test_gzip_packed_task_lists_are_still_read() -> None:
     entries = [codec.encode_task(attempt(1, "t0", TaskStatus.COMPLETED))]
     packed = base64.b64encode(gzip.compress(json.dumps(entries).encode())).decode()
     assert codec.tasks_from_status({"tasksCompressed": packed}) == entries
+
+
+def test_packing_reuses_the_blocks_of_unchanged_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lzma
+
+    tasks = [attempt(i, f"b{i}", TaskStatus.SCHEDULED, inputData={"i": i, "pad": "x" * 100}) for i in range(600)]
+    encoder = codec.TaskEncoder()
+    first = encoder.pack(encoder.encoded(tasks, lambda task: None))
+    compressed: list[int] = []
+    real = lzma.compress
+    monkeypatch.setattr(lzma, "compress", lambda data, **kw: compressed.append(len(data)) or real(data, **kw))
+    tasks[300] = tasks[300].model_copy(update={"status": TaskStatus.COMPLETED})
+    second = encoder.pack(encoder.encoded(tasks, lambda task: None))
+    assert len(compressed) == 1, "only the block holding the changed task is compressed again"
+    entries = codec.tasks_from_status({"tasksCompressed": second})
+    assert [e["status"] for e in entries].count("COMPLETED") == 1 and len(entries) == 600
+    assert codec.tasks_from_status({"tasksCompressed": first})[300]["status"] == "SCHEDULED"
+    assert codec.tasks_from_status({"tasksCompressed": encoder.pack([])}) == []

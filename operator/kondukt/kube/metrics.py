@@ -11,6 +11,7 @@ Names follow Prometheus conventions (``kondukt_`` prefix, ``_total`` counters, `
 - ``kondukt_reconcile_duration_seconds{result}`` and ``kondukt_reconcile_errors_total{kind}``;
 - ``kondukt_workqueue_depth``: workflows waiting for a reconcile;
 - ``kondukt_status_bytes``: size of the last status written (compactness of big workflows);
+- ``kondukt_job_creates_total{result}``: created, existed (a replay after a crash or a conflict), rejected;
 - ``kondukt_events_dropped_total``: task-transition Events not posted because the queue was full.
 """
 
@@ -43,6 +44,9 @@ class Metrics:
                                         registry=r)
         self.queue_depth = Gauge("kondukt_workqueue_depth", "Workflows waiting for a reconcile.", registry=r)
         self.status_bytes = Gauge("kondukt_status_bytes", "Size of the last Workflow status written.", registry=r)
+        self.job_creates = Counter("kondukt_job_creates_total",
+                                   "Job creations by result: created, existed (an idempotent replay), rejected.",
+                                   ["result"], registry=r)
         self.events_dropped = Counter("kondukt_events_dropped_total", "Events not posted (queue full).",
                                       registry=r)
 

@@ -113,6 +113,8 @@ MAX_INPUT_ENV_BYTES: Final = 32 * 1024
 _OPERATION_ORDER: Final = ("terminate", "pause", "resume", "complete", "skip", "rerun", "retry", "restart")
 _TERMINAL_PHASES: Final = frozenset(s.value for s in WorkflowStatus if s.terminal)
 _PARALLEL_ACTIONS: Final = 32
+#: See the status write in Reconciler.reconcile: how long a workflow's news is gathered, per task.
+HOLD_SECONDS_PER_TASK: Final = 0.0001
 
 
 class TransientError(Exception):
@@ -435,6 +437,9 @@ class Reconciler:
                 phase=status["phase"], extra={"observedTerminate": observed_terminate},
             )
             self._after_write(owner, stored.workflow, workflow, transitions)
+            # A big workflow's status costs time to encode and to store: gather what happens next for a
+            # moment (0.1 ms per task: 2,000 tasks, 0.2 s) rather than write it again for every event.
+            self.queue.hold(key, len(workflow.tasks) * HOLD_SECONDS_PER_TASK)
         results = self._http_results.get(uid)
         if results is not None:
             for task_id in consumed_http:
@@ -878,8 +883,10 @@ class Reconciler:
                                reasonForIncompletion=str(err))]
         name = job["metadata"]["name"]
         try:
-            await self.api.create(KubeClient.job_path(owner.namespace), job, f"job {owner.namespace}/{name}")
+            created = await self.api.create(KubeClient.job_path(owner.namespace), job, f"job {owner.namespace}/{name}")
+            self.metrics.job_creates.labels("created" if created is not None else "existed").inc()
         except Invalid as err:
+            self.metrics.job_creates.labels("rejected").inc()
             return [TaskUpdate(taskId=start.taskId, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
                                reasonForIncompletion=f"the attempt's Job was rejected: {err.api_message}")]
         return []

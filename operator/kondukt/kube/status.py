@@ -8,9 +8,9 @@ start (like Conductor, later edits of the WorkflowDef do not change a running ex
 
 Compactness (a Kubernetes object must stay well under 1 MiB, etcd's limit is 1.5 MiB): task entries
 omit fields at their default values; when the task list's JSON grows beyond ``compress_over_bytes`` it is
-stored as ``tasksCompressed`` (base64 of xz — LZMA, whose 1 MiB window catches the long-range repeats of
-a big fork's inputs and outputs that gzip's 32 KiB window misses; gzip is read too) and ``tasks`` is
-omitted; an ``output`` that large goes to ``outputCompressed`` the same way. Readers use
+stored as ``tasksCompressed`` (base64 of xz — LZMA catches the repeats across a big fork's inputs and
+outputs far better than gzip, which is read too — written in blocks of 256 tasks so that a write
+re-compresses only the blocks whose tasks changed) and ``tasks`` is omitted; an ``output`` that large goes to ``outputCompressed`` the same way. Readers use
 :func:`tasks_from_status` and :func:`output_from_status`, which handle both forms. ``taskCounts`` always
 says how many attempts are in each status.
 
@@ -148,22 +148,69 @@ def encode_task(task: Task, job_name: str | None = None) -> dict[str, Any]:
     return entry
 
 
+#: Tasks per independently compressed block of ``tasksCompressed`` (see TaskEncoder.pack).
+PACK_BLOCK_TASKS: Final = 256
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    task: Task
+    entry: dict[str, Any]
+    text: bytes  # the entry as compact JSON
+
+
 class TaskEncoder:
-    """Encodes task entries, reusing the entry of a Task value it has seen (Tasks are immutable)."""
+    """Encodes task entries incrementally: only the tasks that changed since the last call cost anything.
+
+    Tasks are immutable values (the engine replaces a Task to change it), so an unchanged Task object
+    means an unchanged entry. :meth:`pack` compresses the list in blocks of ``PACK_BLOCK_TASKS`` entries,
+    each an xz stream of its piece of the JSON text, and reuses the block of the last call when none of
+    its entries changed; concatenated xz streams decompress as one. For a fork of thousands of branches,
+    where an event changes a few tasks, a status write then re-encodes a block or two, not everything.
+    """
 
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[Task, dict[str, Any]]] = {}
+        self._cache: dict[str, _Encoded] = {}
+        self._blocks: dict[int, tuple[tuple[_Encoded, ...], bool, bytes]] = {}
 
-    def encode(self, tasks: Sequence[Task], job_name: Callable[[Task], str | None]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        fresh: dict[str, tuple[Task, dict[str, Any]]] = {}
+    def encoded(self, tasks: Sequence[Task], job_name: Callable[[Task], str | None]) -> list[_Encoded]:
+        out: list[_Encoded] = []
+        fresh: dict[str, _Encoded] = {}
         for task in tasks:
             hit = self._cache.get(task.taskId)
-            entry = hit[1] if hit is not None and hit[0] is task else encode_task(task, job_name(task))
-            fresh[task.taskId] = (task, entry)
-            out.append(entry)
+            if hit is None or hit.task is not task:
+                entry = encode_task(task, job_name(task))
+                text = json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+                hit = _Encoded(task, entry, text)
+            fresh[task.taskId] = hit
+            out.append(hit)
         self._cache = fresh
         return out
+
+    def encode(self, tasks: Sequence[Task], job_name: Callable[[Task], str | None]) -> list[dict[str, Any]]:
+        return [item.entry for item in self.encoded(tasks, job_name)]
+
+    def pack(self, items: Sequence[_Encoded]) -> str:
+        """base64 of the xz-compressed JSON list of ``items`` (as :func:`unpack` reads it)."""
+        if not items:
+            return pack([])
+        parts: list[bytes] = []
+        fresh: dict[int, tuple[tuple[_Encoded, ...], bool, bytes]] = {}
+        for start in range(0, len(items), PACK_BLOCK_TASKS):
+            block = tuple(items[start:start + PACK_BLOCK_TASKS])
+            last = start + len(block) >= len(items)
+            cached = self._blocks.get(start)
+            if cached is not None and cached[1] == last and len(cached[0]) == len(block) and all(
+                    a is b for a, b in zip(cached[0], block, strict=True)):
+                data = cached[2]
+            else:
+                text = (b"[" if start == 0 else b"") + b",".join(item.text for item in block) + (
+                    b"]" if last else b",")
+                data = lzma.compress(text, preset=0)
+            fresh[start] = (block, last, data)
+            parts.append(data)
+        self._blocks = fresh
+        return base64.b64encode(b"".join(parts)).decode("ascii")
 
 
 def _latest_attempts(tasks: Sequence[Task]) -> dict[str, Task]:
@@ -273,12 +320,12 @@ def build_status(
     body = workflow.model_dump(mode="json", exclude_defaults=True, exclude={"tasks"})
     body["workflowId"] = workflow.workflowId
     body["status"] = workflow.status.value
-    entries = (encoder or TaskEncoder()).encode(workflow.tasks, job_name)
-    plain = json.dumps(entries, separators=(",", ":"), ensure_ascii=False)
-    if len(plain) > compress_over_bytes:
-        body["tasksCompressed"] = base64.b64encode(lzma.compress(plain.encode("utf-8"), preset=0)).decode("ascii")
+    encoder = encoder or TaskEncoder()
+    items = encoder.encoded(workflow.tasks, job_name)
+    if sum(len(item.text) + 1 for item in items) > compress_over_bytes:
+        body["tasksCompressed"] = encoder.pack(items)
     else:
-        body["tasks"] = entries
+        body["tasks"] = [item.entry for item in items]
     if "output" in body and len(json.dumps(body["output"], separators=(",", ":"))) > compress_over_bytes // 2:
         body["outputCompressed"] = pack(body.pop("output"))
     message = status_message(workflow)

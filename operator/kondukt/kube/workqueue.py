@@ -47,6 +47,7 @@ class WorkQueue(Generic[K]):
         self._processing: set[K] = set()
         self._timers: dict[K, asyncio.TimerHandle] = {}
         self._soon: dict[K, asyncio.TimerHandle] = {}
+        self._hold: dict[K, float] = {}
         self._failures: dict[K, int] = {}
         self._base_backoff = base_backoff
         self._max_backoff = max_backoff
@@ -62,6 +63,13 @@ class WorkQueue(Generic[K]):
         """Process ``key`` soon (now, or right after its current processing ends)."""
         if self._closed or key in self._dirty:
             return
+        hold = self._hold.get(key)
+        if hold is not None:
+            remaining = hold - asyncio.get_running_loop().time()
+            if remaining > 0:
+                self.add_soon(key, remaining)
+                return
+            del self._hold[key]
         soon = self._soon.pop(key, None)
         if soon is not None:
             soon.cancel()
@@ -92,7 +100,14 @@ class WorkQueue(Generic[K]):
 
     def _fire_soon(self, key: K) -> None:
         self._soon.pop(key, None)
+        self._hold.pop(key, None)
         self.add(key)
+
+    def hold(self, key: K, seconds: float) -> None:
+        """Process ``key`` again no sooner than ``seconds`` from now: news meanwhile is gathered into one
+        run (for a workflow whose every status write is costly, fewer and larger batches)."""
+        if seconds > 0:
+            self._hold[key] = asyncio.get_running_loop().time() + seconds
 
     def add_after(self, key: K, delay: float) -> None:
         self.add_at(key, asyncio.get_running_loop().time() + max(0.0, delay))
