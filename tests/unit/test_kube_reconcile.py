@@ -16,6 +16,7 @@ import copy
 import itertools
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -246,16 +247,19 @@ def run_of(name: str, definition: str = "chain", **spec: Any) -> dict[str, Any]:
 
 
 class Harness:
-    def __init__(self, cluster: FakeCluster | None = None, clock: Clock | None = None) -> None:
+    def __init__(self, cluster: FakeCluster | None = None, clock: Clock | None = None,
+                 payload_settings: Any = None) -> None:
         self.cluster = cluster or FakeCluster()
         self.clock = clock or Clock()
+        self.payload_settings = payload_settings
         self.reconciler = self.new_reconciler()
 
     def new_reconciler(self) -> Reconciler:
         """A fresh operator process: no memory of the previous one."""
         metrics = Metrics()
-        return Reconciler(self.cluster, self.cluster.view(), ReconcileSettings(job_options=JobOptions()),
-                          metrics, EventRecorder(self.cluster, metrics), clock=self.clock, workers=1)
+        settings = ReconcileSettings(job_options=JobOptions(), payload_settings=self.payload_settings)
+        return Reconciler(self.cluster, self.cluster.view(), settings, metrics, EventRecorder(self.cluster, metrics),
+                          clock=self.clock, workers=1)
 
     async def reconcile(self, name: str, *, watched: bool = True) -> Any:
         """One reconcile; ``watched``: the watch delivered the current object first (as Kopf does)."""
@@ -576,3 +580,69 @@ async def test_the_echo_of_our_own_status_write_is_not_news(harness: Harness) ->
     assert harness.reconciler.observe(echo) is False, "the watch's echo of our write wakes nothing"
     harness.cluster.edit_workflow("run", annotations={"someone": "else"})
     assert harness.reconciler.observe(copy.deepcopy(harness.cluster.workflow("run"))) is True
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
+    """An S3-compatible endpoint on 127.0.0.1 (moto) with a bucket ``payloads``."""
+    import boto3
+    from botocore.config import Config
+    from moto.server import ThreadedMotoServer
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_REGION", "us-east-1"), ("AWS_CONFIG_FILE", "/nonexistent"),
+                        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")):
+        monkeypatch.setenv(name, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                                            config=Config(s3={"addressing_style": "path"}))
+    client.create_bucket(Bucket="payloads")
+    try:
+        yield endpoint, client
+    finally:
+        server.stop()
+
+
+async def test_large_inputs_and_results_travel_through_payload_storage(s3: tuple[str, Any]) -> None:
+    from kondukt_workers.settings import Settings
+
+    endpoint, client = s3
+    harness = Harness(payload_settings=Settings(payload_bucket="payloads", s3_endpoint=endpoint))
+    harness.cluster.apply(ECHO)
+    harness.cluster.apply(chain(steps=1))
+    big = "x" * 40_000
+    harness.cluster.apply(run_of("run", input={"v": big}))
+    await harness.reconcile("run")
+    job_name = harness.only_new_job(set())
+    env = {e["name"]: e.get("value") for e in
+           harness.cluster.jobs()[job_name]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    pointer = json.loads(env["KONDUKT_INPUT"])["externalInputPayloadStoragePath"]
+    bucket, key = pointer.removeprefix("s3://").split("/", 1)
+    stored = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert stored == {"v": big}
+    client.put_object(Bucket="payloads", Key="results/out.json", Body=json.dumps({"v": "y" * 9000}).encode())
+    harness.cluster.finish(job_name, message=json.dumps({
+        "externalOutputPayloadStoragePath": "s3://payloads/results/out.json", "status": "COMPLETED"}))
+    await harness.reconcile("run")
+    status = harness.status("run")
+    assert status["phase"] == "COMPLETED" and status["output"] == {"v": "y" * 9000}
+
+
+async def test_a_missing_result_payload_fails_the_attempt(s3: tuple[str, Any]) -> None:
+    from kondukt_workers.settings import Settings
+
+    endpoint, _ = s3
+    harness = Harness(payload_settings=Settings(payload_bucket="payloads", s3_endpoint=endpoint))
+    harness.cluster.apply(ECHO)
+    harness.cluster.apply(chain(steps=1))
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    job_name = harness.only_new_job(set())
+    harness.cluster.finish(job_name, message=json.dumps({
+        "externalOutputPayloadStoragePath": "s3://payloads/missing.json"}))
+    await harness.reconcile("run")
+    task = harness.tasks("run")[0]
+    assert task["status"] == "FAILED" and "missing.json" in task["reasonForIncompletion"]

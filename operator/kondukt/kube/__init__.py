@@ -5,16 +5,18 @@ Modules, from pure to I/O:
 - ``resources``: API group, kinds, label and annotation keys (constants only);
 - ``crdgen``: the CRDs, generated from the engine's models (``make crds``);
 - ``names``: deterministic, length-limited names of Jobs and child Workflows;
-- ``manifests``: pure ``build_*`` functions for Jobs, child and started Workflows, Events;
+- ``builders``: pure ``build_*`` functions for Jobs, child and started Workflows, Events;
 - ``attempts``: what a Job, its pod or a child Workflow says about a task attempt (TaskUpdate);
 - ``status``: the Workflow ``status`` codec (engine state <-> status, conditions, progress, compaction);
-- ``cache``: informer-like in-memory indexes fed by Kopf (Jobs, pods, children, TaskDefs, WorkflowDefs);
+- ``cache``: the records the reconcile reads (Jobs, pods, children, TaskDefs, WorkflowDefs) and its view;
+- ``informer``: list+watch of the attempts' Jobs and pods into in-memory indexes (Kopf indexes the rest);
 - ``workqueue``: one reconcile at a time per workflow, many in parallel, exact timers;
 - ``kubeapi``: the few API calls the operator makes (async, never blocking the event loop);
 - ``reconcile``: one level-based reconcile of one Workflow: observe, ``decide``, act, write status;
 - ``httptask``: the HTTP system task, performed by the operator;
-- ``metrics``: the Prometheus metrics;
-- ``operator``: Kopf settings and handlers, and ``run_operator``; ``cli_operator``: ``kondukt operator``.
+- ``events``, ``metrics``: Kubernetes Events and Prometheus metrics;
+- ``operator``: Kopf settings and handlers, and ``run_operator``; ``cli_operator``: ``kondukt operator``;
+- ``cli``: ``kondukt get|describe|watch|graph`` and the operations (the CLI's, not the operator's).
 
 The engine (``kondukt.engine``) is the only place that decides anything about a workflow; this package
 observes, calls ``decide`` and carries out the actions. It never writes a user's ``spec``.
