@@ -39,28 +39,31 @@ __all__ = ["ECHO", "Cluster", "OperatorProcess", "cluster_fixture", "operator_fi
 class OperatorProcess:
     """``kondukt operator`` in a subprocess (its own process group, so SIGKILL takes all of it)."""
 
-    def __init__(self, control_plane: ControlPlane, namespace: str, log_dir: Path, *extra: str) -> None:
+    def __init__(self, control_plane: ControlPlane, namespace: str, log_dir: Path, *extra: str,
+                 peering: str | None = None, priority: int | None = None, name: str = "operator") -> None:
         self.control_plane = control_plane
         self.namespace = namespace
         self.log_dir = log_dir
         self.extra = extra
+        self.name = name
+        self.mode = ["--standalone"] if peering is None else ["--peering", peering, "--priority", str(priority or 0)]
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     @property
     def log_file(self) -> Path:
-        return self.log_dir / f"operator-{self.starts}.log"
+        return self.log_dir / f"{self.name}-{self.starts}.log"
 
     def start(self) -> OperatorProcess:
         self.starts += 1
         script = Path(sys.executable).with_name("kondukt")
         program = [str(script)] if script.exists() else [sys.executable, "-m", "kondukt.cli"]
         command = [
-            *program, "operator", "--standalone", "--namespace", self.namespace,
+            *program, "operator", *self.mode, "--namespace", self.namespace,
             "--kubeconfig", str(self.control_plane.kubeconfig), "--metrics-port", "0",
             "--definition-grace-seconds", "3", *self.extra,
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "POD_ID": f"{self.name}-{self.namespace}"}
         env.pop("KONDUKT_PAYLOAD_BUCKET", None)
         with self.log_file.open("wb") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
@@ -86,7 +89,7 @@ class OperatorProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob(f"{self.name}-*.log")))
 
 
 class Cluster:

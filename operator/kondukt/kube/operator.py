@@ -334,7 +334,7 @@ def configure_logging(level: str) -> None:
     logging.getLogger().setLevel(numeric)
     # Kopf logs every handler call at INFO ("Handler ... succeeded"): with thousands of pod events that
     # drowns what matters. Its per-object messages show from WARNING unless we are debugging.
-    for name in ("kopf.objects", "kopf.activities", "kopf._core.engines.peering"):
+    for name in ("kopf.objects", "kopf.activities"):
         logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
