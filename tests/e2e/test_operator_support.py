@@ -12,7 +12,6 @@ Every wait is bounded (``wait_for``); nothing here asserts on speed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -208,12 +207,3 @@ def operator_fixture(control_plane: ControlPlane, namespace: str, tmp_path: Path
 @pytest.fixture(name="cluster")
 def cluster_fixture(control_plane: ControlPlane, namespace: str, operator: OperatorProcess) -> Cluster:
     return Cluster(control_plane, namespace, operator)
-
-
-@contextlib.contextmanager
-def operator_log_on_failure(process: OperatorProcess) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        print(process.logs()[-20_000:])
-        raise
