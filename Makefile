@@ -21,8 +21,12 @@ demo: setup
 unit: setup
 	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
+# The e2e tests share two cores with a whole control plane; a test that fails is run once more on its own
+# (--last-failed) and must pass then, so a timing flake under load does not hide the rest of the run's verdict.
+# Both runs' failures are printed; a test that fails twice fails the target.
 e2e: setup control-plane
-	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+	$(BIN)/pytest -m e2e $(PYTEST_ARGS) || { echo "e2e: running the failed tests once more"; \
+	  $(BIN)/pytest -m e2e --last-failed --last-failed-no-failures none $(PYTEST_ARGS); }
 
 lint: setup control-plane
 	$(BIN)/ruff check operator workers tests bench examples
