@@ -13,6 +13,9 @@ reacts to the pod's termination, which comes before the Job controller marks the
 latency from the Job's Complete event is reported too (it can be negative: the next Job already
 existed when the Job was marked Complete).
 
+The fork's floor: the same number of bare Jobs created by 16 parallel clients (no operator), until their
+pods terminate, in the same run; the ratio fork / floor is the operator's overhead factor.
+
 Throughput: N one-task Workflows created at once (16 parallel clients); completed per minute =
 N / (last completion seen - first create sent). The 2,000-branch fork: time from create to COMPLETED, and the size in bytes of the
 Workflow object (its JSON as the API returns it). Also reported: the operator's resident memory, and
@@ -96,7 +99,8 @@ class Watcher(threading.Thread):
         url = urllib.parse.urlparse(self.cp.server)
         context = ssl.create_default_context(cafile=str(self.cp.ca_file))
         while not self.stopped:
-            connection = http.client.HTTPSConnection(url.hostname, url.port, context=context, timeout=600)
+            connection = http.client.HTTPSConnection(url.hostname or "127.0.0.1", url.port, context=context,
+                                                     timeout=600)
             self._connection = connection
             try:
                 connection.request("GET", f"{self.path}?watch=1&allowWatchBookmarks=false",
@@ -124,7 +128,7 @@ class Watcher(threading.Thread):
         self.stopped = True
         if self._connection is not None:
             with contextlib.suppress(Exception):
-                self._connection.sock.shutdown(2)  # type: ignore[union-attr]
+                self._connection.sock.shutdown(2)
 
 
 @contextlib.contextmanager
@@ -330,7 +334,7 @@ def measure_fork(cp: ControlPlane, namespace: str, branches: int) -> dict[str, o
                 (workflow.get("status") or {}).get("phase") in ("COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"):
             done.append(arrival)
 
-    tasks = [
+    tasks: list[dict[str, Any]] = [
         {"name": "plan", "taskReferenceName": "plan", "type": "INLINE",
          "inputParameters": {"evaluatorType": "javascript", "expression": PLAN, "branches": "${workflow.input.count}"}},
         {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN_DYNAMIC",
@@ -353,6 +357,35 @@ def measure_fork(cp: ControlPlane, namespace: str, branches: int) -> dict[str, o
         "fork_workflow_object_bytes": len(json.dumps(body, separators=(",", ":"))),
         "fork_status_tasks_compressed": "tasksCompressed" in body["status"],
     }
+
+
+def measure_job_floor(cp: ControlPlane, namespace: str, count: int) -> dict[str, object]:
+    """The control plane alone: ``count`` bare Jobs like the fork's, created by 16 parallel clients, until
+    every pod has terminated — what a fork of ``count`` branches costs without any operator."""
+    done: set[str] = set()
+    lock = threading.Lock()
+
+    def on_pod(event: dict[str, Any], arrival: float) -> None:
+        pod = event.get("object") or {}
+        statuses = pod.get("status", {}).get("containerStatuses") or []
+        if any("terminated" in (s.get("state") or {}) for s in statuses):
+            with lock:
+                done.add(pod.get("metadata", {}).get("name", ""))
+
+    def job(index: int) -> dict[str, Any]:
+        environment = [{"name": "KONDUKT_INPUT", "value": json.dumps({"index": index})}]
+        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": f"floor-{index}"},
+                "spec": {"backoffLimit": 0, "template": {
+                    "metadata": {"annotations": {"kwok.kondukt.io/echo-input": "true"}},
+                    "spec": {"restartPolicy": "Never",
+                             "containers": [{"name": "worker", "image": WORKER_IMAGE, "env": environment}]}}}}
+
+    path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    with watching(cp, f"/api/v1/namespaces/{namespace}/pods", on_pod), ThreadPoolExecutor(max_workers=16) as pool:
+        began = time.monotonic()
+        list(pool.map(lambda i: cp.api("POST", path, job(i), timeout=60), range(count)))
+        wait(lambda: len(done) >= count, 120 + count * 0.5, f"{count} bare Jobs")
+    return {"fork_control_plane_floor_seconds": round(time.monotonic() - began, 2)}
 
 
 def measure_idle_memory(cp: ControlPlane, namespace: str, operator: Operator, count: int) -> dict[str, object]:
@@ -382,6 +415,11 @@ def run(quick: bool = False) -> dict[str, object]:
                 results.update(measure_step_latency(cp, namespace, steps))
                 results.update(measure_throughput(cp, namespace, one_task))
                 results.update(measure_fork(cp, namespace, branches))
+                floor = measure_job_floor(cp, namespace_for(cp, "bench-floor"), branches)
+                results.update(floor)
+                fork_seconds, floor_seconds = results["fork_seconds"], floor["fork_control_plane_floor_seconds"]
+                assert isinstance(fork_seconds, float) and isinstance(floor_seconds, float)
+                results["fork_seconds_over_floor"] = round(fork_seconds / floor_seconds, 2)
                 results["operator_rss_mib_after_fork"] = operator.rss_mib()
                 metrics = operator.metrics()
                 for q in (0.5, 0.95):
