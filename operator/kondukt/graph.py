@@ -26,7 +26,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kondukt.engine.models import Task, TaskStatus, WorkflowDef, WorkflowStatus, WorkflowTask
+from kondukt.engine.models import (
+    FORK_TASK_TYPES,
+    JOIN_TASK_TYPES,
+    SWITCH_TASK_TYPES,
+    WAITING_TASK_TYPES,
+    WORKFLOW_STARTING_TASK_TYPES,
+    Task,
+    TaskStatus,
+    TaskType,
+    WorkflowDef,
+    WorkflowStatus,
+    WorkflowTask,
+)
 from kondukt.errors import KonduktError
 
 #: Beyond this many runtime branches a dynamic fork's remaining branches collapse into one node.
@@ -65,11 +77,14 @@ class NodeKind(enum.Enum):
     COLLAPSED = "collapsed"  # "… 1,990 more" runtime branches
 
 
-_FORK_TYPES = frozenset({"FORK_JOIN", "FORK_JOIN_DYNAMIC", "FORK"})
-_JOIN_TYPES = frozenset({"JOIN", "EXCLUSIVE_JOIN"})
-_SWITCH_TYPES = frozenset({"SWITCH", "DECISION"})
-_WAIT_TYPES = frozenset({"WAIT", "HUMAN"})
-_SUB_WORKFLOW_TYPES = frozenset({"SUB_WORKFLOW", "START_WORKFLOW"})
+# The task-type facts are the engine's (on TaskType); the graph only adds how each family is drawn.
+_FORK_TYPES = FORK_TASK_TYPES
+_JOIN_TYPES = JOIN_TASK_TYPES
+_SWITCH_TYPES = SWITCH_TASK_TYPES
+_WAIT_TYPES = WAITING_TASK_TYPES
+_SUB_WORKFLOW_TYPES = WORKFLOW_STARTING_TASK_TYPES
+#: Drawn as system tasks: the engine-run types without a shape of their own, and Conductor types Kondukt
+#: does not run (EVENT, KAFKA_PUBLISH) so that an imported definition still draws.
 _SYSTEM_TYPES = frozenset(
     {
         "INLINE",
@@ -93,11 +108,11 @@ def kind_of_type(task_type: str) -> NodeKind:
         return NodeKind.JOIN
     if task_type in _SWITCH_TYPES:
         return NodeKind.SWITCH
-    if task_type == "DO_WHILE":
+    if task_type == TaskType.DO_WHILE:
         return NodeKind.LOOP
     if task_type in _SUB_WORKFLOW_TYPES:
         return NodeKind.SUB_WORKFLOW
-    if task_type == "TERMINATE":
+    if task_type == TaskType.TERMINATE:
         return NodeKind.TERMINATE
     if task_type in _WAIT_TYPES:
         return NodeKind.WAIT

@@ -61,6 +61,6 @@ __all__ = [
     "WorkflowTask",
 ]
 
-from kondukt.engine.decider import decide, new_workflow, task_id_for
+from kondukt.engine.decide import decide, new_workflow, task_id_for
 
 __all__ += ["decide", "new_workflow", "task_id_for"]

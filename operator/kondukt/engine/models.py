@@ -50,9 +50,60 @@ class TaskType(enum.StrEnum):
     SET_VARIABLE = "SET_VARIABLE"
     NOOP = "NOOP"
 
+    # The facts below are the one place that says what a type is; the engine, the graph and the progress
+    # view read them (directly or through the frozensets after this class) rather than keep their own lists.
+
+    @property
+    def driver_run(self) -> bool:
+        """Run by the driver (handed out as an action); every other type runs inside the engine."""
+        return self in (TaskType.SIMPLE, TaskType.HTTP, TaskType.SUB_WORKFLOW, TaskType.START_WORKFLOW)
+
+    @property
+    def is_fork(self) -> bool:
+        return self in (TaskType.FORK_JOIN, TaskType.FORK_JOIN_DYNAMIC)
+
+    @property
+    def is_join(self) -> bool:
+        return self in (TaskType.JOIN, TaskType.EXCLUSIVE_JOIN)
+
+    @property
+    def is_switch(self) -> bool:
+        return self in (TaskType.SWITCH, TaskType.DECISION)
+
+    @property
+    def is_waiting(self) -> bool:
+        """WAIT and HUMAN: IN_PROGRESS until their time comes or a person completes them."""
+        return self in (TaskType.WAIT, TaskType.HUMAN)
+
+    @property
+    def starts_workflow(self) -> bool:
+        return self in (TaskType.SUB_WORKFLOW, TaskType.START_WORKFLOW)
+
+    @property
+    def is_container(self) -> bool:
+        """JOIN, EXCLUSIVE_JOIN, DO_WHILE: IN_PROGRESS while other tasks run; never a driver attempt."""
+        return self.is_join or self is TaskType.DO_WHILE
+
+    @property
+    def never_retried(self) -> bool:
+        """Conductor never retries its flow-control tasks (TaskType.isBuiltIn), whatever their retryCount says."""
+        return self.is_fork or self.is_join or self.is_switch or self is TaskType.DO_WHILE
+
 
 #: The execution ``taskType`` of FORK_JOIN and FORK_JOIN_DYNAMIC tasks, as Conductor records it.
 FORK_TASK_TYPE = "FORK"
+
+# The same facts as sets of names, for the hot paths and for execution ``taskType`` values (a SIMPLE attempt's
+# taskType is its TaskDef's name; a fork's is FORK_TASK_TYPE).
+SYSTEM_TASK_TYPE_NAMES = frozenset(t.value for t in TaskType) | {FORK_TASK_TYPE}
+DRIVER_TASK_TYPES = frozenset(t.value for t in TaskType if t.driver_run)
+FORK_TASK_TYPES = frozenset(t.value for t in TaskType if t.is_fork) | {FORK_TASK_TYPE}
+JOIN_TASK_TYPES = frozenset(t.value for t in TaskType if t.is_join)
+SWITCH_TASK_TYPES = frozenset(t.value for t in TaskType if t.is_switch)
+WAITING_TASK_TYPES = frozenset(t.value for t in TaskType if t.is_waiting)
+WORKFLOW_STARTING_TASK_TYPES = frozenset(t.value for t in TaskType if t.starts_workflow)
+CONTAINER_TASK_TYPES = frozenset(t.value for t in TaskType if t.is_container)
+NEVER_RETRIED_TASK_TYPES = frozenset(t.value for t in TaskType if t.never_retried) | {FORK_TASK_TYPE}
 
 
 class TaskStatus(enum.StrEnum):
@@ -83,6 +134,10 @@ class TaskStatus(enum.StrEnum):
     @property
     def retriable(self) -> bool:
         return self not in (TaskStatus.CANCELED, TaskStatus.FAILED_WITH_TERMINAL_ERROR, TaskStatus.SKIPPED)
+
+
+#: The statuses in which an attempt failed (a retry, an optional task or the workflow's failure follows).
+FAILED_TASK_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.FAILED_WITH_TERMINAL_ERROR, TaskStatus.TIMED_OUT})
 
 
 class WorkflowStatus(enum.StrEnum):
@@ -342,7 +397,7 @@ class Workflow(_Model):
     failureWorkflowStarted: bool = Field(False, description="Kondukt: the failureWorkflow was requested.")
     timeoutAlerted: bool = Field(False, description="Kondukt: an ALERT_ONLY workflow timeout was reported.")
 
-    _index: Any = PrivateAttr(default=None)  # the decider's derived lookups (engine.decider._Index)
+    _index: Any = PrivateAttr(default=None)  # the engine's derived lookups (engine.index.Index)
 
 
 # --------------------------------------------------------------------------------------------------

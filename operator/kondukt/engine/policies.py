@@ -9,6 +9,7 @@ Linear and exponential delays are capped by maxRetryDelaySeconds when it is set 
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from kondukt.engine.models import RetryLogic, Task, TaskDef, TaskStatus, TimeoutPolicy, WorkflowTask
@@ -39,10 +40,19 @@ def allowed_retries(task_def: TaskDef, workflow_task: WorkflowTask | None) -> in
     return task_def.retryCount
 
 
+class DeadlineKind(enum.StrEnum):
+    """Why an attempt has a deadline: what happens to it then."""
+
+    TIMEOUT = "timeout"  # timeoutSeconds since it started: TIMED_OUT
+    POLL = "poll"  # pollTimeoutSeconds since it was handed out without starting: TIMED_OUT
+    RESPONSE = "response"  # responseTimeoutSeconds since its last heartbeat: TIMED_OUT (retried whatever the policy)
+    WAIT = "wait"  # a WAIT's duration / until: COMPLETED
+
+
 @dataclass(frozen=True, slots=True)
 class Deadline:
     at: int  # ms
-    kind: str  # "timeout" | "poll" | "response" | "wait"
+    kind: DeadlineKind
 
 
 def deadlines_of(task: Task, task_def: TaskDef, wait_until: int | None = None) -> list[Deadline]:
@@ -50,13 +60,13 @@ def deadlines_of(task: Task, task_def: TaskDef, wait_until: int | None = None) -
     out: list[Deadline] = []
     if task.status is TaskStatus.IN_PROGRESS:
         if wait_until is not None:
-            out.append(Deadline(wait_until, "wait"))
+            out.append(Deadline(wait_until, DeadlineKind.WAIT))
         if task_def.timeoutSeconds > 0 and task_def.timeoutPolicy is not TimeoutPolicy.ALERT_ONLY and task.startTime:
-            out.append(Deadline(task.startTime + task_def.timeoutSeconds * 1000, "timeout"))
+            out.append(Deadline(task.startTime + task_def.timeoutSeconds * 1000, DeadlineKind.TIMEOUT))
         if task.heartbeat and task_def.responseTimeoutSeconds > 0:
-            out.append(Deadline(task.updateTime + task_def.responseTimeoutSeconds * 1000, "response"))
+            out.append(Deadline(task.updateTime + task_def.responseTimeoutSeconds * 1000, DeadlineKind.RESPONSE))
     elif task.status is TaskStatus.SCHEDULED and task.dispatched and task_def.pollTimeoutSeconds \
             and task_def.timeoutPolicy is not TimeoutPolicy.ALERT_ONLY:
         # Conductor's poll timeout follows the timeout policy: ALERT_ONLY only alerts.
-        out.append(Deadline(task.updateTime + task_def.pollTimeoutSeconds * 1000, "poll"))
+        out.append(Deadline(task.updateTime + task_def.pollTimeoutSeconds * 1000, DeadlineKind.POLL))
     return out

@@ -15,8 +15,10 @@ an unparseable value gives None.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["parse_wait_duration", "parse_wait_until"]
+__all__ = ["parse_wait_duration", "parse_wait_until", "wait_deadline", "wait_problem"]
 
 # Conductor's DateTimeUtils.parseDuration grammar: each unit at most once, in this order, any spacing.
 _DURATION = re.compile(
@@ -142,3 +144,25 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
     day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
     day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
     return era * 146_097 + day_of_era - 719_468
+
+
+def wait_deadline(input_data: Mapping[str, Any], start: int) -> int | None:
+    """When a WAIT task that started at ``start`` (ms) completes, from its inputs; None = only by a user."""
+    duration = input_data.get("duration")
+    if isinstance(duration, str) and duration.strip():
+        seconds = parse_wait_duration(duration)
+        return start + seconds * 1000 if seconds is not None else None
+    until = input_data.get("until")
+    if isinstance(until, str) and until.strip():
+        return parse_wait_until(until)
+    return None
+
+
+def wait_problem(input_data: Mapping[str, Any]) -> str | None:
+    """Why a WAIT task's resolved inputs cannot be read, or None."""
+    duration, until = input_data.get("duration"), input_data.get("until")
+    if isinstance(duration, str) and duration.strip():
+        return None if parse_wait_duration(duration) is not None else f"cannot read duration {duration!r}"
+    if isinstance(until, str) and until.strip():
+        return None if parse_wait_until(until) is not None else f"cannot read until {until!r}"
+    return None

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from kondukt.engine import TaskStatus, WorkflowStatus
+from kondukt.engine.models import CONTAINER_TASK_TYPES
 from kondukt.local.runner import MessageEvent, RunEvent, RunResult, TaskEvent, WorkflowEvent
 
 _RESET = "\x1b[0m"
@@ -52,7 +53,7 @@ _STATUS_COLOUR = {
 _STATUS_WIDTH = len(TaskStatus.IN_PROGRESS.value)  # longer statuses (FAILED_WITH_...) just push the line
 _MAX_OUTPUT_LINES = 40
 #: Task types that are IN_PROGRESS while they wait for others: not shown as running in the footer.
-_WAITING_TYPES = frozenset({"JOIN", "EXCLUSIVE_JOIN", "DO_WHILE"})
+_WAITING_TYPES = CONTAINER_TASK_TYPES
 
 
 def _clock(at_ms: int) -> str:

@@ -1,0 +1,25 @@
+"""INLINE and LAMBDA: a script evaluated on the spot (JavaScript, or another of ``scripting``'s evaluators)."""
+
+from __future__ import annotations
+
+from kondukt.engine import scripting
+from kondukt.engine.evaluation import Evaluation
+from kondukt.engine.models import Task, TaskType
+from kondukt.engine.tasks.base import Reached, append_result
+
+
+def schedule(run: Evaluation, at: Reached) -> Task:
+    wt = at.wt
+    input_data = at.input(run)
+    try:
+        if wt.type == TaskType.LAMBDA.value:
+            script = wt.scriptExpression or input_data.get("scriptExpression") or ""
+            result = scripting.evaluate_expression("javascript", str(script), input_data, now_ms=run.now)
+        else:
+            evaluator = str(input_data.get("evaluatorType") or wt.evaluatorType or "javascript")
+            expression = str(input_data.get("expression") or wt.expression or "")
+            result = scripting.evaluate_expression(evaluator, expression, input_data, now_ms=run.now)
+    except scripting.ScriptError as error:
+        return append_result(run, at, wt.type, input_data, {"error": str(error)},
+                             f"task {wt.taskReferenceName!r}: {error}")
+    return append_result(run, at, wt.type, input_data, {"result": result})
