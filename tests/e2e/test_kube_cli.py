@@ -213,6 +213,23 @@ def test_describe_shows_attempts_conditions_and_events(control_plane: ControlPla
     assert event_row.endswith("kondukt-operator   image_convert_resize_ref failed, retry 1 scheduled")
 
 
+def test_cluster_flags_may_come_before_the_command(
+    control_plane: ControlPlane, ns: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As kubectl users type them: `kondukt -n NS --kubeconfig FILE describe NAME`."""
+    create_workflow(control_plane, ns, "resize-b")
+    set_status(control_plane, ns, "resize-b", **running_status())
+    capsys.readouterr()
+    code = kondukt_cli.main(["-n", ns, "--kubeconfig", str(control_plane.kubeconfig), "describe", "resize-b"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    assert "Name:            resize-b" in out.splitlines() and f"Namespace:       {ns}" in out.splitlines()
+    code = kondukt_cli.main(["--kubeconfig", str(control_plane.kubeconfig), "--namespace", ns, "suspend", "resize-b"])
+    out, err = capsys.readouterr()
+    assert (code, out, err) == (0, f"workflow.kondukt.io/resize-b ({ns}): suspend requested (spec.suspend=true)\n", "")
+    assert get_workflow(control_plane, ns, "resize-b")["spec"]["suspend"] is True
+
+
 # ---------------------------------------------------------------------------------------------- watch
 class WatchInBackground:
     def __init__(self, kondukt: Kondukt, *args: str):

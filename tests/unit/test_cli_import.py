@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kondukt import cli, cli_definitions
+from kondukt.cli import app as cli
+from kondukt.cli import definitions as cli_definitions
 from kondukt.errors import KonduktError, ManifestError
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "conductor-examples"
@@ -224,10 +225,10 @@ def test_help_documents_the_worker_mapping_and_the_all_or_nothing_rule(
 def _command_module(func: cli.CommandFunc) -> types.ModuleType:
     module = types.ModuleType("kondukt_test_commands")
 
-    def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-        subparsers.add_parser("boom").set_defaults(func=func)
+    def configure(name: str, parser: argparse.ArgumentParser) -> None:
+        parser.set_defaults(func=func)
 
-    module.register = register  # type: ignore[attr-defined]
+    module.configure = configure  # type: ignore[attr-defined]
     return module
 
 
@@ -256,16 +257,17 @@ def test_registered_commands_and_exit_codes(
     message: str,
 ) -> None:
     monkeypatch.setitem(sys.modules, "kondukt_test_commands", _command_module(func))
-    monkeypatch.setattr(cli, "_COMMANDS", (*cli._COMMANDS, "kondukt_test_commands"))
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, cli.Command("boom", "kondukt_test_commands", "fails")))
     monkeypatch.delenv("KONDUKT_DEBUG", raising=False)
     got, _, err = run(capsys, "boom")
     assert got == code
     assert message in err
 
 
-def test_the_registry_lists_only_this_module_by_default() -> None:
-    assert "kondukt.cli_definitions" in cli._COMMANDS
-    assert cli_definitions.register is not None
+def test_the_table_names_this_module_for_import_and_validate() -> None:
+    modules = {command.name: command.module for command in cli.COMMANDS}
+    assert modules["import"] == modules["validate"] == "kondukt.cli.definitions"
+    assert cli_definitions.configure is not None
 
 
 def test_real_console_script() -> None:

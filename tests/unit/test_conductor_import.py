@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kondukt.cli_definitions import dump_manifests, import_files
+from kondukt.cli.definitions import dump_manifests, import_files
 from kondukt.engine.conductor import (
     API_VERSION,
     MAX_NAME_LENGTH,

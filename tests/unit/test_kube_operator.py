@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kondukt.kube import cli_operator
+from kondukt.cli import operator as cli_operator
 from kondukt.kube import resources as r
 from kondukt.kube.cache import JobRecord, PodRecord
 from kondukt.kube.operator import Controller, EventOnlyDiffBase, OperatorOptions, is_active
@@ -128,7 +128,7 @@ def test_a_child_workflow_event_wakes_its_parent() -> None:
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    cli_operator.register(parser.add_subparsers())
+    cli_operator.configure("operator", parser.add_subparsers().add_parser("operator"))
     return parser.parse_args(["operator", *argv])
 
 

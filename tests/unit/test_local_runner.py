@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from kondukt.cli.progress import ProgressView
 from kondukt.engine import TaskDef, TaskStatus, WorkflowDef, WorkflowStatus
 from kondukt.local.objectstore import open_task_storage
 from kondukt.local.process import INPUT_ENV_LIMIT_BYTES
-from kondukt.local.progress import ProgressView
 from kondukt.local.runner import LocalRunner, RunEvent, RunResult, TaskEvent, WorkflowEvent
 from kondukt.manifests import Bundle
 from tests.unit.test_local_process import FAKE_WORKER, process_alive, wait_until

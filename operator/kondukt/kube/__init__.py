@@ -12,11 +12,11 @@ Modules, from pure to I/O:
 - ``informer``: list+watch of the attempts' Jobs and pods into in-memory indexes (Kopf indexes the rest);
 - ``workqueue``: one reconcile at a time per workflow, many in parallel, exact timers;
 - ``kubeapi``: the few API calls the operator makes (async, never blocking the event loop);
+- ``opsannotations``: the format of the ``ops.kondukt.io/<op>`` operation requests (the CLI writes them);
 - ``reconcile``: one level-based reconcile of one Workflow: observe, ``decide``, act, write status;
 - ``httptask``: the HTTP system task, performed by the operator;
 - ``events``, ``metrics``: Kubernetes Events and Prometheus metrics;
-- ``operator``: Kopf settings and handlers, and ``run_operator``; ``cli_operator``: ``kondukt operator``;
-- ``cli``: ``kondukt get|describe|watch|graph`` and the operations (the CLI's, not the operator's).
+- ``operator``: Kopf settings and handlers, and ``run_operator`` (``kondukt operator`` is in ``kondukt.cli``).
 
 The engine (``kondukt.engine``) is the only place that decides anything about a workflow; this package
 observes, calls ``decide`` and carries out the actions. It never writes a user's ``spec``.

@@ -61,7 +61,7 @@ INDEX_IDS = (cache.CHILDREN_INDEX, cache.TASKDEFS_INDEX, cache.WORKFLOWDEFS_INDE
 
 @dataclass(frozen=True)
 class OperatorOptions:
-    """Everything ``kondukt operator`` can be told (see :mod:`kondukt.kube.cli_operator`)."""
+    """Everything ``kondukt operator`` can be told (see :mod:`kondukt.cli.operator`)."""
 
     namespaces: tuple[str, ...] = ()
     kubeconfig: str | None = None

@@ -67,7 +67,7 @@ from kondukt.engine.models import (
     WorkflowTask,
 )
 from kondukt.engine.validation import problems_from_validation_error, validate
-from kondukt.kube import attempts, names
+from kondukt.kube import attempts, names, opsannotations
 from kondukt.kube import resources as r
 from kondukt.kube.builders import (
     AttemptSpecError,
@@ -109,8 +109,6 @@ WorkflowKey = tuple[str, str]
 
 #: Inputs up to this size travel in KONDUKT_INPUT; larger ones through external payload storage.
 MAX_INPUT_ENV_BYTES: Final = 32 * 1024
-#: Order in which pending annotation operations apply when several wait at once.
-_OPERATION_ORDER: Final = ("terminate", "pause", "resume", "complete", "skip", "rerun", "retry", "restart")
 _TERMINAL_PHASES: Final = frozenset(s.value for s in WorkflowStatus if s.terminal)
 _PARALLEL_ACTIONS: Final = 32
 #: See the status write in Reconciler.reconcile: how long a workflow's news is gathered, per task.
@@ -458,16 +456,7 @@ class Reconciler:
         """A finished workflow with nothing new to apply: skip it without decoding its tasks."""
         if raw_status.get("phase") not in _TERMINAL_PHASES:
             return False
-        applied = set(raw_status.get("appliedOperations") or [])
-        for key, value in annotations.items():
-            if key.startswith(r.OPERATION_ANNOTATION_PREFIX):
-                try:
-                    nonce = json.loads(value).get("nonce")
-                except (ValueError, AttributeError):
-                    continue
-                if nonce and nonce not in applied:
-                    return False
-        return True
+        return not opsannotations.has_unapplied(annotations, set(raw_status.get("appliedOperations") or []))
 
     # ------------------------------------------------------------------------------ starting a run
     def _definition_deadline(self, obj: Mapping[str, Any]) -> int:
@@ -644,15 +633,9 @@ class Reconciler:
                                  nonce=f"spec.suspend={str(spec.suspend).lower()}@{generation}"))
             observed_suspend = spec.suspend
         requested: list[tuple[int, Operation]] = []
-        for key, value in (meta.get("annotations") or {}).items():
-            if not key.startswith(r.OPERATION_ANNOTATION_PREFIX):
-                continue
-            op_name = key[len(r.OPERATION_ANNOTATION_PREFIX):]
+        for key, op_name, value in opsannotations.operation_annotations(meta.get("annotations") or {}):
             try:
-                document = json.loads(value)
-                if not isinstance(document, dict):
-                    raise ValueError("not a JSON object")
-                operation = Operation.model_validate({**document, "op": op_name})
+                operation = opsannotations.decode(op_name, value)
             except (ValueError, pydantic.ValidationError) as err:
                 warned = f"{key}={value}"
                 if warned not in memo.warned:
@@ -662,8 +645,7 @@ class Reconciler:
                 continue
             if operation.nonce in applied:
                 continue
-            order = _OPERATION_ORDER.index(op_name) if op_name in _OPERATION_ORDER else len(_OPERATION_ORDER)
-            requested.append((order, operation))
+            requested.append((opsannotations.apply_rank(op_name), operation))
             self.events.record(owner, "Normal", "OperationRequested", f"{op_name} ({operation.nonce})")
         ops.extend(op for _, op in sorted(requested, key=lambda pair: pair[0]))
         return ops, observed_suspend, observed_terminate

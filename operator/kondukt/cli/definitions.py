@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from kondukt.cli.text import count
 from kondukt.engine.conductor import (
     WorkerTemplate,
     find_name_clashes,
@@ -76,50 +77,44 @@ Prints `ok: ...` and exits 0, or prints every problem on stderr and exits 2. A d
 """
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``import conductor`` and ``validate`` to the ``kondukt`` command."""
-    import_parser = subparsers.add_parser(
-        "import",
-        help="convert definitions from other systems into Kondukt manifests",
-        description="Convert definitions from other systems into Kondukt manifests.",
-    )
-    import_sources = import_parser.add_subparsers(title="sources", metavar="SOURCE")
-    import_parser.set_defaults(func=lambda _args: _usage(import_parser))
-    conductor = import_sources.add_parser(
-        "conductor",
-        help="Conductor WorkflowDef / TaskDef JSON -> TaskDef / WorkflowDef manifests (YAML on stdout)",
-        description=_IMPORT_DESCRIPTION,
-        epilog=_IMPORT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    conductor.add_argument("files", nargs="+", metavar="FILE", help="Conductor JSON files ('-' = stdin)")
-    conductor.add_argument(
-        "--image", metavar="IMG", help="container image for every imported TaskDef's template"
-    )
-    conductor.add_argument(
-        "--command",
-        metavar="CMD",
-        help="worker command (shell-style words) for every imported TaskDef; the task name is appended "
-        f"(default with --image: {DEFAULT_WORKER_COMMAND})",
-    )
-    conductor.add_argument("--namespace", "-n", metavar="NS", help="set metadata.namespace on every manifest")
-    conductor.set_defaults(func=run_import_conductor)
-
-    validate = subparsers.add_parser(
-        "validate",
-        help="check manifests and Conductor JSON without running anything",
-        description=_VALIDATE_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    validate.add_argument(
-        "files", nargs="+", metavar="FILE", help="manifest or Conductor JSON files, or directories"
-    )
-    validate.add_argument(
-        "--allow-external-refs",
-        action="store_true",
-        help="do not require the TaskDefs and WorkflowDefs that are named but not in the files",
-    )
-    validate.set_defaults(func=run_validate)
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """Configure ``kondukt import`` (with its ``conductor`` source) or ``kondukt validate``."""
+    if name == "import":
+        import_sources = parser.add_subparsers(title="sources", metavar="SOURCE")
+        parser.set_defaults(func=lambda _args: _usage(parser))
+        conductor = import_sources.add_parser(
+            "conductor",
+            help="Conductor WorkflowDef / TaskDef JSON -> TaskDef / WorkflowDef manifests (YAML on stdout)",
+            description=_IMPORT_DESCRIPTION,
+            epilog=_IMPORT_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        conductor.add_argument("files", nargs="+", metavar="FILE", help="Conductor JSON files ('-' = stdin)")
+        conductor.add_argument(
+            "--image", metavar="IMG", help="container image for every imported TaskDef's template"
+        )
+        conductor.add_argument(
+            "--command",
+            metavar="CMD",
+            help="worker command (shell-style words) for every imported TaskDef; the task name is appended "
+            f"(default with --image: {DEFAULT_WORKER_COMMAND})",
+        )
+        conductor.add_argument("--namespace", "-n", metavar="NS", help="set metadata.namespace on every manifest")
+        conductor.set_defaults(func=run_import_conductor)
+    elif name == "validate":
+        parser.description = _VALIDATE_DESCRIPTION
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.add_argument(
+            "files", nargs="+", metavar="FILE", help="manifest or Conductor JSON files, or directories"
+        )
+        parser.add_argument(
+            "--allow-external-refs",
+            action="store_true",
+            help="do not require the TaskDefs and WorkflowDefs that are named but not in the files",
+        )
+        parser.set_defaults(func=run_validate)
+    else:
+        raise ValueError(f"{__name__} does not configure `kondukt {name}`")
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -206,12 +201,9 @@ def run_validate(args: argparse.Namespace) -> int:
     bundle = load_files(args.files)
     bundle.check(self_contained=not args.allow_external_refs)
     print(
-        f"ok: {_count(len(bundle.task_defs), 'task definition')}, "
-        f"{_count(len(bundle.workflow_defs), 'workflow definition')}, "
-        f"{_count(len(bundle.workflows), 'workflow')}"
+        f"ok: {count(len(bundle.task_defs), 'task definition')}, "
+        f"{count(len(bundle.workflow_defs), 'workflow definition')}, "
+        f"{count(len(bundle.workflows), 'workflow')}"
     )
     return 0
 
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -2,13 +2,13 @@
 
 Flags map one-to-one to :class:`~kondukt.kube.operator.OperatorOptions`; the Helm chart passes
 ``--peering``, ``--log-level``, ``--metrics-port``, ``--default-worker-image`` and ``--namespace``.
-This module only parses arguments: it must never hold operator logic.
+The operator itself (Kopf, the Kubernetes clients) is imported only when the command runs. This module
+only parses arguments: it must never hold operator logic.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from kondukt.errors import KonduktUserError
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
@@ -21,12 +21,11 @@ def _env_pair(text: str) -> tuple[str, str]:
     return name, value
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "operator",
-        help="run the Kubernetes operator (workflows as Jobs)",
-        description="Run Kondukt's operator: it executes Workflow resources, every task attempt as a Job, and "
-        "records progress in each Workflow's status. Stops on SIGINT/SIGTERM.",
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """Configure ``kondukt operator``."""
+    parser.description = (
+        "Run Kondukt's operator: it executes Workflow resources, every task attempt as a Job, and "
+        "records progress in each Workflow's status. Stops on SIGINT/SIGTERM."
     )
     parser.add_argument("-n", "--namespace", dest="namespaces", action="append", default=[], metavar="NS",
                         help="watch this namespace (repeatable); default: every namespace")

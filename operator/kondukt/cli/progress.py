@@ -6,8 +6,9 @@ of a failure, the output, and where result files are). On a terminal the statuse
 footer line, rewritten in place, shows the elapsed time and what is running; when the output is not a
 terminal (a pipe, a CI log) the same lines are plain and there is no footer.
 
-This module only formats; it must never decide anything about the run or read the engine's state other
-than through the events and the final result it is handed.
+Times and durations come from :mod:`kondukt.cli.text`, the one place the CLI formats them. This module
+only formats; it must never decide anything about the run or read the engine's state other than through
+the events and the final result it is handed.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any, TextIO
 
+from kondukt.cli.text import clock_time, elapsed_duration
 from kondukt.engine import TaskStatus, WorkflowStatus
 from kondukt.engine.models import CONTAINER_TASK_TYPES
 from kondukt.local.runner import MessageEvent, RunEvent, RunResult, TaskEvent, WorkflowEvent
@@ -54,17 +55,6 @@ _STATUS_WIDTH = len(TaskStatus.IN_PROGRESS.value)  # longer statuses (FAILED_WIT
 _MAX_OUTPUT_LINES = 40
 #: Task types that are IN_PROGRESS while they wait for others: not shown as running in the footer.
 _WAITING_TYPES = CONTAINER_TASK_TYPES
-
-
-def _clock(at_ms: int) -> str:
-    return datetime.fromtimestamp(at_ms / 1000).strftime("%H:%M:%S.%f")[:-3]
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)}m{rest:04.1f}s"
 
 
 def result_locations(value: Any) -> list[str]:
@@ -122,7 +112,7 @@ class ProgressView:
     def _draw_footer(self) -> None:
         if not self.live:
             return
-        elapsed = _duration(time.monotonic() - self.started)
+        elapsed = elapsed_duration(time.monotonic() - self.started)
         running = list(self._running.values())
         shown = ", ".join(running[:4]) + (f" +{len(running) - 4}" if len(running) > 4 else "")
         text = f"  {elapsed} · {len(running)} running" + (f": {shown}" if running else "")
@@ -146,17 +136,17 @@ class ProgressView:
             detail = f"  {event.reason}" if event.reason and not event.status.successful else ""
             if detail:
                 detail = self._paint(detail, "dim")
-            self._write_line(f"{_clock(event.at_ms)}  {self._status(event.status)}  {name}{detail}")
+            self._write_line(f"{clock_time(event.at_ms)}  {self._status(event.status)}  {name}{detail}")
         elif isinstance(event, WorkflowEvent):
             label = "workflow" if not event.workflow_path else f"workflow {event.workflow_path.rstrip('/')}:"
             reason = f"  {event.reason}" if event.reason else ""
             self._write_line(
-                f"{_clock(event.at_ms)}  {self._status(event.status)}  "
+                f"{clock_time(event.at_ms)}  {self._status(event.status)}  "
                 + self._paint(f"{label} {event.workflow_name} ({event.workflow_id}){reason}", "bold")
             )
         elif isinstance(event, MessageEvent):
             where = f"{event.workflow_path}: " if event.workflow_path else ""
-            self._write_line(f"{_clock(event.at_ms)}  {'NOTE'.ljust(_STATUS_WIDTH)}  {where}{event.text}")
+            self._write_line(f"{clock_time(event.at_ms)}  {'NOTE'.ljust(_STATUS_WIDTH)}  {where}{event.text}")
 
     def tick(self) -> None:
         """Refresh the footer (elapsed time); a no-op when not live."""
@@ -177,7 +167,7 @@ class ProgressView:
         """The final summary: status and duration, task counts, reason, output, result files."""
         self.close()
         workflow = result.workflow
-        elapsed = _duration(time.monotonic() - self.started)
+        elapsed = elapsed_duration(time.monotonic() - self.started)
         counts: dict[str, int] = {}
         for task in workflow.tasks:
             counts[task.status.value] = counts.get(task.status.value, 0) + 1

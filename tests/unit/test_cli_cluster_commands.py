@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 import yaml
 
-from kondukt import cli as kondukt_cli
 from kondukt import graph as graphs
+from kondukt.cli import app, cluster, graph, inspect, operations, workflows
+from kondukt.cli import text as cli_text
 from kondukt.engine.models import Task, TaskStatus, Workflow, WorkflowDef, WorkflowStatus, WorkflowTask
 from kondukt.errors import KonduktUserError
-from kondukt.kube import cli
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -117,12 +117,12 @@ def two_attempt_run() -> list[Task]:
     ],
 )
 def test_ages_read_like_kubectl(seconds: float, text: str) -> None:
-    assert cli.human_duration(seconds) == text
+    assert cli_text.human_duration(seconds) == text
 
 
 @pytest.mark.parametrize(("ms", "text"), [(0, "0ms"), (850, "850ms"), (4_200, "4.2s"), (192_000, "3m12s")])
 def test_task_durations_keep_subsecond_precision(ms: float, text: str) -> None:
-    assert cli.short_duration(ms) == text
+    assert cli_text.short_duration(ms) == text
 
 
 # ============================================================================================ get
@@ -131,7 +131,7 @@ def test_get_prints_a_kubectl_like_table() -> None:
     done = workflow_object(
         name="resize-0", phase="COMPLETED", progress="2/2", created=NOW - dt.timedelta(hours=3, minutes=5)
     )
-    assert cli.format_workflow_table([running, done], NOW) == (
+    assert inspect.format_workflow_table([running, done], NOW) == (
         "NAME       PHASE       PROGRESS   AGE    MESSAGE\n"
         "resize-1   RUNNING     1/2        5m     upload_toS3_ref running\n"
         "resize-0   COMPLETED   2/2        3h5m"
@@ -141,38 +141,38 @@ def test_get_prints_a_kubectl_like_table() -> None:
 def test_get_cuts_long_messages_but_wide_shows_them_whole() -> None:
     reason = "task image_convert_resize_ref failed after 3 retries: " + "x" * 100
     obj = workflow_object(phase="FAILED", progress="0/2", reasonForIncompletion=reason)
-    header, narrow = cli.format_workflow_table([obj], NOW).splitlines()
+    header, narrow = inspect.format_workflow_table([obj], NOW).splitlines()
     message = narrow[header.index("MESSAGE") :]
-    assert message.endswith("…") and len(message) == cli.MESSAGE_WIDTH and reason.startswith(message[:-1])
-    wide = cli.format_workflow_table([obj], NOW, wide=True).splitlines()
+    assert message.endswith("…") and len(message) == inspect.MESSAGE_WIDTH and reason.startswith(message[:-1])
+    wide = inspect.format_workflow_table([obj], NOW, wide=True).splitlines()
     assert wide[0].split() == ["NAME", "PHASE", "PROGRESS", "AGE", "DEFINITION", "DURATION", "CORRELATION-ID", "MESSAGE"]
     assert wide[1].endswith(reason)
     assert "image_convert_resize v1" in wide[1] and "order-42" in wide[1] and "80s" in wide[1]
 
 
 def test_get_all_namespaces_leads_with_the_namespace() -> None:
-    table = cli.format_workflow_table([workflow_object(namespace="team-a")], NOW, with_namespace=True)
+    table = inspect.format_workflow_table([workflow_object(namespace="team-a")], NOW, with_namespace=True)
     assert table.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
     assert table.splitlines()[1].split()[:3] == ["team-a", "resize-1", "RUNNING"]
 
 
 def test_a_workflow_the_operator_has_not_seen_has_an_empty_phase() -> None:
-    row = cli.workflow_row(workflow_object(phase=None), NOW, wide=False, with_namespace=False)
+    row = inspect.workflow_row(workflow_object(phase=None), NOW, wide=False, with_namespace=False)
     assert row == ["resize-1", "", "", "5m", ""]
 
 
 def test_the_message_falls_back_to_the_reason_then_the_ready_condition() -> None:
     condition = {"type": "Ready", "status": "False", "reason": "Paused", "message": "paused by user"}
-    assert cli.workflow_message(workflow_object(conditions=[condition])) == "paused by user"
-    assert cli.workflow_message(workflow_object(reasonForIncompletion="boom", conditions=[condition])) == "boom"
-    assert cli.workflow_message(workflow_object(message="m", reasonForIncompletion="boom")) == "m"
+    assert workflows.workflow_message(workflow_object(conditions=[condition])) == "paused by user"
+    assert workflows.workflow_message(workflow_object(reasonForIncompletion="boom", conditions=[condition])) == "boom"
+    assert workflows.workflow_message(workflow_object(message="m", reasonForIncompletion="boom")) == "m"
 
 
 def test_json_and_yaml_output_drop_managed_fields_and_list_like_kubectl() -> None:
     objs = [workflow_object(), workflow_object(name="resize-2")]
-    single = json.loads(cli.serialize(objs[:1], single=True, fmt="json"))
+    single = json.loads(inspect.serialize(objs[:1], single=True, fmt="json"))
     assert single["metadata"]["name"] == "resize-1" and "managedFields" not in single["metadata"]
-    listed = yaml.safe_load(cli.serialize(objs, single=False, fmt="yaml"))
+    listed = yaml.safe_load(inspect.serialize(objs, single=False, fmt="yaml"))
     assert listed["kind"] == "List" and [i["metadata"]["name"] for i in listed["items"]] == ["resize-1", "resize-2"]
     assert objs[0]["metadata"]["managedFields"]  # the caller's object is untouched
 
@@ -195,7 +195,7 @@ def test_describe_shows_every_attempt_conditions_and_events() -> None:
          "firstTimestamp": "2025-03-01T11:58:00Z", "lastTimestamp": "2025-03-01T11:58:40Z", "count": 3,
          "reportingComponent": "kondukt-operator"},
     ]
-    text = cli.describe_workflow(obj, events, NOW)
+    text = inspect.describe_workflow(obj, events, NOW)
     lines = text.splitlines()
     assert "Name:            resize-1" in lines
     assert "Definition:      image_convert_resize v1" in lines
@@ -224,14 +224,14 @@ def test_describe_shows_every_attempt_conditions_and_events() -> None:
 
 
 def test_describe_a_workflow_not_started_yet() -> None:
-    text = cli.describe_workflow(workflow_object(phase=None), [], NOW)
+    text = inspect.describe_workflow(workflow_object(phase=None), [], NOW)
     assert "Phase:           <not started>" in text
     assert "Definition:      image_convert_resize v1" in text  # from spec.workflowDefRef
     assert "Tasks:\n  <none>\nConditions:\n  <none>\nEvents:\n  <none>\n" in text
 
 
 def test_describe_still_works_when_events_cannot_be_listed() -> None:
-    text = cli.describe_workflow(workflow_object(), None, NOW, events_error="forbidden: cannot list events")
+    text = inspect.describe_workflow(workflow_object(), None, NOW, events_error="forbidden: cannot list events")
     assert text.endswith("Events:\n  <cannot list events: forbidden: cannot list events>\n")
 
 
@@ -239,15 +239,15 @@ def test_describe_shows_a_pending_terminate_request() -> None:
     obj = workflow_object()
     obj["spec"]["terminate"] = {"reason": "wrong input"}
     obj["spec"]["suspend"] = True
-    text = cli.describe_workflow(obj, [], NOW)
+    text = inspect.describe_workflow(obj, [], NOW)
     assert "Suspend:         true" in text and "Terminate:       requested: wrong input" in text
 
 
 def test_a_malformed_attempt_is_named_by_its_place() -> None:
     obj = workflow_object(tasks=two_attempt_run())
     obj["status"]["tasks"][1]["status"] = "EXPLODED"
-    with pytest.raises(cli.ClusterError, match=r"media/resize-1: status\.tasks\[1\]\.status: Input should be"):
-        cli.parse_tasks(obj)
+    with pytest.raises(cluster.ClusterError, match=r"media/resize-1: status\.tasks\[1\]\.status: Input should be"):
+        workflows.parse_tasks(obj)
 
 
 def test_compressed_task_lists_are_decoded() -> None:
@@ -256,15 +256,15 @@ def test_compressed_task_lists_are_decoded() -> None:
     packed = gzip.compress(json.dumps([t.model_dump(mode="json") for t in tasks]).encode())
     obj["status"].pop("tasks")
     obj["status"]["tasksCompressed"] = base64.b64encode(packed).decode()
-    assert [t.taskId for t in cli.parse_tasks(obj)] == [t.taskId for t in tasks]
+    assert [t.taskId for t in workflows.parse_tasks(obj)] == [t.taskId for t in tasks]
     obj["status"]["tasksCompressed"] = "not base64 gzip"
-    with pytest.raises(cli.ClusterError, match=r"media/resize-1: status\.tasksCompressed is not base64 of gzip of JSON"):
-        cli.parse_tasks(obj)
+    with pytest.raises(cluster.ClusterError, match=r"media/resize-1: status\.tasksCompressed is not base64 of gzip of JSON"):
+        workflows.parse_tasks(obj)
 
 
 # ============================================================================================ watch
 def test_the_watch_frame_shows_the_latest_attempt_of_each_task() -> None:
-    frame = cli.watch_frame(workflow_object(tasks=two_attempt_run(), progress="1/2"), NOW, max_rows=10)
+    frame = inspect.watch_frame(workflow_object(tasks=two_attempt_run(), progress="1/2"), NOW, max_rows=10)
     assert frame[0] == "Workflow media/resize-1  image_convert_resize v1"
     assert frame[1] == "Phase: RUNNING   Progress: 1/2   Duration: 90s"
     assert [line.split()[:4] for line in frame[3:]] == [
@@ -277,7 +277,7 @@ def test_the_watch_frame_shows_the_latest_attempt_of_each_task() -> None:
 def test_the_watch_frame_summarises_what_does_not_fit() -> None:
     tasks = [attempt(f"b{i}_ref", TaskStatus.COMPLETED, i) for i in range(50)]
     tasks.append(attempt("last_ref", TaskStatus.IN_PROGRESS, 51))
-    frame = cli.watch_frame(workflow_object(tasks=tasks), NOW, max_rows=5)
+    frame = inspect.watch_frame(workflow_object(tasks=tasks), NOW, max_rows=5)
     table = frame[frame.index("") + 1 :]
     assert table[1] == "… 47 earlier tasks (47 COMPLETED)"
     assert [line.split()[0] for line in table[2:]] == ["b47_ref", "b48_ref", "b49_ref", "last_ref"]
@@ -285,7 +285,7 @@ def test_the_watch_frame_summarises_what_does_not_fit() -> None:
 
 def test_plain_progress_prints_each_transition_once() -> None:
     out = io.StringIO()
-    progress = cli.LineProgress(out, clock=lambda: "12:00:00")
+    progress = inspect.LineProgress(out, clock=lambda: "12:00:00")
     first = two_attempt_run()[:1]
     progress.show(workflow_object(tasks=first, progress="0/2"), NOW)
     progress.show(workflow_object(tasks=first, progress="0/2"), NOW)  # nothing new: nothing printed
@@ -301,7 +301,7 @@ def test_plain_progress_prints_each_transition_once() -> None:
 
 def test_screen_progress_redraws_in_place() -> None:
     out = io.StringIO()
-    screen = cli.ScreenProgress(out)
+    screen = inspect.ScreenProgress(out)
     screen.show(workflow_object(tasks=two_attempt_run()[:1]), NOW)
     first_height = screen.drawn_lines
     screen.show(workflow_object(tasks=two_attempt_run()), NOW)
@@ -330,8 +330,8 @@ class FakeApi:
 def run_watch(api: FakeApi, timeout: float = 0, clock: list[float] | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     ticks = iter(clock or [])
-    code = cli.watch_until_done(
-        api, "resize-1", None, timeout, cli.LineProgress(out, clock=lambda: "t"), err,  # type: ignore[arg-type]
+    code = inspect.watch_until_done(
+        api, "resize-1", None, timeout, inspect.LineProgress(out, clock=lambda: "t"), err,
         monotonic=(lambda: next(ticks)) if clock else __import__("time").monotonic,
     )
     return code, out.getvalue(), err.getvalue()
@@ -370,39 +370,39 @@ def test_watch_rereads_when_the_server_ends_a_quiet_watch() -> None:
 def test_watch_gives_up_after_its_timeout_with_124() -> None:
     api = FakeApi([workflow_object(), workflow_object()], [[("MODIFIED", workflow_object())]])
     code, _, err = run_watch(api, timeout=5, clock=[0.0, 1.0, 6.0, 6.0])
-    assert code == cli.WATCH_TIMEOUT_EXIT_CODE
+    assert code == inspect.WATCH_TIMEOUT_EXIT_CODE
     assert err == "timed out after 5s: workflow media/resize-1 is still RUNNING\n"
     assert api.watch_calls == [("100", 4)]
 
 
 def test_watch_reports_a_deleted_workflow() -> None:
     api = FakeApi([workflow_object()], [[("DELETED", workflow_object())]])
-    with pytest.raises(cli.ClusterError, match="was deleted while being watched"):
+    with pytest.raises(cluster.ClusterError, match="was deleted while being watched"):
         run_watch(api)
 
 
 # ============================================================================================ parsing
 def parse(*argv: str) -> argparse.Namespace:
-    return kondukt_cli.build_parser().parse_args(list(argv))
+    return app.build_parser().parse_args(list(argv))
 
 
 def test_get_arguments() -> None:
     args = parse("get", "-A", "-o", "wide", "--kubeconfig", "/k", "--context", "c")
     assert (args.name, args.all_namespaces, args.output, args.kubeconfig, args.context) == (None, True, "wide", "/k", "c")
-    assert args.func is cli.cmd_get
+    assert args.func is inspect.cmd_get
     assert parse("get", "wf", "-n", "ns").namespace == "ns"
 
 
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["describe", "wf"], {"name": "wf", "func": cli.cmd_describe}),
-        (["watch", "wf", "--timeout", "30", "--plain"], {"timeout": 30.0, "tty": False, "func": cli.cmd_watch}),
+        (["describe", "wf"], {"name": "wf", "func": inspect.cmd_describe}),
+        (["watch", "wf", "--timeout", "30", "--plain"], {"timeout": 30.0, "tty": False, "func": inspect.cmd_watch}),
         (["watch", "wf"], {"timeout": 0, "tty": None}),
         (["graph", "wf", "--format", "dot", "-o", "g.dot", "--max-branches", "5"],
-         {"source": "wf", "format": "dot", "output": "g.dot", "max_branches": 5, "func": cli.cmd_graph}),
+         {"source": "wf", "format": "dot", "output": "g.dot", "max_branches": 5, "func": graph.cmd_graph}),
         (["complete", "wf", "--task", "approve_ref", "--output", "{}"],
-         {"operation": "complete", "task": "approve_ref", "status": "COMPLETED", "func": cli.cmd_operation}),
+         {"operation": "complete", "task": "approve_ref", "status": "COMPLETED", "func": operations.cmd_operation}),
         (["terminate", "wf", "--reason", "stop"], {"operation": "terminate", "reason": "stop"}),
     ],
 )
@@ -424,7 +424,7 @@ def test_command_arguments(argv: list[str], expected: dict[str, Any]) -> None:
     ],
 )
 def test_bad_arguments_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert kondukt_cli.main(argv) == 2
+    assert app.main(argv) == 2
     assert "usage: kondukt" in capsys.readouterr().err
 
 
@@ -432,8 +432,8 @@ def test_bad_arguments_are_usage_errors(argv: list[str], capsys: pytest.CaptureF
 NONCE = "5b0c3f9e-5f4a-4b8e-9a59-3a0f7f1e2d11"
 
 
-def request_for(*argv: str) -> cli.OperationRequest:
-    return cli.operation_from_args(parse(*argv), new_nonce=lambda: NONCE)
+def request_for(*argv: str) -> operations.OperationRequest:
+    return operations.operation_from_args(parse(*argv), new_nonce=lambda: NONCE)
 
 
 @pytest.mark.parametrize(
@@ -461,8 +461,8 @@ def test_annotation_operations_patch_one_annotation_with_a_nonce(argv: list[str]
 
 
 def test_every_request_gets_a_fresh_uuid_nonce() -> None:
-    first = cli.operation_from_args(parse("retry", "wf")).nonce
-    second = cli.operation_from_args(parse("retry", "wf")).nonce
+    first = operations.operation_from_args(parse("retry", "wf")).nonce
+    second = operations.operation_from_args(parse("retry", "wf")).nonce
     assert first != second and len(str(first)) == 36
 
 
@@ -496,14 +496,14 @@ def test_task_operations_need_a_task(op: str) -> None:
 
 def test_json_options_name_the_option_and_the_problem(tmp_path: Path) -> None:
     with pytest.raises(KonduktUserError, match=r"--output \{oops: not valid JSON: .* at line 1 column 2"):
-        cli.parse_json_object("{oops", "--output")
+        operations.parse_json_object("{oops", "--output")
     with pytest.raises(KonduktUserError, match=r"--input \[1\]: expected a JSON object, got list"):
-        cli.parse_json_object("[1]", "--input")
+        operations.parse_json_object("[1]", "--input")
     payload = tmp_path / "out.json"
     payload.write_text('{"from": "file"}')
-    assert cli.parse_json_object(f"@{payload}", "--output") == {"from": "file"}
+    assert operations.parse_json_object(f"@{payload}", "--output") == {"from": "file"}
     with pytest.raises(KonduktUserError, match=r"--output: cannot read .*missing.json"):
-        cli.parse_json_object(f"@{tmp_path / 'missing.json'}", "--output")
+        operations.parse_json_object(f"@{tmp_path / 'missing.json'}", "--output")
 
 
 def test_known_task_refs_cover_nested_dynamic_and_loop_tasks() -> None:
@@ -519,25 +519,25 @@ def test_known_task_refs_cover_nested_dynamic_and_loop_tasks() -> None:
                          loopOver=[WorkflowTask(name="s", taskReferenceName="step_ref")]),
         ],
     ).model_dump(mode="json")
-    assert cli.known_task_refs(obj) == {"fork_ref", "a_ref", "loop_ref", "step_ref", "step_ref__2", "branch_7"}
+    assert operations.known_task_refs(obj) == {"fork_ref", "a_ref", "loop_ref", "step_ref", "step_ref__2", "branch_7"}
 
 
 def test_warnings_for_requests_the_operator_will_ignore() -> None:
     running = workflow_object()
-    assert cli.operation_warnings(running, request_for("retry", "wf")) == [
+    assert operations.operation_warnings(running, request_for("retry", "wf")) == [
         "workflow is RUNNING: retry applies to a workflow that has ended"
     ]
     done = workflow_object(phase="COMPLETED")
-    assert cli.operation_warnings(done, request_for("skip", "wf", "--task", "t")) == [
+    assert operations.operation_warnings(done, request_for("skip", "wf", "--task", "t")) == [
         "workflow is COMPLETED: skip applies to a running workflow"
     ]
     failed = workflow_object(phase="FAILED", appliedOperations=["old-applied"])
     failed["metadata"]["annotations"] = {"ops.kondukt.io/retry": json.dumps({"nonce": "still-pending"})}
-    assert cli.operation_warnings(failed, request_for("retry", "wf")) == [
+    assert operations.operation_warnings(failed, request_for("retry", "wf")) == [
         "replacing an earlier retry request (nonce still-pending) not applied yet"
     ]
     failed["status"]["appliedOperations"] = ["still-pending"]
-    assert cli.operation_warnings(failed, request_for("retry", "wf")) == []
+    assert operations.operation_warnings(failed, request_for("retry", "wf")) == []
 
 
 # ============================================================================================ API errors
@@ -562,7 +562,7 @@ class FakeApiException(Exception):
     ],
 )
 def test_api_errors_become_clear_messages(status: int, body: dict[str, Any], message: str) -> None:
-    error = cli._api_error(FakeApiException(status, body), 'workflow "wf"', "media")
+    error = cluster._api_error(FakeApiException(status, body), 'workflow "wf"', "media")
     assert str(error) == message and error.exit_code == 2
 
 
@@ -583,15 +583,15 @@ def write_kubeconfig(path: Path, server: str, contexts: dict[str, str | None], c
 
 def test_the_namespace_comes_from_the_flag_then_the_context(tmp_path: Path) -> None:
     config = write_kubeconfig(tmp_path / "kc", "https://127.0.0.1:6443", {"dev": "team-a", "bare": None}, "dev")
-    assert cli.WorkflowApi.connect(cli.Connection(kubeconfig=str(config))).namespace == "team-a"
-    assert cli.WorkflowApi.connect(cli.Connection(kubeconfig=str(config), namespace="x")).namespace == "x"
-    assert cli.WorkflowApi.connect(cli.Connection(kubeconfig=str(config), context="bare")).namespace == "default"
+    assert cluster.WorkflowApi.connect(cluster.Connection(kubeconfig=str(config))).namespace == "team-a"
+    assert cluster.WorkflowApi.connect(cluster.Connection(kubeconfig=str(config), namespace="x")).namespace == "x"
+    assert cluster.WorkflowApi.connect(cluster.Connection(kubeconfig=str(config), context="bare")).namespace == "default"
 
 
 def test_kubeconfig_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = write_kubeconfig(tmp_path / "kc", "https://127.0.0.1:7443", {"dev": "from-env"}, "dev")
     monkeypatch.setenv("KUBECONFIG", str(config))
-    api = cli.WorkflowApi.connect(cli.Connection())
+    api = cluster.WorkflowApi.connect(cluster.Connection())
     assert (api.namespace, api.host) == ("from-env", "https://127.0.0.1:7443")
 
 
@@ -607,19 +607,19 @@ def test_inside_a_pod_the_service_account_is_used(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(config, "load_incluster_config", fake_incluster)
     namespace_file = tmp_path / "namespace"
     namespace_file.write_text("workloads\n")
-    monkeypatch.setattr(cli, "IN_CLUSTER_NAMESPACE_FILE", namespace_file)
-    api = cli.WorkflowApi.connect(cli.Connection())
+    monkeypatch.setattr(cluster, "IN_CLUSTER_NAMESPACE_FILE", namespace_file)
+    api = cluster.WorkflowApi.connect(cluster.Connection())
     assert (api.host, api.namespace) == ("https://10.96.0.1:443", "workloads")
-    assert cli.WorkflowApi.connect(cli.Connection(namespace="other")).namespace == "other"
+    assert cluster.WorkflowApi.connect(cluster.Connection(namespace="other")).namespace == "other"
 
 
 def test_missing_kubeconfig_and_unknown_context_are_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(cli.ClusterError, match=r"no kubeconfig found at .*nope: pass --kubeconfig FILE, set KUBECONFIG"):
-        cli.WorkflowApi.connect(cli.Connection(kubeconfig=str(tmp_path / "nope")))
+    with pytest.raises(cluster.ClusterError, match=r"no kubeconfig found at .*nope: pass --kubeconfig FILE, set KUBECONFIG"):
+        cluster.WorkflowApi.connect(cluster.Connection(kubeconfig=str(tmp_path / "nope")))
     config = write_kubeconfig(tmp_path / "kc", "https://127.0.0.1:6443", {"dev": None, "prod": None}, "dev")
-    with pytest.raises(cli.ClusterError, match=r"context 'staging' not found in .*kc \(contexts: dev, prod\)"):
-        cli.WorkflowApi.connect(cli.Connection(kubeconfig=str(config), context="staging"))
+    with pytest.raises(cluster.ClusterError, match=r"context 'staging' not found in .*kc \(contexts: dev, prod\)"):
+        cluster.WorkflowApi.connect(cluster.Connection(kubeconfig=str(config), context="staging"))
 
 
 def test_an_unreachable_cluster_is_said_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -627,7 +627,7 @@ def test_an_unreachable_cluster_is_said_so(tmp_path: Path, capsys: pytest.Captur
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = write_kubeconfig(tmp_path / "kc", f"https://127.0.0.1:{port}", {"dev": None}, "dev")
-    assert kondukt_cli.main(["get", "--kubeconfig", str(config)]) == 2
+    assert app.main(["get", "--kubeconfig", str(config)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"cannot reach the Kubernetes API server at https://127.0.0.1:{port}:")
     assert "Traceback" not in err
@@ -635,7 +635,7 @@ def test_an_unreachable_cluster_is_said_so(tmp_path: Path, capsys: pytest.Captur
 
 # ============================================================================================ graph
 def test_graph_from_a_cluster_workflow_uses_its_snapshot_and_attempts() -> None:
-    g = cli.graph_from_workflow(workflow_object(tasks=two_attempt_run()), None, max_branches=20)
+    g = graph.graph_from_workflow(workflow_object(tasks=two_attempt_run()), None, max_branches=20)
     assert g.node("t_image_convert_resize_ref").label == (
         "image_convert_resize_ref", "image_convert_resize", "COMPLETED · retry 1",
     )
@@ -646,10 +646,10 @@ def test_graph_from_a_cluster_workflow_uses_its_snapshot_and_attempts() -> None:
 def test_graph_falls_back_to_the_inline_definition_and_explains_when_there_is_none() -> None:
     obj = workflow_object(phase=None)
     obj["spec"] = {"definition": PIPELINE.model_dump(mode="json")}
-    assert [n.id for n in cli.graph_from_workflow(obj, None, 20).nodes][1] == "t_image_convert_resize_ref"
+    assert [n.id for n in graph.graph_from_workflow(obj, None, 20).nodes][1] == "t_image_convert_resize_ref"
     obj["spec"] = {"workflowDefRef": {"name": "image_convert_resize"}}
-    with pytest.raises(cli.ClusterError, match="media/resize-1 has no definition to draw yet"):
-        cli.graph_from_workflow(obj, None, 20)
+    with pytest.raises(cluster.ClusterError, match="media/resize-1 has no definition to draw yet"):
+        graph.graph_from_workflow(obj, None, 20)
 
 
 @pytest.mark.parametrize(
@@ -658,12 +658,12 @@ def test_graph_falls_back_to_the_inline_definition_and_explains_when_there_is_no
      (None, "g.txt", "mermaid"), ("dot", "g.svg", "dot")],
 )
 def test_the_graph_format_follows_the_flag_then_the_file_suffix(explicit: str | None, output: str | None, chosen: str) -> None:
-    assert cli.choose_graph_format(explicit, output) == chosen
+    assert graph.choose_graph_format(explicit, output) == chosen
 
 
 def test_graph_of_a_conductor_file(capsys: pytest.CaptureFixture[str]) -> None:
     source = EXAMPLES / "workflow__image_convert_resize_multipleformat_subworkflow.json"
-    assert kondukt_cli.main(["graph", str(source), "--format", "dot"]) == 0
+    assert app.main(["graph", str(source), "--format", "dot"]) == 0
     out = capsys.readouterr().out
     assert out.startswith('digraph "image_convert_resize_multipleformat_subworkflow v1" {')
     assert "t_subworkflow_jpg_ref [" in out and "peripheries=2" in out
@@ -677,16 +677,16 @@ def test_graph_of_a_file_with_several_definitions_needs_a_choice(tmp_path: Path,
         for n in ("alpha", "beta")
     ]
     manifests.write_text(yaml.safe_dump_all(docs))
-    assert kondukt_cli.main(["graph", str(manifests)]) == 2
+    assert app.main(["graph", str(manifests)]) == 2
     assert "several WorkflowDefs (alpha:1, beta:1): choose one with --definition NAME[:VERSION]" in capsys.readouterr().err
-    assert kondukt_cli.main(["graph", str(manifests), "--definition", "beta:1"]) == 0
+    assert app.main(["graph", str(manifests), "--definition", "beta:1"]) == 0
     assert "t_beta_ref(" in capsys.readouterr().out
 
 
 def test_png_needs_graphviz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` anywhere
     source = EXAMPLES / "workflow__image_convert_resize.json"
-    assert kondukt_cli.main(["graph", str(source), "-o", str(tmp_path / "g.png")]) == 2
+    assert app.main(["graph", str(source), "-o", str(tmp_path / "g.png")]) == 2
     assert "rendering PNG needs Graphviz's `dot` command, which is not on PATH" in capsys.readouterr().err
     assert not (tmp_path / "g.png").exists()
 
@@ -698,5 +698,5 @@ def test_svg_is_written_to_the_output_file(tmp_path: Path, monkeypatch: pytest.M
     fake_dot.chmod(fake_dot.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", str(fake_dot.parent))
     target = tmp_path / "pipeline.svg"
-    assert kondukt_cli.main(["graph", str(EXAMPLES / "workflow__image_convert_resize.json"), "-o", str(target)]) == 0
+    assert app.main(["graph", str(EXAMPLES / "workflow__image_convert_resize.json"), "-o", str(target)]) == 0
     assert target.read_text() == "<svg>-Tsvg</svg>"

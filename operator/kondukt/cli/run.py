@@ -1,4 +1,4 @@
-"""``kondukt run FILE...``: run one workflow on this machine, without a cluster (DESIGN §7).
+"""``kondukt run FILE...``: run one workflow on this machine, without a cluster.
 
 The files are manifests (multi-document YAML with TaskDef, WorkflowDef and Workflow) or Conductor JSON.
 The workflow to run is the single Workflow manifest, else the single WorkflowDef that no other one
@@ -37,12 +37,12 @@ from typing import Any, TextIO
 
 import yaml
 
+from kondukt.cli.progress import ProgressView, result_locations
 from kondukt.engine import Blueprint, TaskType, Workflow, WorkflowDef, WorkflowStatus
 from kondukt.engine.models import WorkflowSpec
 from kondukt.errors import KonduktError, KonduktUserError, ManifestError
 from kondukt.local.objectstore import ObjectStoreError, TaskStorage, open_task_storage
 from kondukt.local.process import TemplateError, attempt_argv, template_environment
-from kondukt.local.progress import ProgressView, result_locations
 from kondukt.local.runner import LocalRunner, RunEvent, RunResult
 from kondukt.manifests import Bundle, load_files, read_documents
 
@@ -510,21 +510,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def register(subparsers: Any) -> None:
-    """Add ``kondukt run`` to the ``kondukt`` command."""
-    parser = subparsers.add_parser(
-        "run",
-        help="run a workflow on this machine, without a cluster",
-        description=(
-            "Run one workflow locally: SIMPLE tasks as processes (TaskDef template.command + args) under the "
-            "worker protocol, with the same engine as the operator. FILE: manifests (YAML: TaskDef, WorkflowDef, "
-            "Workflow) or Conductor JSON. Exit code 0 = COMPLETED, 1 = FAILED/TIMED_OUT/TERMINATED, 2 = invalid input."
-        ),
-        epilog=(
-            "Input strings 'file:<relative path>' are resolved against the manifest's directory (or the current "
-            "directory for --input). With no S3 endpoint configured (KONDUKT_S3_ENDPOINT / AWS_ENDPOINT_URL) and "
-            "built-in workers in use, an embedded S3 endpoint serves <data-dir>/s3 on 127.0.0.1."
-        ),
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """Configure ``kondukt run``."""
+    parser.description = (
+        "Run one workflow locally: SIMPLE tasks as processes (TaskDef template.command + args) under the "
+        "worker protocol, with the same engine as the operator. FILE: manifests (YAML: TaskDef, WorkflowDef, "
+        "Workflow) or Conductor JSON. Exit code 0 = COMPLETED, 1 = FAILED/TIMED_OUT/TERMINATED, 2 = invalid input."
+    )
+    parser.epilog = (
+        "Input strings 'file:<relative path>' are resolved against the manifest's directory (or the current "
+        "directory for --input). With no S3 endpoint configured (KONDUKT_S3_ENDPOINT / AWS_ENDPOINT_URL) and "
+        "built-in workers in use, an embedded S3 endpoint serves <data-dir>/s3 on 127.0.0.1."
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="manifests or Conductor JSON files")
     parser.add_argument(
@@ -559,12 +555,12 @@ __all__ = [
     "RunPlan",
     "RunUsageError",
     "choose_workflow",
+    "configure",
     "definition_problems",
     "execute",
     "execution_json",
     "parse_input_argument",
     "plan_run",
-    "register",
     "resolve_relative_file_uris",
     "run_command",
 ]
