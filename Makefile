@@ -9,10 +9,17 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# Two distributions, both editable: kondukt-workers (workers/, the worker SDK) and kondukt (the operator and
+# `kondukt run`, which depends on kondukt-workers[builtin]). One pip command, so pip takes kondukt-workers
+# from ./workers instead of looking for it on an index.
+$(VENV)/.installed: pyproject.toml workers/pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
+	@rm -rf kondukt.egg-info  # stale metadata of the one-distribution layout (before workers/pyproject.toml)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@# An older kondukt install owned bin/kondukt-worker: remove it first, or replacing it would delete the
+	@# script kondukt-workers just installed.
+	$(BIN)/pip uninstall -q -y kondukt
+	$(BIN)/pip install -q -c constraints.txt -e './workers[builtin]' -e '.[dev]'
 	@touch $@
 
 demo: setup

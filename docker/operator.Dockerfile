@@ -17,7 +17,9 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY operator ./operator
 COPY workers ./workers
-RUN pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels . \
+# kondukt depends on kondukt-workers, a distribution of its own in ./workers: both are built in one pip
+# command, so the dependency is taken from there.
+RUN pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels ./workers . \
  && python -m venv --without-pip /opt/kondukt \
  && pip --python /opt/kondukt/bin/python install --no-cache-dir --no-index --find-links /wheels \
         -c constraints.txt kondukt

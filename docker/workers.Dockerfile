@@ -7,27 +7,23 @@
 # resolve it once and append it to both FROM lines, e.g.
 #   docker buildx imagetools inspect python:3.11.13-slim-bookworm --format '{{json .Manifest.Digest}}'
 #   FROM python:3.11.13-slim-bookworm@sha256:<digest> AS builder
-# Multi-stage: the builder turns the project and its pinned dependencies (constraints.txt) into wheels and
-# installs them into a virtual environment; the runtime stage copies only that environment: no compiler,
-# no pip cache, no wheels, no sources, and none of the operator's dependencies.
+# Multi-stage: the builder turns the kondukt-workers distribution (workers/pyproject.toml) with its `builtin`
+# extra (boto3, Pillow) and their pinned versions (constraints.txt) into wheels and installs them into a
+# virtual environment; the runtime stage copies only that environment: no compiler, no pip cache, no wheels,
+# no sources, and none of the operator's dependencies (kondukt-workers does not depend on kondukt;
+# tests/unit/test_chart.py checks the extra against the workers' imports).
 # Runs as the non-root user 65532 (the chart's restricted profile).
 
 FROM python:3.11.13-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
-COPY operator ./operator
+COPY constraints.txt ./
 COPY workers ./workers
-# The workers import only Pillow and boto3 besides the standard library (import-linter keeps the operator,
-# kopf and kubernetes out of kondukt_workers; tests/unit/test_chart.py checks this list against their
-# imports): just these two are installed with their dependencies, then the project without its own.
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
- && pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels pillow boto3 \
+RUN pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels './workers[builtin]' \
  && python -m venv --without-pip /opt/kondukt \
  && pip --python /opt/kondukt/bin/python install --no-cache-dir --no-index --find-links /wheels \
-        -c constraints.txt pillow boto3 \
- && pip --python /opt/kondukt/bin/python install --no-cache-dir --no-index --find-links /wheels --no-deps kondukt
+        -c constraints.txt 'kondukt-workers[builtin]'
 # (pip compiles the .pyc files here: the runtime's root filesystem is read-only, so they are kept.)
 
 FROM python:3.11.13-slim-bookworm

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from importlib import metadata
@@ -537,23 +538,39 @@ def requirement_closure(names: set[str]) -> set[str]:
     return seen
 
 
+def workers_distribution_requirements(extras: set[str]) -> set[str]:
+    """The names kondukt-workers (workers/pyproject.toml) requires with ``extras``."""
+    project = tomllib.loads((REPO / "workers" / "pyproject.toml").read_text())["project"]
+    requirements = list(project.get("dependencies", []))
+    for extra in extras:
+        requirements += project["optional-dependencies"][extra]
+    return {re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0] for requirement in requirements}
+
+
 def test_the_workers_image_installs_every_distribution_the_workers_import() -> None:
-    runs = [args for i, args in dockerfile_instructions(REPO / "docker" / "workers.Dockerfile") if i == "RUN"]
-    match = re.search(r"pip wheel --no-cache-dir -c constraints\.txt --wheel-dir /wheels ([\w\- ]+?) &&", " ".join(runs))
-    assert match, "workers.Dockerfile: no `pip wheel ... -c constraints.txt --wheel-dir /wheels <packages>` step"
-    installed = requirement_closure(set(match.group(1).split()))
+    runs = " ".join(" ".join(args.split()) for i, args in dockerfile_instructions(REPO / "docker" / "workers.Dockerfile")
+                    if i == "RUN")
+    match = re.search(r"pip wheel --no-cache-dir -c constraints\.txt --wheel-dir /wheels '\./workers\[([\w,]+)\]' &&", runs)
+    assert match, "workers.Dockerfile: no `pip wheel ... -c constraints.txt --wheel-dir /wheels './workers[EXTRA]'` step"
+    extras = set(match.group(1).split(","))
+    assert f"-c constraints.txt 'kondukt-workers[{match.group(1)}]'" in runs, "the image installs what it built"
+    installed = requirement_closure(workers_distribution_requirements(extras))
     by_module = metadata.packages_distributions()
     third_party = runtime_imports(REPO / "workers" / "kondukt_workers") - set(sys.stdlib_module_names) - {
         "kondukt_workers", "__future__"}
     missing = {module: by_module.get(module) for module in third_party
                if not {re.sub(r"[-_.]+", "-", d).lower() for d in by_module.get(module, [])} & installed}
     assert not missing, f"the workers import {missing} but workers.Dockerfile does not install them"
+    operator_only = {"kondukt", "kopf", "kubernetes", "kubernetes-asyncio", "aiohttp", "moto"} & installed
+    assert not operator_only, f"the workers image would carry the operator's dependencies {operator_only}"
 
 
 def test_the_entrypoints_named_by_the_images_exist() -> None:
-    scripts = {line.split("=")[0].strip() for line in (REPO / "pyproject.toml").read_text().splitlines()
-               if line.strip().startswith(("kondukt =", "kondukt-worker ="))}
-    assert scripts == {"kondukt", "kondukt-worker"}
+    def scripts(pyproject: Path) -> set[str]:
+        return set(tomllib.loads(pyproject.read_text())["project"]["scripts"])
+
+    assert "kondukt" in scripts(REPO / "pyproject.toml")
+    assert "kondukt-worker" in scripts(REPO / "workers" / "pyproject.toml")
 
 
 def test_the_kind_config_is_a_kind_cluster() -> None:

@@ -39,6 +39,16 @@ class UnknownWorker(LookupError):
     terminal = True
 
 
+#: Top-level modules the built-in workers import from the ``builtin`` extra → the distribution to install.
+_BUILTIN_DEPENDENCIES: Mapping[str, str] = {"PIL": "Pillow", "boto3": "boto3", "botocore": "boto3"}
+
+
+class MissingDependency(LookupError):
+    """A built-in worker's third-party dependency (the ``kondukt-workers[builtin]`` extra) is missing."""
+
+    terminal = True
+
+
 def worker_task(task_definition_name: str) -> Callable[[_F], _F]:
     """Register the decorated function as the worker for tasks named ``task_definition_name``."""
     if not isinstance(task_definition_name, str) or not task_definition_name.strip():
@@ -64,7 +74,15 @@ def _qualified_name(function: Callable[..., Any]) -> str:
 def get_worker(name: str) -> Callable[..., Any]:
     """The worker registered under ``name`` (importing a built-in's module on first use)."""
     if name not in _registry and name in BUILTIN_WORKERS:
-        importlib.import_module(BUILTIN_WORKERS[name])
+        try:
+            importlib.import_module(BUILTIN_WORKERS[name])
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.split(".")[0] not in _BUILTIN_DEPENDENCIES:
+                raise
+            raise MissingDependency(
+                f"the built-in worker {name!r} needs {_BUILTIN_DEPENDENCIES[exc.name.split('.')[0]]}, "
+                "which is not installed: pip install 'kondukt-workers[builtin]'"
+            ) from None
     try:
         return _registry[name]
     except KeyError:

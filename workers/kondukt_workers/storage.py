@@ -15,7 +15,8 @@ Reads are size-limited (``KONDUKT_MAX_READ_BYTES``, default 100 MiB): a worker m
 fill its memory by a large or endless input. Every failure is a :class:`StorageError` whose ``terminal``
 flag says whether a retry could help (a missing object: no; a refused connection: yes) and whose
 message names the URI. boto3 and urllib.request are imported only when used (``kondukt-worker`` starts
-once per task attempt, and those imports cost more than the rest of the SDK).
+once per task attempt, and those imports cost more than the rest of the SDK). boto3 is an optional
+dependency (``kondukt-workers[s3]``): without it, an ``s3://`` URI is a terminal error saying what to install.
 """
 
 from __future__ import annotations
@@ -139,6 +140,14 @@ def s3_client(
 
     Clients are cached per endpoint, region and access key id (creating one costs tens of ms).
     """
+    try:
+        import boto3  # noqa: F401  (the optional dependency: kondukt-workers[s3])
+    except ImportError:
+        raise StorageError(
+            "s3:// URIs need boto3, which is not installed: pip install 'kondukt-workers[s3]'",
+            terminal=True,
+            code="MissingDependency",
+        ) from None
     configured = settings or Settings.from_environ()
     return _cached_s3_client(
         endpoint or configured.s3_endpoint,
@@ -181,7 +190,11 @@ def s3_error(exc: Exception, what: str) -> StorageError:
 
 
 def boto_errors() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError
+    """botocore's exceptions, for ``except`` clauses; none when boto3 is not installed."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return ()
 
     return (BotoCoreError, ClientError)
 
