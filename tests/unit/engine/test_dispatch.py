@@ -1,4 +1,5 @@
-"""Concurrency and rate gates: ``concurrentExecLimit`` and ``rateLimitPerFrequency`` per window.
+"""Handing attempts out (engine/dispatch.py): start delays, and the concurrency and rate gates
+(``concurrentExecLimit`` and ``rateLimitPerFrequency`` per window).
 
 The limits hold across a namespace, so the driver feeds the engine a ``Load`` (running attempts and recent
 dispatch times per TaskDef, every workflow counted). Without one, the engine counts its own workflow's
@@ -10,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from kondukt.engine import Load, StartTask, TaskLoad, TaskStatus, TaskUpdate, WorkflowStatus, new_workflow
-from tests.unit.engine_harness import (
+from tests.unit.engine.flows import WORK
+from tests.unit.engine.harness import (
     T0,
     Sim,
     blueprint,
@@ -165,3 +167,15 @@ def test_a_state_read_back_from_storage_without_load_still_respects_the_rate_lim
     # The re-read state knows t0 only by its start (2 s): the window reopens at 12 s, not earlier.
     assert step(bp, reread, now=T0 + 11_999).actions == ()
     assert [a.referenceTaskName for a in only(step(bp, roundtrip(reread), now=T0 + 12_000).actions, StartTask)] == ["t1"]
+
+
+def test_start_delay_holds_the_first_attempt_back_and_wakes_exactly() -> None:
+    bp = blueprint(workflow_def([simple("a", startDelay=30)]), [WORK])
+    first = start(bp)
+    assert only(first.actions, StartTask) == []
+    assert first.wakeAt == T0 + 30_000
+    assert first.workflow.tasks[0].startDelayInSeconds == 30
+    too_early = step(bp, first.workflow, now=T0 + 29_999)
+    assert only(too_early.actions, StartTask) == []
+    due = step(bp, too_early.workflow, now=T0 + 30_000)
+    assert [a.referenceTaskName for a in only(due.actions, StartTask)] == ["a"]

@@ -36,7 +36,7 @@ from kondukt.engine import (
 )
 from kondukt.engine.models import RetryLogic
 from kondukt.engine.policies import retry_delay_seconds
-from tests.unit.engine_harness import (
+from tests.unit.engine.harness import (
     T0,
     Attempt,
     Result,

@@ -1,4 +1,4 @@
-"""User operations through the decider: pause, resume, terminate, retry, restart, rerun, skip, complete.
+"""User operations (engine/operations.py): pause, resume, terminate, retry, restart, rerun, skip, complete.
 
 Each operation carries a nonce and applies exactly once: a driver may observe the same request (an
 annotation, a spec field) many times.
@@ -20,7 +20,7 @@ from kondukt.engine import (
     WorkflowStatus,
     new_workflow,
 )
-from tests.unit.engine_harness import (
+from tests.unit.engine.harness import (
     T0,
     Sim,
     blueprint,

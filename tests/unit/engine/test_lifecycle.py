@@ -1,4 +1,6 @@
-"""Task and workflow timeouts: when they fire, what each policy does, and that the engine wakes exactly then.
+"""The workflow's life (engine/lifecycle.py): timeouts, completion, its output, the end and the failureWorkflow.
+
+Timeouts: when they fire, what each policy does, and that the engine wakes exactly then.
 
 Kubernetes mapping (DESIGN §4): ``timeoutSeconds`` counts from the attempt's start (its pod running),
 ``pollTimeoutSeconds`` from the hand-out to the driver (a pod that never starts), ``responseTimeoutSeconds``
@@ -12,7 +14,8 @@ from typing import Any
 import pytest
 
 from kondukt.engine import CancelTask, Operation, OperationKind, TaskStatus, TaskUpdate, WorkflowStatus
-from tests.unit.engine_harness import (
+from tests.unit.engine.flows import WORK, run
+from tests.unit.engine.harness import (
     T0,
     Sim,
     blueprint,
@@ -25,6 +28,7 @@ from tests.unit.engine_harness import (
     step,
     system,
     task_def,
+    terminal_error,
     workflow_def,
 )
 
@@ -243,3 +247,93 @@ def test_workflow_timeout_fires_while_paused() -> None:
     workflow = sim.run()
     assert workflow.status is WorkflowStatus.TIMED_OUT
     assert workflow.endTime == T0 + 10_000
+
+
+def test_failure_workflow_gets_the_input_and_the_failure() -> None:
+    sim = run([simple("a"), simple("b")], {"b": fail("disk full")}, input={"file": "x.jpg"},
+              failureWorkflow="cleanup", defs=[WORK])
+    starts = [a for _, a in sim.started_workflows]
+    assert len(starts) == 1
+    action = starts[0]
+    assert (action.name, action.purpose) == ("cleanup", "failureWorkflow")
+    assert action.input["file"] == "x.jpg"
+    assert action.input["workflowId"] == "wf-1"
+    assert action.input["reason"] == "disk full"
+    assert action.input["failureStatus"] == "FAILED"
+    assert action.input["failureTaskId"] == sim.task("b").taskId
+    failed = action.input["failedWorkflow"]
+    assert failed["workflowId"] == "wf-1" and failed["status"] == "FAILED"
+    assert [t["referenceTaskName"] for t in failed["tasks"]] == ["b"]
+
+
+def test_failure_workflow_also_starts_on_timeout() -> None:
+    sim = run([simple("a")], {"a": never()}, failureWorkflow="cleanup", timeoutSeconds=5, timeoutPolicy="TIME_OUT_WF")
+    assert [a.input["failureStatus"] for _, a in sim.started_workflows] == ["TIMED_OUT"]
+
+
+def test_failure_workflow_is_not_started_for_success_or_user_termination() -> None:
+    assert run([simple("a")], failureWorkflow="cleanup").started_workflows == []
+    sim = Sim(workflow_def([simple("a")], failureWorkflow="cleanup"), [WORK], results={"a": never()})
+    sim.operate(OperationKind.TERMINATE, at=T0 + 100, reason="stop")
+    sim.run()
+    assert sim.workflow.status is WorkflowStatus.TERMINATED
+    assert sim.started_workflows == []
+
+
+def test_terminate_task_with_failed_status_starts_the_failure_workflow() -> None:
+    sim = run([system("t", "TERMINATE", {"terminationStatus": "FAILED", "terminationReason": "bad"})],
+              failureWorkflow="cleanup")
+    assert [a.input["reason"] for _, a in sim.started_workflows] == ["bad"]
+
+
+def test_workflow_output_is_the_last_task_output_without_output_parameters() -> None:
+    sim = Sim(workflow_def([simple("a"), simple("b")]), [WORK],
+              results={"a": ok({"first": 1}), "b": ok({"second": 2})})
+    workflow = sim.run()
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert workflow.output == {"second": 2}
+
+
+def test_workflow_output_parameters_are_resolved_at_the_end() -> None:
+    definition = workflow_def([simple("a"), simple("b")],
+                              outputParameters={"from_a": "${a.output.v}", "in": "${workflow.input.x}"})
+    sim = Sim(definition, [WORK], input={"x": "X"}, results={"a": ok({"v": 1}), "b": ok({"v": 2})})
+    assert sim.run().output == {"from_a": 1, "in": "X"}
+
+
+def test_failed_workflow_still_computes_output_parameters() -> None:
+    definition = workflow_def([simple("a"), simple("b")], outputParameters={"a": "${a.output.v}",
+                                                                           "b": "${b.output.partial}"})
+    sim = Sim(definition, [WORK], results={"a": ok({"v": 1}), "b": fail("broken", output={"partial": "half"})})
+    workflow = sim.run()
+    assert workflow.status is WorkflowStatus.FAILED
+    assert workflow.output == {"a": 1, "b": "half"}
+
+
+def test_failed_workflow_without_output_parameters_outputs_the_failed_task_output() -> None:
+    sim = Sim(workflow_def([simple("a"), simple("b")]), [WORK],
+              results={"a": ok({"v": 1}), "b": fail(output={"error": "disk full"})})
+    assert sim.run().output == {"error": "disk full"}
+
+
+def test_failed_workflow_records_reason_and_failed_task() -> None:
+    sim = Sim(workflow_def([simple("a")]), [WORK], results={"a": terminal_error("image is not a picture")})
+    workflow = sim.run()
+    assert workflow.status is WorkflowStatus.FAILED
+    assert workflow.reasonForIncompletion == "image is not a picture"
+    assert workflow.failedReferenceTaskNames == ["a"]
+    assert workflow.failedTaskId == sim.task("a").taskId
+    assert workflow.endTime == T0 + 1000
+
+
+def test_completed_workflow_has_end_time_and_no_wake_up() -> None:
+    sim = Sim(workflow_def([simple("a")]), [WORK])
+    workflow = sim.run()
+    assert workflow.endTime == T0 + 1000
+    assert sim.decisions[-1].wakeAt is None
+
+
+def test_empty_workflow_completes_at_once() -> None:
+    decision = start(blueprint(workflow_def([]), []))
+    assert decision.workflow.status is WorkflowStatus.COMPLETED
+    assert decision.actions == ()

@@ -19,15 +19,8 @@ from typing import Any
 
 import pytest
 
-from kondukt.engine import (
-    OperationKind,
-    StartSubWorkflow,
-    StartTask,
-    TaskStatus,
-    Workflow,
-    WorkflowStatus,
-)
-from tests.unit.engine_harness import (
+from kondukt.engine import OperationKind, StartSubWorkflow, StartTask, TaskStatus, Workflow, WorkflowStatus
+from tests.unit.engine.harness import (
     T0,
     Attempt,
     Result,
@@ -44,7 +37,7 @@ from tests.unit.engine_harness import (
     workflow_def,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "conductor-examples"
+EXAMPLES = Path(__file__).resolve().parents[4] / "shared" / "conductor-examples"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 SINGLE = "workflow__image_convert_resize.json"

@@ -1,4 +1,6 @@
-"""Retries, optional and permissive tasks, as Conductor's DeciderService.retry() defines them.
+"""Moving the flow on (engine/progression.py): successors, retries, optional and permissive tasks.
+
+Retries as Conductor's DeciderService.retry() defines them.
 
 A retry is a new attempt (new taskId, retryCount + 1, inputs resolved again); the failed attempt stays
 FAILED with ``retried`` set. Delays: FIXED = delay, LINEAR_BACKOFF = delay x scale x (n + 1),
@@ -14,7 +16,8 @@ import pytest
 
 from kondukt.engine import CancelTask, StartTask, TaskDef, TaskStatus, WorkflowStatus, WorkflowTask
 from kondukt.engine.policies import allowed_retries, retry_delay_seconds
-from tests.unit.engine_harness import (
+from tests.unit.engine.flows import WORK
+from tests.unit.engine.harness import (
     T0,
     Sim,
     fail,
@@ -270,3 +273,20 @@ def test_dynamically_forked_task_retry_keeps_its_fork_input() -> None:
               results={"_work_1": [fail(), ok()]})
     assert sim.run().status is WorkflowStatus.COMPLETED
     assert [t.inputData for t in sim.attempts("_work_1")] == [{"n": 2, "__index": 1}] * 2
+
+
+def test_tasks_run_in_order_and_each_sees_the_previous_output() -> None:
+    definition = workflow_def([simple("a"), simple("b", inputs={"got": "${a.output.v}"}),
+                               simple("c", inputs={"all": "${b.input.got}-${a.status}"})])
+    sim = Sim(definition, [WORK], results={"a": ok({"v": 7})})
+    sim.run()
+    assert sim.started_refs() == ["a", "b", "c"]
+    assert sim.task("b").inputData == {"got": 7}
+    assert sim.task("c").inputData == {"all": "7-COMPLETED"}
+
+
+def test_the_next_task_starts_in_the_decision_that_observes_the_result() -> None:
+    sim = Sim(workflow_def([simple("a"), simple("b")]), [WORK], results={"a": ok(runs_ms=500)})
+    sim.run()
+    started_b = next(e for e in sim.log if isinstance(e.action, StartTask) and e.action.referenceTaskName == "b")
+    assert started_b.at == T0 + 500
