@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kondukt.engine.models import TaskDef, TaskStatus, Workflow, WorkflowTask
+from kondukt.engine.models import Task, TaskDef, TaskStatus, TaskType, Workflow, WorkflowTask
 
 
 class _Value(BaseModel):
@@ -153,8 +153,37 @@ class CallHttp(_Value):
     timeoutSeconds: int | None = None
 
 
+class EvaluateScript(_Value):
+    """Evaluate a script that has no hard limit of its own (JSON_JQ_TRANSFORM's jq program) outside the engine.
+
+    libjq can loop for ever and holds the interpreter while it runs, so neither the engine nor a driver's own
+    process may run it: the driver evaluates ``expression`` over ``input`` in a separate process under a time
+    and a memory limit, and reports ``TaskUpdate(taskId, COMPLETED|FAILED, ...)`` (the same result
+    :func:`kondukt.engine.scripting.evaluate_script` gives). The evaluation is pure — ``nowMs`` is its clock
+    — so a driver that lost it (a restart) evaluates it again from the task: :meth:`for_task`.
+    """
+
+    kind: Literal["evaluate_script"] = "evaluate_script"
+    taskId: str
+    referenceTaskName: str
+    language: Literal["jq"] = "jq"
+    expression: str
+    input: dict[str, Any]
+    nowMs: int
+
+    @classmethod
+    def for_task(cls, task: Task) -> EvaluateScript | None:
+        """The evaluation a dispatched JSON_JQ_TRANSFORM attempt waits for; None for any other attempt."""
+        query = task.inputData.get("queryExpression")
+        if task.taskType != TaskType.JSON_JQ_TRANSFORM.value or not isinstance(query, str):
+            return None
+        return cls(taskId=task.taskId, referenceTaskName=task.referenceTaskName, expression=query,
+                   input=task.inputData, nowMs=task.startTime or task.scheduledTime)
+
+
 class CancelTask(_Value):
-    """Stop an attempt that is running: delete its Job / kill its process / terminate its child workflow."""
+    """Stop an attempt that is running: delete its Job / kill its process / terminate its child workflow /
+    abandon its script evaluation."""
 
     kind: Literal["cancel_task"] = "cancel_task"
     taskId: str
@@ -164,7 +193,7 @@ class CancelTask(_Value):
     reason: str = ""
 
 
-Action = StartTask | StartSubWorkflow | StartWorkflow | CallHttp | CancelTask
+Action = StartTask | StartSubWorkflow | StartWorkflow | CallHttp | EvaluateScript | CancelTask
 
 
 class TaskTransition(_Value):
@@ -197,6 +226,7 @@ __all__ = [
     "CallHttp",
     "CancelTask",
     "Decision",
+    "EvaluateScript",
     "Load",
     "Observation",
     "Operation",

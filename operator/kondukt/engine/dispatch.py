@@ -3,7 +3,7 @@
 A SCHEDULED driver attempt waits in ``Index.delayed`` until its start / retry delay passes, then in its
 TaskDef's ready queue until ``gate`` lets it start (``concurrentExecLimit`` over the namespace's Load or
 this workflow's own count, ``rateLimitPerFrequency`` over recent dispatches); ``hand_out`` turns it into a
-StartTask / CallHttp / StartSubWorkflow / StartWorkflow action. ``next_wakeup`` says when ``decide`` wants
+StartTask / CallHttp / EvaluateScript (JSON_JQ_TRANSFORM) / StartSubWorkflow / StartWorkflow action. ``next_wakeup`` says when ``decide`` wants
 to be called again: the nearest live timer, delay, rate window or the workflow timeout.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
-from kondukt.engine.decision import CallHttp, StartSubWorkflow, StartTask, StartWorkflow
+from kondukt.engine.decision import CallHttp, EvaluateScript, StartSubWorkflow, StartTask, StartWorkflow
 from kondukt.engine.evaluation import Evaluation
 from kondukt.engine.models import Task, TaskStatus, TaskType, TimeoutPolicy, WorkflowStatus
 
@@ -132,6 +132,11 @@ def _hand_out(run: Evaluation, task: Task) -> None:
         run.actions.append(CallHttp(taskId=task.taskId, referenceTaskName=task.referenceTaskName,
                                     request=request if isinstance(request, dict) else {},
                                     timeoutSeconds=task_def.timeoutSeconds or None))
+    elif ttype == TaskType.JSON_JQ_TRANSFORM.value:
+        task = run.replace(task, dispatched=True, status=TaskStatus.IN_PROGRESS, startTime=now, updateTime=now)
+        evaluation = EvaluateScript.for_task(task)
+        if evaluation is not None:  # tasks.jq checked the query: always
+            run.actions.append(evaluation)
     elif ttype == TaskType.SUB_WORKFLOW.value:
         task = run.replace(task, dispatched=True, status=TaskStatus.IN_PROGRESS, startTime=now, updateTime=now)
         params = workflow_task.subWorkflowParam if workflow_task is not None else None

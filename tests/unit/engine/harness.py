@@ -7,6 +7,8 @@ decide again at ``wakeAt`` or when something is observed), but the world is scri
   ``fail(reason)``, ``timed_out()``, ``terminal_error()``, ``never()`` (starts, never finishes),
   ``never_started()`` (its pod never runs), or a function of the attempt for outputs built from the input;
 - SUB_WORKFLOW children run as their own engine state in the same world (same clock);
+- JSON_JQ_TRANSFORM evaluations (``EvaluateScript``) are carried out with the drivers' own evaluation function
+  and report their result at the same instant;
 - user operations and namespace load are observations injected at chosen instants;
 - the clock jumps straight to the next scripted event or to the engine's ``wakeAt``.
 
@@ -34,6 +36,7 @@ from kondukt.engine import (
     CallHttp,
     CancelTask,
     Decision,
+    EvaluateScript,
     Load,
     Observation,
     Operation,
@@ -52,6 +55,7 @@ from kondukt.engine import (
     decide,
     new_workflow,
 )
+from kondukt.engine.scripting import evaluate_script
 
 #: The instant every simulation starts at (ms since the epoch): 2024-01-01T00:00:00Z.
 T0 = 1_704_067_200_000
@@ -435,7 +439,7 @@ class Sim:
             raise InvariantError(f"{where} a terminal workflow ({before.status.value}) changed without an operation")
         for action in decision.actions:
             key: str | None = None
-            if isinstance(action, (StartTask, StartSubWorkflow, CallHttp)):
+            if isinstance(action, (StartTask, StartSubWorkflow, CallHttp, EvaluateScript)):
                 key = action.taskId
             elif isinstance(action, StartWorkflow):
                 key = action.taskId or action.requestId  # START_WORKFLOW attempts and failure workflows
@@ -463,6 +467,10 @@ class Sim:
             self._start_attempt(run, action, action.taskId)
         elif isinstance(action, StartSubWorkflow):
             self._start_child(run, action)
+        elif isinstance(action, EvaluateScript):
+            # The drivers evaluate it in a worker process; here in the test's process, with the same function.
+            # Its result arrives at the same instant (scripts take no simulated time).
+            self._push(self.now, run.run_id, evaluate_script(action), action.taskId)
         elif isinstance(action, StartWorkflow):
             self.started_workflows.append((self.now, action))
             if action.purpose == "START_WORKFLOW" and action.taskId is not None:

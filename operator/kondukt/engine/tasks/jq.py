@@ -1,8 +1,15 @@
-"""JSON_JQ_TRANSFORM: the ``queryExpression`` jq program run on the task's input, on the spot."""
+"""JSON_JQ_TRANSFORM: the ``queryExpression`` jq program over the task's input, evaluated by the driver.
+
+Never evaluated here: libjq has no time or memory limit and holds the interpreter while it runs, so a
+program that never ends would freeze the driver's process. The attempt is scheduled like a driver-run
+task and ``dispatch`` hands it out as ``EvaluateScript``; the driver evaluates it in a limited worker
+process and reports the result as a TaskUpdate (``scripting.evaluate_script``'s shapes). A retry comes
+back through ``schedule`` (the query is checked again).
+"""
 
 from __future__ import annotations
 
-from kondukt.engine import scripting
+from kondukt.engine import dispatch
 from kondukt.engine.evaluation import Evaluation
 from kondukt.engine.models import Task
 from kondukt.engine.tasks.base import Reached, append_result
@@ -15,9 +22,8 @@ def schedule(run: Evaluation, at: Reached) -> Task:
     if not isinstance(query, str):
         return append_result(run, at, wt.type, input_data, None,
                              f"task {wt.taskReferenceName!r}: input queryExpression must be a jq program")
-    try:
-        output = scripting.jq_transform_output(query, input_data, now_ms=run.now)
-    except scripting.ScriptError as error:
-        return append_result(run, at, wt.type, input_data, {"error": str(error)},
-                             f"task {wt.taskReferenceName!r}: {error}")
-    return append_result(run, at, wt.type, input_data, output)
+    task = run.append(run.new_task(wt, at.ref, task_type=wt.type, task_def_name=wt.name, input_data=input_data,
+                                   iteration=at.iteration, loop_ref=at.loop_ref, parent_ref=at.parent_ref,
+                                   keep_workflow_task=at.dynamic))
+    dispatch.enqueue(run, task, 0)
+    return task
