@@ -466,3 +466,76 @@ def test_a_signal_terminates_the_run_and_leaves_no_process(signum: signal.Signal
     assert execution["tasks"][0]["status"] == "CANCELED"
     worker_pid, child_pid = (int(p) for p in pid_file.read_text().split())
     assert wait_until(lambda: not process_alive(worker_pid) and not process_alive(child_pid))
+
+
+# --------------------------------------------------------------------------------------------------
+# jq that never ends (issue 16): evaluated in a pool process, never in the run's own process
+# --------------------------------------------------------------------------------------------------
+
+FOREVER_JQ = {"name": "forever", "version": 1, "tasks": [
+    {"name": "spin", "taskReferenceName": "spin", "type": "JSON_JQ_TRANSFORM",
+     "inputParameters": {"queryExpression": "def f: f; f", "x": 1}},
+    {"name": "after", "taskReferenceName": "after", "type": "NOOP"},
+]}
+
+
+def evaluation_processes(parent: int) -> list[int]:
+    """The jq evaluation processes whose parent is ``parent`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if int(fields[1]) == parent and b"kondukt.scriptpool" in command and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_jq_program_that_never_ends_fails_naming_the_time_limit(tmp_path: Path) -> None:
+    flow = write(tmp_path, "forever.json", json.dumps(FOREVER_JQ))
+    done = kondukt_run(str(flow), "-o", "json", "--script-time-limit", "1", cwd=tmp_path, data_dir=tmp_path / "d")
+    assert done.returncode == 1, done.stderr
+    execution = json.loads(done.stdout)
+    reason = "task 'spin': jq: the evaluation exceeded its time limit of 1 s"
+    assert (execution["status"], execution["reasonForIncompletion"]) == ("FAILED", reason)
+    assert [(t["referenceTaskName"], t["status"]) for t in execution["tasks"]] == [("spin", "FAILED")]
+    assert execution["tasks"][0]["outputData"] == {"error": "jq: the evaluation exceeded its time limit of 1 s"}
+
+
+def test_the_script_limit_flags_are_checked(tmp_path: Path) -> None:
+    flow = write(tmp_path, "forever.json", json.dumps(FOREVER_JQ))
+    done = kondukt_run(str(flow), "--script-memory-limit", "10", cwd=tmp_path, data_dir=tmp_path / "d")
+    assert done.returncode == 2
+    assert "memory limit must be at least 192 MiB" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_the_run_while_jq_is_evaluated(signum: signal.Signals, tmp_path: Path) -> None:
+    flow = write(tmp_path, "forever.json", json.dumps(FOREVER_JQ))
+    env = {k: v for k, v in os.environ.items() if k not in _ENDPOINT_VARIABLES}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kondukt.cli", "run", "--data-dir", str(tmp_path / "d"), str(flow), "-o", "json",
+         "--script-time-limit", "600"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert wait_until(lambda: bool(evaluation_processes(process.pid)), timeout=30)
+        evaluators = evaluation_processes(process.pid)
+        time.sleep(0.3)  # the evaluation is under way (spinning) when the signal comes
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, stderr
+    execution = json.loads(stdout)
+    assert execution["status"] == "TERMINATED"
+    assert execution["reasonForIncompletion"] == f"interrupted ({signum.name})"
+    assert execution["tasks"][0]["status"] == "CANCELED"
+    assert wait_until(lambda: not any(process_alive(pid) for pid in evaluators))

@@ -12,6 +12,7 @@ operations applied exactly once, namespace-wide concurrency limits, invalid and 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import json
@@ -30,6 +31,7 @@ from kondukt.kube.kubeapi import AlreadyExists, Conflict, Invalid, KubeClient, N
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
 from kondukt.kube.status import read_status, tasks_from_status
+from kondukt.scriptpool import ScriptLimits
 
 GROUP_PATH = "/apis/kondukt.io/v1alpha1/namespaces/"
 
@@ -560,6 +562,71 @@ async def test_inline_definitions_and_sub_workflows() -> None:
     status = harness.status("parent")
     assert status["phase"] == "COMPLETED"
     assert harness.tasks("parent")[0]["outputData"]["v"] == 3
+
+
+def jq_run(name: str, query: str) -> dict[str, Any]:
+    tasks = [{"name": "t", "taskReferenceName": "t", "type": "JSON_JQ_TRANSFORM",
+              "inputParameters": {"queryExpression": query, "v": "${workflow.input.v}"}}]
+    return {"apiVersion": "kondukt.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name},
+            "spec": {"definition": {"tasks": tasks, "outputParameters": {"r": "${t.output.result}"}},
+                     "input": {"v": 7}}}
+
+
+async def evaluations_done(reconciler: Reconciler) -> None:
+    """Wait until the pool has answered every evaluation this operator handed it."""
+    while reconciler._scripts:  # the operator's own background work
+        await asyncio.wait(list(reconciler._scripts.values()))
+
+
+async def test_jq_is_evaluated_by_the_pool_and_its_result_recorded(harness: Harness) -> None:
+    harness.cluster.apply(jq_run("jq", "{double: (.v * 2)}"))
+    try:
+        await harness.reconcile("jq")
+        assert harness.tasks("jq")[0]["status"] == "IN_PROGRESS"
+        assert not harness.cluster.jobs()  # no Job, and the reconcile did not wait for the evaluation
+        await evaluations_done(harness.reconciler)
+        await harness.reconcile("jq")
+        status = harness.status("jq")
+        assert status["phase"] == "COMPLETED" and status["output"] == {"r": {"double": 14}}
+    finally:
+        await harness.reconciler.scripts.close()
+
+
+async def test_a_jq_evaluation_lost_with_the_operator_is_evaluated_again(harness: Harness) -> None:
+    harness.cluster.apply(jq_run("jq", ".v + 1"))
+    await harness.reconcile("jq")
+    assert harness.tasks("jq")[0]["status"] == "IN_PROGRESS"
+    await harness.reconciler.stop()  # the operator dies with the evaluation in flight (its process killed)
+    harness.reconciler = harness.new_reconciler()
+    try:
+        await harness.reconcile("jq")  # finds the task IN_PROGRESS with nothing evaluating it
+        await evaluations_done(harness.reconciler)
+        await harness.reconcile("jq")
+        assert harness.status("jq")["phase"] == "COMPLETED" and harness.status("jq")["output"] == {"r": 8}
+    finally:
+        await harness.reconciler.scripts.close()
+
+
+async def test_a_jq_program_that_never_ends_fails_naming_the_limit() -> None:
+    harness = Harness()
+    settings = ReconcileSettings(job_options=JobOptions(), script_limits=ScriptLimits(time_limit_seconds=1))
+    metrics = Metrics()
+    harness.reconciler = Reconciler(harness.cluster, harness.cluster.view(), settings, metrics,
+                                    EventRecorder(harness.cluster, metrics), clock=harness.clock, workers=1)
+    harness.cluster.apply(jq_run("stuck", "def f: f; f"))
+    harness.cluster.apply(jq_run("fine", ".v"))
+    try:
+        await harness.reconcile("stuck")
+        await harness.reconcile("fine")  # another workflow's reconcile does not wait behind the stuck one
+        await evaluations_done(harness.reconciler)
+        await harness.reconcile("stuck")
+        await harness.reconcile("fine")
+        stuck = harness.status("stuck")
+        reason = "task 't': jq: the evaluation exceeded its time limit of 1 s"
+        assert (stuck["phase"], stuck["reasonForIncompletion"]) == ("FAILED", reason)
+        assert harness.status("fine")["phase"] == "COMPLETED"
+    finally:
+        await harness.reconciler.scripts.close()
 
 
 async def test_large_inputs_without_payload_storage_fail_the_attempt_clearly(harness: Harness,

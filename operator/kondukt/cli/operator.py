@@ -12,6 +12,14 @@ import argparse
 
 from kondukt.errors import KonduktUserError
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
+from kondukt.scriptpool import (
+    DEFAULT_MEMORY_LIMIT_BYTES,
+    DEFAULT_TIME_LIMIT_SECONDS,
+    DEFAULT_WORKERS,
+    MIB,
+    ScriptLimits,
+    ScriptLimitsError,
+)
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -54,6 +62,13 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
                         help="store status.tasks compressed when their JSON is larger than this")
     parser.add_argument("--definition-grace-seconds", type=float, default=15.0,
                         help="how long a new Workflow waits for a missing WorkflowDef/TaskDef before failing")
+    parser.add_argument("--script-time-limit", type=float, default=DEFAULT_TIME_LIMIT_SECONDS, metavar="SECONDS",
+                        help="wall-clock limit of one JSON_JQ_TRANSFORM evaluation; its process is killed after it "
+                        "and the task FAILS naming the limit")
+    parser.add_argument("--script-memory-limit", type=int, default=DEFAULT_MEMORY_LIMIT_BYTES // MIB, metavar="MIB",
+                        help="address-space limit (RLIMIT_AS) of each jq evaluation process, in MiB")
+    parser.add_argument("--script-workers", type=int, default=DEFAULT_WORKERS, metavar="N",
+                        help="jq evaluation processes at once (more requests wait, namespaces taking turns)")
     parser.set_defaults(func=run)
 
 
@@ -64,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
         raise KonduktUserError("--workers must be at least 1")
     if args.job_ttl_seconds < 0:
         raise KonduktUserError("--job-ttl-seconds must not be negative")
+    try:
+        script_limits = ScriptLimits(time_limit_seconds=args.script_time_limit,
+                                     memory_limit_bytes=args.script_memory_limit * MIB, workers=args.script_workers)
+    except ScriptLimitsError as err:
+        raise KonduktUserError(str(err)) from None
     options = OperatorOptions(
         namespaces=tuple(args.namespaces),
         kubeconfig=args.kubeconfig,
@@ -82,5 +102,6 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         compress_over_bytes=args.compress_status_over,
         definition_grace_seconds=args.definition_grace_seconds,
+        script_limits=script_limits,
     )
     return run_operator(options)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -45,6 +46,13 @@ from kondukt.local.objectstore import ObjectStoreError, TaskStorage, open_task_s
 from kondukt.local.process import TemplateError, attempt_argv, template_environment
 from kondukt.local.runner import LocalRunner, RunEvent, RunResult
 from kondukt.manifests import Bundle, load_files, read_documents
+from kondukt.scriptpool import (
+    DEFAULT_MEMORY_LIMIT_BYTES,
+    DEFAULT_TIME_LIMIT_SECONDS,
+    MIB,
+    ScriptLimits,
+    ScriptLimitsError,
+)
 
 #: The program whose tasks need object storage (the built-in workers write their outputs there).
 BUILTIN_WORKER_PROGRAM = "kondukt-worker"
@@ -418,6 +426,7 @@ def execute(
     output_format: str | None,
     stdout: TextIO,
     stderr: TextIO,
+    script_limits: ScriptLimits | None = None,
 ) -> int:
     """Run the plan; print progress or the execution JSON; return the exit code."""
     if output_format == "json":
@@ -443,6 +452,7 @@ def execute(
                 store_input=storage.store_payload,
                 fetch_payload=storage.fetch_json,
                 on_event=_safe_sink(view),
+                script_limits=script_limits,
             )
             if view is not None:
                 view.stream.write(f"kondukt run: {plan.label}; task files in {storage.describe()}\n")
@@ -482,6 +492,7 @@ def run_command(args: argparse.Namespace) -> int:
     stdout: TextIO = sys.stdout
     stderr: TextIO = sys.stderr
     try:
+        script_limits = _script_limits(args)
         plan = plan_run(args.files, selector=args.workflow, input_argument=args.input, cwd=Path.cwd())
         return execute(
             plan,
@@ -491,6 +502,7 @@ def run_command(args: argparse.Namespace) -> int:
             output_format=args.output,
             stdout=stdout,
             stderr=stderr,
+            script_limits=script_limits,
         )
     except KonduktError as e:
         print(f"kondukt run: {e}", file=stderr)
@@ -498,6 +510,30 @@ def run_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("kondukt run: interrupted", file=stderr)
         return 1
+
+
+def _script_limits(args: argparse.Namespace) -> ScriptLimits:
+    """The jq evaluation limits: the flags, else KONDUKT_SCRIPT_* variables, else the defaults (as the operator's)."""
+    try:
+        limits = ScriptLimits.from_environ()
+        overrides: dict[str, Any] = {}
+        if args.script_time_limit is not None:
+            overrides["time_limit_seconds"] = args.script_time_limit
+        if args.script_memory_limit is not None:
+            overrides["memory_limit_bytes"] = args.script_memory_limit * MIB
+        return dataclasses.replace(limits, **overrides) if overrides else limits
+    except ScriptLimitsError as e:
+        raise RunUsageError(str(e)) from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -547,6 +583,20 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
         choices=["auto", "always", "never"],
         default="auto",
         help="start the embedded S3 endpoint: when built-in workers need it (auto), always, or never",
+    )
+    parser.add_argument(
+        "--script-time-limit",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="wall-clock limit of one JSON_JQ_TRANSFORM evaluation (default: $KONDUKT_SCRIPT_TIME_LIMIT, else "
+        f"{DEFAULT_TIME_LIMIT_SECONDS:g}); the task FAILS naming it",
+    )
+    parser.add_argument(
+        "--script-memory-limit",
+        type=_positive_int,
+        metavar="MIB",
+        help="address-space limit of each jq evaluation process (default: $KONDUKT_SCRIPT_MEMORY_LIMIT, else "
+        f"{DEFAULT_MEMORY_LIMIT_BYTES // MIB})",
     )
     parser.set_defaults(func=run_command)
 

@@ -48,6 +48,7 @@ from kondukt.kube.kubeapi import ApiError, KubeClient, load_configuration
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
+from kondukt.scriptpool import ScriptLimits
 from kondukt_workers.settings import Settings as WorkerSettings
 
 logger = logging.getLogger("kondukt.operator")
@@ -80,6 +81,7 @@ class OperatorOptions:
     workers: int = 16
     compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES
     definition_grace_seconds: float = 15.0
+    script_limits: ScriptLimits = field(default_factory=ScriptLimits)
 
 
 class EventOnlyDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -171,6 +173,7 @@ class Controller:
             compress_over_bytes=options.compress_over_bytes,
             definition_grace_seconds=options.definition_grace_seconds,
             payload_settings=WorkerSettings.from_environ(),
+            script_limits=options.script_limits,
         )
         #: Set when Kopf calls its first event handler: Kopf does that only once every Kopf index (TaskDefs,
         #: WorkflowDefs, children) has its initial listing, and no reconcile may read them before.

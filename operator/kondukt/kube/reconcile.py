@@ -4,7 +4,9 @@ The work queue calls :meth:`Reconciler.reconcile` with a ``(namespace, name)`` k
 Every decision is derived again from what is stored and observed — the Workflow read fresh from the API,
 its Jobs, pods and children from the informer caches, the TaskDefs and the WorkflowDef snapshot — so an
 operator that restarts continues exactly where the last one stopped. Nothing lives only in memory
-except caches and in-flight HTTP requests.
+except caches, in-flight HTTP requests and script evaluations (a JSON_JQ_TRANSFORM's jq program runs in the
+:class:`~kondukt.scriptpool.ScriptPool`'s processes, never here; one found IN_PROGRESS with no evaluation
+running — after a restart — is evaluated again: it is pure).
 
 Order of a reconcile, and why (kill-safety, DESIGN §11):
 
@@ -43,6 +45,7 @@ from kondukt.engine.decision import (
     Action,
     CallHttp,
     CancelTask,
+    EvaluateScript,
     Load,
     Observation,
     Operation,
@@ -99,6 +102,7 @@ from kondukt.kube.status import (
     read_status,
 )
 from kondukt.kube.workqueue import WorkQueue
+from kondukt.scriptpool import ScriptLimits, ScriptPool
 from kondukt_workers.context import TaskContext
 from kondukt_workers.payloads import encode_task_input, resolve_result_payload
 from kondukt_workers.storage import StorageError
@@ -130,6 +134,8 @@ class ReconcileSettings:
     max_rounds: int = 16
     #: Worker settings (external payload storage) for large inputs and offloaded results.
     payload_settings: Any = None
+    #: Limits and size of the process pool that evaluates jq programs.
+    script_limits: ScriptLimits = field(default_factory=ScriptLimits)
 
 
 @dataclass
@@ -181,7 +187,7 @@ def _simple_task_names(tasks: Iterable[WorkflowTask]) -> set[str]:
 
 
 class Reconciler:
-    """Reconciles Workflows; owns the in-memory helpers (reservations, waiters, in-flight HTTP)."""
+    """Reconciles Workflows; owns the in-memory helpers (reservations, waiters, in-flight HTTP and scripts)."""
 
     def __init__(
         self,
@@ -214,8 +220,12 @@ class Reconciler:
         self._objects: dict[WorkflowKey, dict[str, Any]] = {}
         self._http: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._http_done: dict[str, set[str]] = {}
-        self._http_results: dict[str, dict[str, TaskUpdate]] = {}
+        #: Results of the attempts the operator carries out itself (HTTP, scripts), by workflow uid, until the
+        #: status that records them is written.
+        self._results: dict[str, dict[str, TaskUpdate]] = {}
         self._http_session: aiohttp.ClientSession | None = None
+        self.scripts = ScriptPool(settings.script_limits)
+        self._scripts: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._taskdef_cache: dict[str, tuple[tuple[tuple[str, str], ...], dict[str, TaskDef]]] = {}
 
     # ------------------------------------------------------------------------------- entry points
@@ -252,24 +262,27 @@ class Reconciler:
             self.queue.add(key)
 
     def forget(self, key: WorkflowKey, uid: str | None = None, *, deleted: bool = False) -> None:
-        """The Workflow is gone (or finished): drop timers, memo and in-flight HTTP requests."""
+        """The Workflow is gone (or finished): drop timers, memo, in-flight HTTP requests and evaluations."""
         self.queue.cancel_timer(key)
         if deleted:
             self._objects.pop(key, None)
         if uid is not None:
             self._http_done.pop(uid, None)
             self._memos.pop(uid, None)
-            self._http_results.pop(uid, None)
+            self._results.pop(uid, None)
             for http_key in [k for k in self._http if k[0] == uid]:
                 self._http.pop(http_key).cancel()
+            for script_key in [k for k in self._scripts if k[0] == uid]:
+                self._scripts.pop(script_key).cancel()
 
     async def start(self) -> None:
         self.queue.start()
 
     async def stop(self) -> None:
         await self.queue.stop()
-        for task in self._http.values():
+        for task in [*self._http.values(), *self._scripts.values()]:
             task.cancel()
+        await self.scripts.close()
         if self._http_session is not None:
             await self._http_session.close()
 
@@ -388,7 +401,7 @@ class Reconciler:
         wake_at: int | None = None
         waiting_on: tuple[str, ...] = ()
         first_start_done: float | None = None
-        consumed_http = {u.taskId for u in updates if u.taskId in self._http_results.get(uid, {})}
+        consumed = {u.taskId for u in updates if u.taskId in self._results.get(uid, {})}
         for _round in range(self.settings.max_rounds):
             decision = decide(blueprint, workflow, observations, now)
             for message in decision.messages:
@@ -438,9 +451,9 @@ class Reconciler:
             # A big workflow's status costs time to encode and to store: gather what happens next for a
             # moment (0.1 ms per task: 2,000 tasks, 0.2 s) rather than write it again for every event.
             self.queue.hold(key, len(workflow.tasks) * HOLD_SECONDS_PER_TASK)
-        results = self._http_results.get(uid)
+        results = self._results.get(uid)
         if results is not None:
-            for task_id in consumed_http:
+            for task_id in consumed:
                 results.pop(task_id, None)
         if first_start_done is not None and woke is not None:
             self.metrics.step_latency.observe(woke + (first_start_done - reconcile_started))
@@ -655,8 +668,8 @@ class Reconciler:
     ) -> list[TaskUpdate]:
         """News about every dispatched, unfinished attempt."""
         active = [t for t in workflow.tasks if t.dispatched and not t.status.terminal]
-        http_results = self._http_results.get(owner.uid, {})
-        updates: list[TaskUpdate] = [u for task_id, u in http_results.items()]
+        known = self._results.get(owner.uid, {})
+        updates: list[TaskUpdate] = list(known.values())
         if not active:
             return updates
         namespace, uid = owner.namespace, owner.uid
@@ -670,9 +683,13 @@ class Reconciler:
         children = {child.parent_task_id: child for child in self.view.children_of(namespace, uid)}
         grace = self.settings.job_missing_grace_ms
         for task in active:
-            if task.taskId in http_results:
+            if task.taskId in known:
                 continue
-            if task.taskType == TaskType.HTTP.value:
+            if task.taskType == TaskType.JSON_JQ_TRANSFORM.value:
+                evaluation = EvaluateScript.for_task(task)
+                if evaluation is not None and (uid, task.taskId) not in self._scripts:
+                    self._evaluate_script(owner, evaluation)  # lost with a restart: evaluate it again (pure)
+            elif task.taskType == TaskType.HTTP.value:
                 if (uid, task.taskId) not in self._http:
                     updates.append(TaskUpdate(
                         taskId=task.taskId, status=TaskStatus.FAILED,
@@ -830,6 +847,9 @@ class Reconciler:
         if isinstance(action, CallHttp):
             self._call_http(owner, action)
             return []
+        if isinstance(action, EvaluateScript):
+            self._evaluate_script(owner, action)
+            return []
         if isinstance(action, CancelTask):
             await self._cancel(owner, action)
             return []
@@ -913,7 +933,7 @@ class Reconciler:
 
     def _call_http(self, owner: OwnerRef, action: CallHttp) -> None:
         key = (owner.uid, action.taskId)
-        if key in self._http or action.taskId in self._http_results.get(owner.uid, {}) or \
+        if key in self._http or action.taskId in self._results.get(owner.uid, {}) or \
                 action.taskId in self._http_done.get(owner.uid, set()):
             return  # in flight, or done (a stale state must not send a request twice)
         wf_key = (owner.namespace, owner.name)
@@ -926,11 +946,30 @@ class Reconciler:
                                                  self._http_session)
             finally:
                 self._http.pop(key, None)
-            self._http_results.setdefault(owner.uid, {})[action.taskId] = update
+            self._results.setdefault(owner.uid, {})[action.taskId] = update
             self._http_done.setdefault(owner.uid, set()).add(action.taskId)
             self.queue.add(wf_key)
 
         self._http[key] = asyncio.get_running_loop().create_task(perform(), name=f"http-{action.taskId}")
+
+    def _evaluate_script(self, owner: OwnerRef, action: EvaluateScript) -> None:
+        """Hand the evaluation to the pool; its result wakes the workflow. No reconcile ever waits for it."""
+        key = (owner.uid, action.taskId)
+        if key in self._scripts or action.taskId in self._results.get(owner.uid, {}):
+            return
+        wf_key = (owner.namespace, owner.name)
+
+        async def evaluate() -> None:
+            try:
+                update = await self.scripts.evaluate(action, owner.namespace)  # namespaces take turns
+            finally:
+                self._scripts.pop(key, None)
+            if update.status is not TaskStatus.COMPLETED:
+                logger.info("workflow %s/%s: %s", owner.namespace, owner.name, update.reasonForIncompletion)
+            self._results.setdefault(owner.uid, {})[action.taskId] = update
+            self.queue.add(wf_key)
+
+        self._scripts[key] = asyncio.get_running_loop().create_task(evaluate(), name=f"script-{action.taskId}")
 
     async def _cancel(self, owner: OwnerRef, action: CancelTask) -> None:
         namespace = owner.namespace
@@ -944,6 +983,10 @@ class Reconciler:
             task = self._http.pop((owner.uid, action.taskId), None)
             if task is not None:
                 task.cancel()
+        elif action.taskType == TaskType.JSON_JQ_TRANSFORM.value:
+            evaluation = self._scripts.pop((owner.uid, action.taskId), None)
+            if evaluation is not None:
+                evaluation.cancel()  # withdrawn from the queue, or its process killed
         elif action.taskType == TaskType.START_WORKFLOW.value:
             return
         else:

@@ -5,7 +5,9 @@ Workflow resource's status: for each workflow it loops { gather observations →
 actions → sleep until a process exits, the engine's ``wakeAt`` comes, or a signal arrives }. SIMPLE tasks
 run as local processes under the worker protocol (:mod:`kondukt.local.process`), SUB_WORKFLOW children
 and started workflows (START_WORKFLOW, failureWorkflow) run in the same event loop with engine states of
-their own, HTTP tasks run in a thread.
+their own, HTTP tasks run in a thread, and JSON_JQ_TRANSFORM programs in the processes of a
+:class:`~kondukt.scriptpool.ScriptPool` (time and memory limits; never in this process, so Ctrl-C and
+SIGTERM are always heard).
 
 Every semantic decision (retries and their delays, timeouts, rate limits, what runs next) belongs to the
 engine; this module never decides anything about the workflow itself. It must never leave a process
@@ -31,6 +33,7 @@ from kondukt.engine import (
     CallHttp,
     CancelTask,
     Decision,
+    EvaluateScript,
     Load,
     Observation,
     Operation,
@@ -58,6 +61,7 @@ from kondukt.local.process import (
     attempt_argv,
     template_environment,
 )
+from kondukt.scriptpool import ScriptLimits, ScriptPool
 
 #: A workflow's engine is called again at least this long after a decision that asked for "now" and
 #: changed nothing (guards against a busy loop; the engine should never ask for that).
@@ -211,7 +215,7 @@ class _LoadTracker:
 @dataclass
 class _Attempt:
     task_id: str
-    kind: str  # "process" | "sub_workflow" | "http"
+    kind: str  # "process" | "sub_workflow" | "http" | "script"
     task_def_name: str = ""
     process: AttemptProcess | None = None
     child: _WorkflowDriver | None = None
@@ -368,6 +372,8 @@ class _WorkflowDriver:
                 self._start_workflow(action)
             elif isinstance(action, CallHttp):
                 self._call_http(action.taskId, action.request, action.timeoutSeconds)
+            elif isinstance(action, EvaluateScript):
+                self._evaluate_script(action)
             elif isinstance(action, CancelTask):
                 attempt = self._attempts.get(action.taskId)
                 if attempt is not None:
@@ -515,6 +521,24 @@ class _WorkflowDriver:
         else:
             self._wake.set()
 
+    def _evaluate_script(self, action: EvaluateScript) -> None:
+        if action.taskId in self._attempts:
+            return
+        attempt = _Attempt(action.taskId, "script")
+        self._attempts[action.taskId] = attempt
+        attempt.job = self.runner.spawn(self._run_script(attempt, action))
+
+    async def _run_script(self, attempt: _Attempt, action: EvaluateScript) -> None:
+        try:
+            update = await self.runner.scripts.evaluate(action, self.workflow_id)
+        finally:
+            self._attempts.pop(attempt.task_id, None)
+            self._wake.set()
+        if attempt.canceled:
+            self._wake.set()
+        else:
+            self.observe(update.model_copy(update={"at": now_ms()}))
+
     def _start_sub_workflow(self, action: StartSubWorkflow) -> None:
         if action.taskId in self._attempts:
             return
@@ -598,6 +622,10 @@ class _WorkflowDriver:
                 attempt.process.cancel()
         elif attempt.child is not None:
             attempt.child.request_terminate(reason)
+        elif attempt.kind == "script" and attempt.job is not None:
+            attempt.job.cancel()  # withdrawn from the pool's queue, or its process killed
+            self._attempts.pop(attempt.task_id, None)
+            self._wake.set()
         else:
             # An HTTP call in a thread cannot be interrupted; its answer is ignored.
             self._attempts.pop(attempt.task_id, None)
@@ -612,6 +640,8 @@ class _WorkflowDriver:
                     attempt.job.cancel()
                 else:
                     attempt.process.kill_now()
+            elif attempt.kind == "script" and attempt.job is not None:
+                attempt.job.cancel()
         self.request_terminate(reason)
 
 
@@ -634,7 +664,8 @@ class LocalRunner:
 
     ``task_environment``: variables every task process gets on top of this process's environment (the
     object store's endpoint, bucket and output prefix). ``attempt_dir``: where attempts keep their result
-    file and logs (``<attempt_dir>/<workflow id>/<task id>.*``).
+    file and logs (``<attempt_dir>/<workflow id>/<task id>.*``). ``script_limits``: the time and memory
+    limits of jq evaluations and how many run at once.
     """
 
     def __init__(
@@ -651,6 +682,7 @@ class LocalRunner:
         store_input: InputStore | None = None,
         fetch_payload: Callable[[str], Any] | None = None,
         on_event: EventSink | None = None,
+        script_limits: ScriptLimits | None = None,
     ) -> None:
         self.definitions = definitions
         self.blueprint = blueprint
@@ -663,6 +695,7 @@ class LocalRunner:
         self.store_input = store_input
         self._fetch_payload = fetch_payload
         self._on_event = on_event
+        self.scripts = ScriptPool(script_limits)
         self.stats = RunnerStats()
         self.load = _LoadTracker()
         self.interrupted = False
@@ -792,6 +825,7 @@ class LocalRunner:
     def kill_everything(self) -> None:
         for process in list(self._processes):
             process.kill_now()
+        self.scripts.kill_now()
 
     async def run(self) -> RunResult:
         self._slots = asyncio.Semaphore(self.parallelism)
@@ -814,6 +848,7 @@ class LocalRunner:
             self.kill_everything()
             for job in list(self._all_jobs):
                 job.cancel()
+            await self.scripts.close()
         if self._crash is not None:
             raise self._crash
         return RunResult(
