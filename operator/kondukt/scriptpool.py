@@ -390,7 +390,7 @@ def child_main(memory_limit_bytes: int, alarm_seconds: float) -> None:
     """The evaluation process: one JSON request per line on stdin, one TaskUpdate per line on stdout."""
     import resource
 
-    from kondukt.engine.scripting import evaluate_script
+    from kondukt.engine.tasks.jq import evaluate as evaluate_script
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kondukt.engine import EvaluateScript, TaskStatus
-from kondukt.engine.scripting import evaluate_script
+from kondukt.engine.tasks.jq import evaluate as evaluate_script
 from kondukt.scriptpool import MIB, ScriptLimits, ScriptLimitsError, ScriptPool, _FairQueue, _Request
 
 NEVER_ENDS = "def f: f; f"

@@ -159,7 +159,7 @@ class EvaluateScript(_Value):
     libjq can loop for ever and holds the interpreter while it runs, so neither the engine nor a driver's own
     process may run it: the driver evaluates ``expression`` over ``input`` in a separate process under a time
     and a memory limit, and reports ``TaskUpdate(taskId, COMPLETED|FAILED, ...)`` (the same result
-    :func:`kondukt.engine.scripting.evaluate_script` gives). The evaluation is pure — ``nowMs`` is its clock
+    :func:`kondukt.engine.tasks.jq.evaluate` gives). The evaluation is pure — ``nowMs`` is its clock
     — so a driver that lost it (a restart) evaluates it again from the task: :meth:`for_task`.
     """
 

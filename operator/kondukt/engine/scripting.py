@@ -22,7 +22,7 @@ it into a failed task with that reason.
 libjq has no time or memory limit, and the ``jq`` binding holds the interpreter (the GIL) while it runs: a
 program that never ends (``def f: f; f``) would freeze whatever process evaluates it. So jq never runs in
 the engine: the decider hands a JSON_JQ_TRANSFORM out as an ``EvaluateScript`` action, and the drivers run
-:func:`evaluate_script` in worker processes with a hard time and memory limit (:mod:`kondukt.scriptpool`).
+``tasks.jq.evaluate`` in worker processes with a hard time and memory limit (:mod:`kondukt.scriptpool`).
 QuickJS stops itself at its limits, so JavaScript stays in-process.
 
 This module must never import a clock, threads, processes, files or the network itself.
@@ -40,9 +40,6 @@ from typing import Any, Final
 
 import jq
 import quickjs
-
-from kondukt.engine.decision import EvaluateScript, TaskUpdate
-from kondukt.engine.models import TaskStatus
 
 MIB: Final = 1024 * 1024
 DEFAULT_TIME_LIMIT_MS: Final = 1000
@@ -271,19 +268,6 @@ def jq_transform_output(query: str, data: Any, *, now_ms: int | None = None) -> 
     """JSON_JQ_TRANSFORM's output: ``{"result": <first result or None>, "resultList": [every result]}``."""
     results = evaluate_jq(query, data, now_ms=now_ms)
     return {"result": results[0] if results else None, "resultList": results}
-
-
-def evaluate_script(action: EvaluateScript) -> TaskUpdate:
-    """The result of an ``EvaluateScript`` action, as the task's update (run by the drivers' script workers).
-
-    COMPLETED with ``{"result", "resultList"}``; a jq error FAILS the task with ``{"error": ...}`` as output.
-    """
-    try:
-        output = jq_transform_output(action.expression, action.input, now_ms=action.nowMs)
-    except ScriptError as error:
-        return TaskUpdate(taskId=action.taskId, status=TaskStatus.FAILED, outputData={"error": str(error)},
-                          reasonForIncompletion=f"task {action.referenceTaskName!r}: {error}")
-    return TaskUpdate(taskId=action.taskId, status=TaskStatus.COMPLETED, outputData=output)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -55,7 +55,7 @@ from kondukt.engine import (
     decide,
     new_workflow,
 )
-from kondukt.engine.scripting import evaluate_script
+from kondukt.engine.tasks.jq import evaluate as evaluate_script
 
 #: The instant every simulation starts at (ms since the epoch): 2024-01-01T00:00:00Z.
 T0 = 1_704_067_200_000

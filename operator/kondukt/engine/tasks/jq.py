@@ -3,15 +3,16 @@
 Never evaluated here: libjq has no time or memory limit and holds the interpreter while it runs, so a
 program that never ends would freeze the driver's process. The attempt is scheduled like a driver-run
 task and ``dispatch`` hands it out as ``EvaluateScript``; the driver evaluates it in a limited worker
-process and reports the result as a TaskUpdate (``scripting.evaluate_script``'s shapes). A retry comes
-back through ``schedule`` (the query is checked again).
+process, with :func:`evaluate` (the one place that shapes the result), and reports it as a TaskUpdate. A
+retry comes back through ``schedule`` (the query is checked again).
 """
 
 from __future__ import annotations
 
-from kondukt.engine import dispatch
+from kondukt.engine import dispatch, scripting
+from kondukt.engine.decision import EvaluateScript, TaskUpdate
 from kondukt.engine.evaluation import Evaluation
-from kondukt.engine.models import Task
+from kondukt.engine.models import Task, TaskStatus
 from kondukt.engine.tasks.base import Reached, append_result
 
 
@@ -27,3 +28,17 @@ def schedule(run: Evaluation, at: Reached) -> Task:
                                    keep_workflow_task=at.dynamic))
     dispatch.enqueue(run, task, 0)
     return task
+
+
+def evaluate(action: EvaluateScript) -> TaskUpdate:
+    """The result of an ``EvaluateScript`` action as the task's update — run by the drivers' script workers,
+    never by ``decide``.
+
+    COMPLETED with ``{"result", "resultList"}``; a jq error FAILS the task with ``{"error": ...}`` as output.
+    """
+    try:
+        output = scripting.jq_transform_output(action.expression, action.input, now_ms=action.nowMs)
+    except scripting.ScriptError as error:
+        return TaskUpdate(taskId=action.taskId, status=TaskStatus.FAILED, outputData={"error": str(error)},
+                          reasonForIncompletion=f"task {action.referenceTaskName!r}: {error}")
+    return TaskUpdate(taskId=action.taskId, status=TaskStatus.COMPLETED, outputData=output)
