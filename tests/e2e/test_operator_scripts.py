@@ -45,8 +45,12 @@ def second_namespace(control_plane: ControlPlane, namespace: str) -> Iterator[st
 
 
 def healthz(url: str) -> int:
-    with urllib.request.urlopen(url, timeout=10) as answer:  # a loopback URL this test made
-        return int(answer.status)
+    """The liveness endpoint's HTTP status; 0 when it does not answer (not listening yet, or frozen)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:  # a loopback URL this test made
+            return int(answer.status)
+    except OSError:
+        return 0
 
 
 def jq_task(ref: str, query: str, **inputs: object) -> dict[str, object]:
