@@ -6,7 +6,7 @@ resize per format x size). Progress goes to the terminal; each run's execution J
 and this script prints the status and the resized images it produced, as files on disk.
 
 Exit code 0 when both pipelines COMPLETED, 1 otherwise. Results stay under ``.kondukt/`` in the
-repository (the embedded S3's data is ``.kondukt/s3/<bucket>/<key>``).
+repository (the embedded S3's objects are copied to ``.kondukt/s3/<bucket>/<key>`` when a run ends).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def image_locations(value: Any) -> list[str]:
 
 
 def on_disk(uri: str) -> Path | None:
-    """The file behind a result URI: the embedded S3 keeps ``s3://bucket/key`` at ``.kondukt/s3/bucket/key``."""
+    """The file behind a result URI: ``s3://bucket/key`` of the embedded S3 is copied to ``.kondukt/s3/bucket/key``."""
     parsed = urlparse(uri)
     if parsed.scheme == "file":
         path = Path(unquote(parsed.path))

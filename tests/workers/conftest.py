@@ -1,7 +1,7 @@
 """Fixtures of the worker tests: real S3-compatible endpoints on loopback, a clean environment, images.
 
-Two S3 endpoints run for the whole session: moto's server mode (an independent implementation, so the
-workers are not only tested against our own server) and Kondukt's ``LocalS3Server``. Every test gets
+One S3 endpoint runs for the whole session: moto's server mode on 127.0.0.1 (``kondukt run``'s embedded
+endpoint is the same server, tested through ``kondukt.local.objectstore``). Every test gets
 an environment without any ``KONDUKT_*`` / ``AWS_*`` variable from the machine, with dummy credentials,
 and makes its own bucket (names are unique per test) so tests never see each other's objects.
 """
@@ -20,8 +20,6 @@ import pytest
 from botocore.config import Config
 from PIL import Image, ImageDraw
 
-from kondukt.local.s3server import LocalS3Server
-
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
@@ -33,14 +31,6 @@ def moto_endpoint() -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def local_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3Server]:
-    server = LocalS3Server(tmp_path_factory.mktemp("local-s3"))
-    server.start()
-    yield server
     server.stop()
 
 

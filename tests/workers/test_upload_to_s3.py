@@ -1,20 +1,19 @@
-"""``upload_toS3`` against real S3-compatible endpoints on loopback (moto, and Kondukt's own local
-server): keys, URLs, server-side copies, configuration by environment and input, and loud failures."""
+"""``upload_toS3`` against real S3-compatible endpoints on loopback (moto, and ``kondukt run``'s embedded
+endpoint): keys, URLs, server-side copies, configuration by environment and input, and loud failures."""
 
 from __future__ import annotations
 
 import hashlib
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kondukt.local.s3server import LocalS3Server
+from kondukt.local.objectstore import open_task_storage
 from kondukt_workers import TaskContext, TaskResult, execute
 from kondukt_workers.builtin.upload_to_s3 import object_url
-from tests.workers.conftest import closed_port_url, s3_client_for
+from tests.workers.conftest import closed_port_url
 
 CONTEXT = TaskContext(
     workflow_id="wf-up", task_id="t-up", task_ref="upload_toS3_ref", task_name="upload_toS3"
@@ -101,17 +100,19 @@ def test_urls_are_path_style_on_custom_endpoints_and_virtual_hosted_on_aws() -> 
     )
 
 
-def test_the_object_url_from_the_local_s3_server_can_be_fetched(
-    image_file: Path, local_s3: LocalS3Server, monkeypatch: pytest.MonkeyPatch
+def test_the_object_url_from_kondukt_runs_embedded_endpoint_can_be_fetched_and_lands_in_the_data_dir(
+    image_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bucket = f"local-{uuid.uuid4().hex[:10]}"
-    s3_client_for(local_s3.endpoint_url).create_bucket(Bucket=bucket)
-    monkeypatch.setenv("KONDUKT_S3_ENDPOINT", local_s3.endpoint_url)
-    monkeypatch.setenv("KONDUKT_S3_BUCKET", bucket)
-    output = completed_output(upload({"fileLocation": image_file.as_uri()}))
-    with urllib.request.urlopen(output["fileLocation"], timeout=10) as response:
-        assert response.read() == image_file.read_bytes()
-    assert (local_s3.root / bucket / "wf-up" / "photo_300x200.jpg").read_bytes() == image_file.read_bytes()
+    data = tmp_path / "data"
+    with open_task_storage(data, want_s3=True, environ={}) as storage:
+        for name, value in storage.environment.items():  # what every task process of the run is given
+            monkeypatch.setenv(name, value)
+        output = completed_output(upload({"fileLocation": image_file.as_uri()}))
+        with urllib.request.urlopen(output["fileLocation"], timeout=10) as response:
+            assert response.read() == image_file.read_bytes()
+    assert output["fileLocation"] == f"{storage.endpoint_url}/kondukt/uploads/wf-up/photo_300x200.jpg"
+    stored = data / "s3" / "kondukt" / "uploads" / "wf-up" / "photo_300x200.jpg"
+    assert stored.read_bytes() == image_file.read_bytes()
 
 
 def test_missing_bucket_configuration_is_a_terminal_error_naming_what_to_set(image_file: Path) -> None:

@@ -439,7 +439,14 @@ def execute(
     data_dir = data_dir.resolve()
     workflow_id = str(uuid.uuid4())
     try:
-        with open_task_storage(data_dir, want_s3=want_s3) as storage:
+        # The embedded S3's objects reach the data directory when the storage closes: results are
+        # located after that.
+        with open_task_storage(
+            data_dir,
+            want_s3=want_s3,
+            workflow_input=plan.workflow_input,
+            warn=lambda text: stderr.write(f"kondukt run: {text}\n"),
+        ) as storage:
             runner = LocalRunner(
                 plan.bundle,
                 plan.blueprint,
@@ -457,7 +464,7 @@ def execute(
             if view is not None:
                 view.stream.write(f"kondukt run: {plan.label}; task files in {storage.describe()}\n")
             result = asyncio.run(_run_with_signals(runner, view))
-            locations = located_results(result, storage)
+        locations = located_results(result, storage)
     except ObjectStoreError as e:
         raise KonduktError(str(e)) from None
     finally:
@@ -467,7 +474,7 @@ def execute(
         note = None
         if storage.local_s3_root is not None and any(local for _, local in locations):
             note = (
-                f"the embedded S3 endpoint stopped with the run; its objects stay in {storage.local_s3_root}"
+                f"the embedded S3 endpoint stopped with the run; its objects were copied to {storage.local_s3_root}"
             )
         view.summary(result, locations, note)
     if output_format == "json":
@@ -556,7 +563,8 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Input strings 'file:<relative path>' are resolved against the manifest's directory (or the current "
         "directory for --input). With no S3 endpoint configured (KONDUKT_S3_ENDPOINT / AWS_ENDPOINT_URL) and "
-        "built-in workers in use, an embedded S3 endpoint serves <data-dir>/s3 on 127.0.0.1."
+        "built-in workers in use, an embedded S3 endpoint (moto) runs on 127.0.0.1; its objects are copied to "
+        "<data-dir>/s3/<bucket>/<key> when the run ends."
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="manifests or Conductor JSON files")
     parser.add_argument(
@@ -576,7 +584,7 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         default=str(DEFAULT_DATA_DIR),
         metavar="DIR",
-        help="where task logs, results and the embedded S3's data go (default: ./.kondukt)",
+        help="where task logs, results and the embedded S3's objects go (default: ./.kondukt)",
     )
     parser.add_argument(
         "--local-s3",
