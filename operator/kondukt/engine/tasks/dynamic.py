@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from kondukt.engine.evaluation import Evaluation
 from kondukt.engine.models import Task, TaskStatus, TaskType
 from kondukt.engine.tasks import driver
@@ -22,4 +20,4 @@ def schedule(run: Evaluation, at: Reached) -> Task:
             reasonForIncompletion=f"task {wt.taskReferenceName!r}: input {wt.dynamicTaskNameParam!r} does not "
             f"name a task (got {name!r})"))
     resolved = wt.model_copy(update={"name": name, "type": TaskType.SIMPLE.value})
-    return driver.schedule(run, replace(at, wt=resolved, input_override=input_data, overlay=None))
+    return driver.schedule(run, at._replace(wt=resolved, input_override=input_data, overlay=None))
