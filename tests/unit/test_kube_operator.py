@@ -1,41 +1,20 @@
-"""The operator's wiring: peering activity, event routing to the work queue, the command's flags."""
+"""The operator's wiring: event routing to the work queue, the command's flags, the replica's identity."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
+import re
 from typing import Any
 
 import pytest
 
 from kondukt.cli import operator as cli_operator
+from kondukt.errors import KonduktUserError
 from kondukt.kube import resources as r
 from kondukt.kube.cache import JobRecord, PodRecord
-from kondukt.kube.operator import Controller, EventOnlyDiffBase, OperatorOptions, is_active
-
-NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
-
-
-def peer(priority: int, seconds_ago: int, lifetime: int = 60) -> dict[str, Any]:
-    return {"priority": priority, "lifetime": lifetime,
-            "lastseen": (NOW - dt.timedelta(seconds=seconds_ago)).isoformat()}
-
-
-@pytest.mark.parametrize(
-    ("peers", "active"),
-    [
-        pytest.param({}, True, id="alone"),
-        pytest.param({"me": peer(10, 0)}, True, id="only-myself"),
-        pytest.param({"me": peer(10, 0), "other": peer(5, 1)}, True, id="lower-priority-peer"),
-        pytest.param({"me": peer(10, 0), "other": peer(20, 1)}, False, id="higher-priority-peer"),
-        pytest.param({"me": peer(10, 0), "other": peer(10, 1)}, False, id="same-priority-pauses-both"),
-        pytest.param({"me": peer(10, 0), "other": peer(20, 120)}, True, id="dead-peer"),
-        pytest.param({"me": peer(10, 0), "other": {"priority": "x"}}, True, id="unreadable-peer"),
-    ],
-)
-def test_peering_activity_mirrors_kopf(peers: dict[str, Any], active: bool) -> None:
-    assert is_active(peers, "me", 10, NOW) is active
+from kondukt.kube.leader import LeaseTiming
+from kondukt.kube.operator import Controller, EventOnlyDiffBase, OperatorOptions, replica_identity
 
 
 def test_the_diff_base_is_never_built() -> None:
@@ -133,13 +112,51 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_operator_flags() -> None:
-    args = parse("-n", "a", "--namespace", "b", "--peering", "kondukt", "--worker-env", "X=1=2",
-                 "--log-level", "debug", "--default-worker-image", "img:1")
-    assert args.namespaces == ["a", "b"] and args.peering == "kondukt" and not args.standalone
+    args = parse("-n", "a", "--namespace", "b", "--lease", "kondukt", "--lease-namespace", "ops",
+                 "--lease-duration", "20", "--worker-env", "X=1=2", "--log-level", "debug",
+                 "--default-worker-image", "img:1")
+    assert args.namespaces == ["a", "b"] and args.lease == "kondukt" and not args.standalone
+    assert (args.lease_namespace, args.lease_duration, args.lease_renew_deadline) == ("ops", 20, None)
     assert args.worker_env == [("X", "1=2")] and args.log_level == "DEBUG"
     assert args.default_worker_image == "img:1" and args.metrics_port == 8080
     with pytest.raises(SystemExit):
-        parse("--standalone", "--peering", "x")
+        parse("--standalone", "--lease", "x")
     with pytest.raises(SystemExit):
         parse("--worker-env", "no-equals-sign")
     assert OperatorOptions().job_ttl_seconds == 600
+    assert OperatorOptions().lease_name is None and OperatorOptions().lease_timing == LeaseTiming()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["--lease", "k", "--lease-namespace", "ops", "--lease-renew-deadline", "15"],
+                     "--lease-renew-deadline (15s) must be shorter than --lease-duration (15s)", id="deadline-too-long"),
+        pytest.param(["--lease", "k", "--lease-namespace", "ops", "--lease-retry-period", "9"],
+                     "must be longer than 1.2 x --lease-retry-period (9s)", id="retry-too-slow"),
+        pytest.param(["--lease", "k", "--lease-namespace", "ops", "--lease-duration", "0"],
+                     "--lease-duration must be at least 1 second, got 0", id="no-duration"),
+        pytest.param(["--lease", "k"], "--lease needs the Lease's namespace", id="no-namespace"),
+    ],
+)
+def test_unsafe_lease_flags_are_refused_before_anything_runs(argv: list[str], message: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    args = parse(*argv)
+    with pytest.raises(KonduktUserError, match=re.escape(message)):
+        args.func(args)
+
+
+def test_the_lease_namespace_defaults_to_the_pods(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAMESPACE", "ops")
+    args = parse("--lease", "k", "--lease-renew-deadline", "20")  # refused for its timing, not its namespace
+    with pytest.raises(KonduktUserError) as refused:
+        args.func(args)
+    assert "namespace" not in str(refused.value)
+
+
+def test_every_replica_process_is_a_new_candidate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_ID", "kondukt-7d9f-abcde")
+    first, second = replica_identity(), replica_identity()
+    assert first.startswith("kondukt-7d9f-abcde_") and second.startswith("kondukt-7d9f-abcde_")
+    assert first != second  # a restarted container never takes its dead predecessor's Lease for its own

@@ -713,3 +713,26 @@ async def test_a_missing_result_payload_fails_the_attempt(s3: tuple[str, Any]) -
     await harness.reconcile("run")
     task = harness.tasks("run")[0]
     assert task["status"] == "FAILED" and "missing.json" in task["reasonForIncompletion"]
+
+
+async def test_a_standby_replica_reconciles_nothing_until_it_leads(harness: Harness) -> None:
+    leads = False
+    harness.reconciler.leading = lambda: leads
+    harness.cluster.apply(run_of("run"))
+    harness.reconciler.observe(copy.deepcopy(harness.cluster.workflow("run")))
+    harness.reconciler.queue.add_after(("ns", "run"), 60)  # a timer left from an earlier leadership
+    calls = len(harness.cluster.calls)
+    await harness.reconciler.run(("ns", "run"))
+    assert len(harness.cluster.calls) == calls and not harness.cluster.jobs()
+    assert harness.reconciler.queue.pending_timers() == 0  # the leader has the workflow, and its timers
+    leads = True
+    await harness.reconciler.run(("ns", "run"))
+    assert len(harness.cluster.jobs()) == 1
+
+
+async def test_a_new_leader_reconciles_every_workflow_it_knows(harness: Harness) -> None:
+    for name in ("a", "b"):
+        harness.cluster.apply(run_of(name))
+        harness.reconciler.observe(copy.deepcopy(harness.cluster.workflow(name)))
+    harness.reconciler.lead()
+    assert harness.reconciler.queue.depth == 2

@@ -1,14 +1,15 @@
 """``kondukt operator``: run the Kubernetes operator in the foreground.
 
 Flags map one-to-one to :class:`~kondukt.kube.operator.OperatorOptions`; the Helm chart passes
-``--peering``, ``--log-level``, ``--metrics-port``, ``--default-worker-image`` and ``--namespace``.
-The operator itself (Kopf, the Kubernetes clients) is imported only when the command runs. This module
-only parses arguments: it must never hold operator logic.
+``--lease`` (and its namespace and timing), ``--log-level``, ``--metrics-port``, ``--default-worker-image``
+and ``--namespace``. The operator itself (Kopf, the Kubernetes clients) is imported only when the command
+runs. This module only parses arguments: it must never hold operator logic.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from kondukt.errors import KonduktUserError
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
@@ -39,11 +40,23 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
                         help="watch this namespace (repeatable); default: every namespace")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG / ~/.kube/config)")
     parser.add_argument("--context", help="kubeconfig context")
-    peering = parser.add_mutually_exclusive_group()
-    peering.add_argument("--standalone", action="store_true", help="run without peering (a single replica)")
-    peering.add_argument("--peering", metavar="NAME",
-                         help="Kopf peering object shared by the replicas; the highest priority one works")
-    parser.add_argument("--priority", type=int, help="peering priority (default: random, distinct per replica)")
+    election = parser.add_mutually_exclusive_group()
+    election.add_argument("--standalone", action="store_true",
+                          help="no leader election: this process is the only replica (the default without --lease)")
+    election.add_argument("--lease", metavar="NAME",
+                          help="elect a leader among the replicas through this Lease (coordination.k8s.io); "
+                          "only the leader acts, the others stand by")
+    parser.add_argument("--lease-namespace", metavar="NS",
+                        help="namespace of the Lease (default: $POD_NAMESPACE)")
+    # Defaults (None here, so that parsing never imports the operator): client-go's 15 s / 10 s / 2 s.
+    parser.add_argument("--lease-duration", type=int, metavar="SECONDS",
+                        help="a standby takes the Lease over when its holder has not renewed it for this long "
+                        "(default 15)")
+    parser.add_argument("--lease-renew-deadline", type=float, metavar="SECONDS",
+                        help="the leader stops acting when it could not renew the Lease for this long; shorter "
+                        "than --lease-duration (default 10)")
+    parser.add_argument("--lease-retry-period", type=float, metavar="SECONDS",
+                        help="how often the leader renews the Lease and a standby tries to take it (default 2)")
     parser.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port; 0 = off")
     parser.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics server binds")
     parser.add_argument("--liveness", metavar="URL", help="Kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
@@ -73,6 +86,7 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kondukt.kube.leader import LeaseTiming
     from kondukt.kube.operator import OperatorOptions, run_operator
 
     if args.workers < 1:
@@ -84,13 +98,27 @@ def run(args: argparse.Namespace) -> int:
                                      memory_limit_bytes=args.script_memory_limit * MIB, workers=args.script_workers)
     except ScriptLimitsError as err:
         raise KonduktUserError(str(err)) from None
+    default = LeaseTiming()
+    timing = LeaseTiming(
+        lease_duration=default.lease_duration if args.lease_duration is None else args.lease_duration,
+        renew_deadline=default.renew_deadline if args.lease_renew_deadline is None else args.lease_renew_deadline,
+        retry_period=default.retry_period if args.lease_retry_period is None else args.lease_retry_period,
+    )
+    lease_namespace = args.lease_namespace or os.environ.get("POD_NAMESPACE") or None
+    if args.lease:
+        problems = timing.problems()
+        if not lease_namespace:
+            problems.append("--lease needs the Lease's namespace: --lease-namespace (or $POD_NAMESPACE)")
+        if problems:
+            raise KonduktUserError("; ".join(problems))
     options = OperatorOptions(
         namespaces=tuple(args.namespaces),
         kubeconfig=args.kubeconfig,
         context=args.context,
         standalone=args.standalone,
-        peering=args.peering,
-        priority=args.priority,
+        lease_name=args.lease,
+        lease_namespace=lease_namespace,
+        lease_timing=timing,
         metrics_port=args.metrics_port,
         metrics_address=args.metrics_address,
         liveness_endpoint=args.liveness,

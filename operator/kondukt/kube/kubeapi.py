@@ -9,6 +9,11 @@ Errors come out classified, because the reconcile reacts differently to each:
 :class:`NotFound` (404), :class:`AlreadyExists` (409 on create), :class:`Conflict` (409 on update: stale
 resourceVersion), :class:`Invalid` (400/422: the object itself is wrong, retrying cannot help) and
 :class:`TransientApiError` (5xx, 429, 403, timeouts, connection problems: retry with backoff).
+
+A client may carry a *fence* (:attr:`KubeClient.fence`): with several replicas, the reconciler's client is
+fenced by the leader election (:mod:`kondukt.kube.leader`), and a write — anything but GET — is refused
+with :class:`NotLeader` unless this replica leads at the moment it is handed to the HTTP session. So a
+replica that lost the Lease in the middle of a reconcile sends nothing more, whatever the reconcile does.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import json
 import ssl
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +63,10 @@ class TransientApiError(ApiError):
     """Worth retrying: server errors, throttling, timeouts, refused connections, missing permissions."""
 
 
+class NotLeader(TransientApiError):
+    """A write refused before it was sent: this replica does not lead (it stands by, or lost the Lease)."""
+
+
 @dataclass(frozen=True)
 class Connection:
     server: str
@@ -92,6 +101,8 @@ class KubeClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        #: Whether writes may be sent now (None: always); see the module's docstring.
+        self.fence: Callable[[], bool] | None = None
 
     def _ssl(self) -> ssl.SSLContext | bool:
         cfg = self.configuration
@@ -153,6 +164,8 @@ class KubeClient:
         if params:
             url += "?" + urllib.parse.urlencode(params)
         session = await self.session()
+        if self.fence is not None and method != "GET" and not self.fence():
+            raise NotLeader(0, "NotLeader", "this replica does not lead (it stands by or lost the lease)", what)
         try:
             async with session.request(method, url, data=data, headers=headers) as response:
                 text = await response.text()

@@ -12,7 +12,10 @@ Names follow Prometheus conventions (``kondukt_`` prefix, ``_total`` counters, `
 - ``kondukt_workqueue_depth``: workflows waiting for a reconcile;
 - ``kondukt_status_bytes``: size of the last status written (compactness of big workflows);
 - ``kondukt_job_creates_total{result}``: created, existed (a replay after a crash or a conflict), rejected;
-- ``kondukt_events_dropped_total``: task-transition Events not posted because the queue was full.
+- ``kondukt_events_dropped_total``: task-transition Events not posted because the queue was full;
+- ``kondukt_leader{lease,identity}``: 1 while this replica holds the Lease and acts, 0 while it stands by
+  (set once the replica has led; with ``--standalone`` there is no Lease and no series);
+- ``kondukt_leaderships_total``: how often this replica became the leader.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ class Metrics:
                                    ["result"], registry=r)
         self.events_dropped = Counter("kondukt_events_dropped_total", "Events not posted (queue full).",
                                       registry=r)
+        self.leader = Gauge("kondukt_leader", "1 while this replica holds the operator's Lease and acts, 0 while "
+                            "it stands by.", ["lease", "identity"], registry=r)
+        self.leaderships = Counter("kondukt_leaderships_total", "Times this replica became the leader.",
+                                   registry=r)
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         """Expose ``/metrics`` on ``address:port`` (a daemon thread; never blocks the event loop)."""

@@ -1,8 +1,7 @@
 """The Kopf operator: settings, watches and the handlers that feed the reconcile loop.
 
 Kopf does what it is best at — watching (with reconnects and resourceVersion bookkeeping), in-memory
-indexes, peering between replicas, credentials — and nothing else: every handler here is thin and only
-does I/O-free routing.
+indexes, credentials — and nothing else: every handler here is thin and only does I/O-free routing.
 
 - ``kopf.index`` on child Workflows, TaskDefs and WorkflowDefs feeds :mod:`kondukt.kube.cache`; Kopf holds
   every other handler back until their first listing is complete.
@@ -17,9 +16,11 @@ does I/O-free routing.
   annotations under ``kopf.kondukt.io`` (and the handlers used here need neither), Kopf's own Events are
   limited to warnings, and no finalizers are added (children and Jobs go with their Workflow through owner
   references).
-- HA: several replicas peer through Kopf's peering object (``--peering``); the one with the highest
-  priority works, the others stand by. Replicas need distinct priorities — Kopf pauses every operator when
-  two share one — so without ``--priority`` each replica picks a random one.
+- HA: with ``--lease NAME`` the replicas elect a leader through a Kubernetes Lease
+  (:mod:`kondukt.kube.leader`, client-go's semantics). Every replica watches and keeps its caches warm; only
+  the leader reconciles — the work queue's gate (``Reconciler.leading``) and the API client's fence (no
+  write leaves a replica that does not lead) both ask the elector. Kopf's own peering is off (Kopf runs
+  standalone): it pauses replicas by observation, which is no lock.
 
 Never put logic here that belongs to the reconcile (:mod:`kondukt.kube.reconcile`) or the engine.
 """
@@ -27,10 +28,9 @@ Never put logic here that belongs to the reconcile (:mod:`kondukt.kube.reconcile
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
-import random
+import secrets
 import socket
 import threading
 from collections.abc import Mapping
@@ -44,7 +44,8 @@ from kondukt.kube import resources as r
 from kondukt.kube.builders import JobOptions
 from kondukt.kube.events import EventRecorder
 from kondukt.kube.informer import IndexStore, Informer
-from kondukt.kube.kubeapi import ApiError, KubeClient, load_configuration
+from kondukt.kube.kubeapi import KubeClient, load_configuration
+from kondukt.kube.leader import LeaderElector, LeaseTiming
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
@@ -68,8 +69,10 @@ class OperatorOptions:
     kubeconfig: str | None = None
     context: str | None = None
     standalone: bool = False
-    peering: str | None = None
-    priority: int | None = None
+    #: Leader election: the Lease the replicas share (None: one replica, no election) and where it lives.
+    lease_name: str | None = None
+    lease_namespace: str | None = None
+    lease_timing: LeaseTiming = field(default_factory=LeaseTiming)
     metrics_port: int = 0
     metrics_address: str = "0.0.0.0"
     liveness_endpoint: str | None = None
@@ -98,62 +101,6 @@ class EventOnlyDiffBase(kopf.AnnotationsDiffBaseStorage):
         return {}
 
 
-class PeeringGuard:
-    """Whether this replica is the active one, read from Kopf's peering object (cached for a moment).
-
-    Kopf pauses a standby replica's watches, so it gets no events; but the exact timers its reconciles
-    scheduled while it was active would still fire. Before a reconcile, the work queue asks this guard
-    and a standby leaves the workflow to the active replica (whose own watches and timers cover it).
-    Kopf's rule is mirrored: any live peer with a priority at least ours pauses us. When the peering
-    object cannot be read the answer is "active": duplicate work is harmless (every action is
-    idempotent), stalled work is not.
-    """
-
-    def __init__(self, api: KubeClient, *, identity: str, priority: int, name: str, clusterwide: bool,
-                 ttl_seconds: float = 2.0) -> None:
-        self.api, self.identity, self.priority = api, identity, priority
-        self.name, self.clusterwide, self.ttl = name, clusterwide, ttl_seconds
-        self._cache: dict[str, tuple[float, bool]] = {}
-
-    def _path(self, namespace: str) -> str:
-        if self.clusterwide:
-            return f"/apis/kopf.dev/v1/clusterkopfpeerings/{self.name}"
-        return f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings/{self.name}"
-
-    async def active(self, namespace: str) -> bool:
-        key = "" if self.clusterwide else namespace
-        loop = asyncio.get_running_loop()
-        cached = self._cache.get(key)
-        if cached is not None and loop.time() - cached[0] < self.ttl:
-            return cached[1]
-        try:
-            peering = await self.api.get(self._path(namespace), f"peering {self.name}")
-        except ApiError:
-            peering = None
-        answer = peering is None or is_active(peering.get("status") or {}, self.identity, self.priority,
-                                              dt.datetime.now(dt.UTC))
-        self._cache[key] = (loop.time(), answer)
-        return answer
-
-
-def is_active(peers: Mapping[str, Any], identity: str, priority: int, now: dt.datetime) -> bool:
-    """Kopf's rule: we work unless a live peer has a priority at least ours."""
-    for peer, info in peers.items():
-        if peer == identity or not isinstance(info, Mapping):
-            continue
-        try:
-            seen = dt.datetime.fromisoformat(str(info.get("lastseen")).replace("Z", "+00:00"))
-            lifetime = dt.timedelta(seconds=int(info.get("lifetime", 60)))
-            other = int(info.get("priority", 0))
-        except (TypeError, ValueError):
-            continue
-        if seen.tzinfo is None:
-            seen = seen.replace(tzinfo=dt.UTC)
-        if seen + lifetime > now and other >= priority:
-            return False
-    return True
-
-
 class Controller:
     """The operator's moving parts, created before Kopf starts and started by its startup handler."""
 
@@ -180,6 +127,8 @@ class Controller:
         self.kopf_indexed = asyncio.Event()
         self.reconciler = Reconciler(api, cache.ClusterView(self.indices), settings, self.metrics, self.events,
                                      workers=options.workers, ready=self.kopf_indexed)
+        #: The leader election (None: a single replica that always acts); see run_operator_async.
+        self.elector: LeaderElector | None = None
         self.job_store: IndexStore[cache.JobRecord] = IndexStore()
         self.pod_store: IndexStore[cache.PodRecord] = IndexStore()
         self.informers = self._informers()
@@ -210,12 +159,19 @@ class Controller:
         await self.reconciler.start()
         if self.options.metrics_port:
             self.metrics.serve(self.options.metrics_port, self.options.metrics_address)
+        if self.elector is not None:  # campaign only with warm caches: a new leader acts at once
+            self.elector.start()
 
     async def stop(self) -> None:
+        if self.elector is not None:
+            await self.elector.stop()  # stop acting first: every write is refused from here on
         for informer in self.informers:
             await informer.stop()
         await self.reconciler.stop()
         await self.events.stop()
+        if self.elector is not None:  # nothing acts any more: hand the Lease over to a standby now
+            await self.elector.release()
+            await self.elector.api.close()
         await self.api.close()
 
     # ------------------------------------------------------------------------------------ routing
@@ -290,7 +246,6 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=r.KOPF_ANNOTATION_PREFIX)
         settings.persistence.diffbase_storage = EventOnlyDiffBase(prefix=r.KOPF_ANNOTATION_PREFIX)
         settings.posting.level = logging.WARNING  # Kopf's own Events: warnings and errors only
-        settings.peering.stealth = True
         settings.watching.server_timeout = 600
         settings.watching.client_timeout = 660
         settings.watching.connect_timeout = 30
@@ -352,32 +307,47 @@ async def run_operator_async(
     api = KubeClient(configuration)
     controller = Controller(options, api)
     registry = build_registry(controller)
-    peering = options.peering if not options.standalone else None
-    priority = options.priority
-    identity = os.environ.get("POD_ID") or f"{socket.gethostname()}@{os.getpid()}"
-    if peering is not None:
-        if priority is None:
-            priority = random.randint(1, 2**30)  # distinct per replica: equal priorities pause everyone
-        controller.reconciler.active = PeeringGuard(
-            api, identity=identity, priority=priority, name=peering, clusterwide=not options.namespaces,
-        ).active
+    identity = replica_identity()
+    if options.lease_name and not options.standalone:
+        namespace = options.lease_namespace or os.environ.get("POD_NAMESPACE")
+        if not namespace:
+            raise ValueError("leader election needs the Lease's namespace: --lease-namespace or $POD_NAMESPACE")
+        timing = options.lease_timing
+        elector = LeaderElector(
+            KubeClient(configuration, timeout=timing.request_timeout, connections=4),
+            namespace=namespace, name=options.lease_name, identity=identity, timing=timing,
+            metrics=controller.metrics, on_started=controller.reconciler.lead,
+            on_stopped=controller.reconciler.stand_by,
+        )
+        controller.elector = elector
+        controller.reconciler.leading = elector.is_leader
+        api.fence = elector.is_leader
+        mode = (f"leader election on lease {namespace}/{options.lease_name} as {identity} (lease "
+                f"{timing.lease_duration}s, renew deadline {timing.renew_deadline:g}s, retry {timing.retry_period:g}s)")
+    else:
+        mode = "standalone (one replica, no leader election)"
     logger.info(
         "kondukt operator starting: %s, %s",
-        f"namespaces {', '.join(options.namespaces)}" if options.namespaces else "all namespaces",
-        f"peering {peering!r} priority {priority}" if peering else "standalone",
+        f"namespaces {', '.join(options.namespaces)}" if options.namespaces else "all namespaces", mode,
     )
     await kopf.operator(
         registry=registry,
         identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
-        standalone=True if peering is None else None,
-        peering_name=peering,
-        priority=priority,
+        standalone=True,  # Kopf's peering stays off: the Lease decides who acts
         clusterwide=not options.namespaces,
         namespaces=list(options.namespaces),
         liveness_endpoint=options.liveness_endpoint,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
+
+
+def replica_identity() -> str:
+    """This replica's name in the Lease: its pod (``$POD_ID``) or host, and a random suffix (client-go's
+    ``hostname_uuid``), so a restarted container is a new candidate and never mistakes the Lease of its
+    dead predecessor for its own."""
+    base = os.environ.get("POD_ID") or socket.gethostname()
+    return f"{base}_{secrets.token_hex(4)}"
 
 
 def run_operator(options: OperatorOptions) -> int:

@@ -33,7 +33,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -208,8 +208,8 @@ class Reconciler:
         self.clock = clock
         self.queue: WorkQueue[WorkflowKey] = WorkQueue(self.run, workers=workers, on_depth=metrics.queue_depth.set,
                                                        ready=ready)
-        #: Whether this replica may work on a namespace now (the peering guard); None: always.
-        self.active: Callable[[str], Awaitable[bool]] | None = None
+        #: Whether this replica may act now (it holds the operator's Lease); None: always (one replica).
+        self.leading: Callable[[], bool] | None = None
         self._memos: dict[str, _Memo] = {}
         #: Jobs created for limited TaskDefs that the Job watch has not shown yet: (ns, def) -> job -> ms.
         self._reservations: dict[tuple[str, str], dict[str, int]] = {}
@@ -275,6 +275,24 @@ class Reconciler:
             for script_key in [k for k in self._scripts if k[0] == uid]:
                 self._scripts.pop(script_key).cancel()
 
+    def lead(self) -> None:
+        """This replica just became the leader: reconcile every Workflow it knows (its watches kept the
+        cache current while it stood by; whatever the last leader left half done is found and finished)."""
+        for key in list(self._objects):
+            self.queue.add(key)
+
+    def stand_by(self) -> None:
+        """This replica stopped leading: drop its timers and in-flight HTTP tasks. What they would have
+        done is the leader's now; it finds it again from the Workflows' status. The API client's fence
+        already refuses every write of a reconcile still running."""
+        for key in list(self._objects):
+            self.queue.cancel_timer(key)
+        for task in self._http.values():
+            task.cancel()
+        self._http.clear()
+        self._http_done.clear()
+        self._http_results.clear()
+
     async def start(self) -> None:
         self.queue.start()
 
@@ -288,8 +306,8 @@ class Reconciler:
 
     async def run(self, key: WorkflowKey) -> None:
         """The work queue's handler: one reconcile, with error classification and retries."""
-        if self.active is not None and not await self.active(key[0]):
-            self.queue.cancel_timer(key)  # a standby replica: the active one has this workflow
+        if self.leading is not None and not self.leading():
+            self.queue.cancel_timer(key)  # a standby replica: the leader has this workflow
             return
         started = time.perf_counter()
         result = "ok"
@@ -939,6 +957,9 @@ class Reconciler:
         wf_key = (owner.namespace, owner.name)
 
         async def perform() -> None:
+            if self.leading is not None and not self.leading():
+                self._http.pop(key, None)  # leadership lost meanwhile: the leader sends it
+                return
             if self._http_session is None or self._http_session.closed:
                 self._http_session = aiohttp.ClientSession()
             try:
