@@ -36,7 +36,6 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kondukt"
 KONDUKT_CRDS = ("taskdefs.kondukt.io", "workflowdefs.kondukt.io", "workflows.kondukt.io")
-PEERING_CRDS = ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev")
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
@@ -246,16 +245,22 @@ def test_the_charts_service_account_runs_a_workflow_and_nothing_more(
         # What the operator must be able to do, in the watched namespace ...
         for request in (["list", "workflows.kondukt.io"], ["watch", "taskdefs.kondukt.io"],
                         ["patch", "workflows.kondukt.io", "--subresource=status"], ["create", "jobs.batch"],
-                        ["delete", "jobs.batch"], ["watch", "pods"], ["create", "events"],
-                        ["patch", "kopfpeerings.kopf.dev"]):
+                        ["delete", "jobs.batch"], ["watch", "pods"], ["create", "events"]):
             assert can_i(cp, kubeconfig, *request, "-n", work), f"the operator may not {request} in {work}"
+        # ... its Lease, in the release's namespace ...
+        for request in (["create", "leases.coordination.k8s.io"], ["get", f"leases.coordination.k8s.io/{sa}"],
+                        ["update", f"leases.coordination.k8s.io/{sa}"], ["create", "events"]):
+            assert can_i(cp, kubeconfig, *request, "-n", namespace), f"the operator may not {request} in {namespace}"
         # ... and what it must not.
         refused = [
             ["get", "secrets", "-n", work], ["list", "secrets", "-n", namespace], ["get", "configmaps", "-n", work],
             ["create", "pods", "-n", work], ["delete", "workflows.kondukt.io", "-n", work],
             ["list", "workflows.kondukt.io", "-n", other], ["create", "jobs.batch", "-n", other],
             ["list", "workflows.kondukt.io", "--all-namespaces"], ["list", "customresourcedefinitions"],
-            ["list", "namespaces"], ["patch", "clusterkopfpeerings.kopf.dev"],
+            ["list", "namespaces"], ["update", "leases.coordination.k8s.io/another", "-n", namespace],
+            ["list", "leases.coordination.k8s.io", "-n", namespace], ["delete", f"leases.coordination.k8s.io/{sa}",
+                                                                      "-n", namespace],
+            ["create", "leases.coordination.k8s.io", "-n", work], ["get", "leases.coordination.k8s.io", "-n", "kube-system"],
         ]
         for request in refused:
             assert not can_i(cp, kubeconfig, *request), f"the operator may {request}"
@@ -266,7 +271,11 @@ def test_the_charts_service_account_runs_a_workflow_and_nothing_more(
         # whose task attempt's pod is admitted in the restricted namespace.
         args = operator_args_from_deployment(cp, namespace, release)
         assert f"--namespace={work}" in args and f"--default-worker-image={WORKERS_IMAGE}" in args
+        assert f"--lease={sa}" in args and f"--lease-namespace={namespace}" in args
         run_echo_workflow(cp, args, kubeconfig, work, tmp_path / "operator.log")
+        # It acted as the leader of the release's Lease, which it created with these credentials.
+        lease = cp.kubectl_json("get", "lease", sa, "-n", namespace)["spec"]
+        assert lease["holderIdentity"].startswith("e2e-") and lease["leaseDurationSeconds"] == 15
 
 
 def test_upgrade_and_uninstall_keep_the_crds_and_the_workflows(
@@ -282,12 +291,12 @@ def test_upgrade_and_uninstall_keep_the_crds_and_the_workflows(
             annotations = cp.kubectl_json("get", "crd", crd)["metadata"]["annotations"]
             assert annotations["helm.sh/resource-policy"] == "keep"
             assert annotations["meta.helm.sh/release-name"] == release
-        cp.kubectl_json("get", "clusterkopfpeering", f"{release}-kondukt")
 
         kubeconfig = service_account_kubeconfig(cp, sa, namespace, tmp_path / "sa.kubeconfig")
         assert can_i(cp, kubeconfig, "list", "workflows.kondukt.io", "--all-namespaces")
         assert can_i(cp, kubeconfig, "watch", "customresourcedefinitions")
-        assert can_i(cp, kubeconfig, "patch", "clusterkopfpeerings.kopf.dev")
+        assert can_i(cp, kubeconfig, "update", f"leases.coordination.k8s.io/{sa}", "-n", namespace)
+        assert not can_i(cp, kubeconfig, "update", f"leases.coordination.k8s.io/{sa}", "-n", "default")
         for request in (["get", "secrets", "--all-namespaces"], ["list", "configmaps", "--all-namespaces"],
                         ["delete", "workflows.kondukt.io", "--all-namespaces"], ["create", "pods", "-n", namespace],
                         ["list", "namespaces"], ["create", "clusterrolebindings"]):
@@ -327,14 +336,15 @@ def test_upgrade_and_uninstall_keep_the_crds_and_the_workflows(
 
         # Uninstalling removes the operator and its rights, and keeps the CRDs and the Workflow.
         cp.helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "60s")
-        for crd in (*KONDUKT_CRDS, *PEERING_CRDS):
+        for crd in KONDUKT_CRDS:
             cp.kubectl_json("get", "crd", crd)
         workflow_survived()
         gone = [
             ("deployment", f"{release}-kondukt", namespace), ("serviceaccount", sa, namespace),
             ("clusterrole", f"{release}-kondukt-{namespace}", None),
             ("clusterrolebinding", f"{release}-kondukt-{namespace}", None),
-            ("clusterkopfpeering", f"{release}-kondukt", None),
+            ("role", f"{release}-kondukt-leader-election", namespace),
+            ("rolebinding", f"{release}-kondukt-leader-election", namespace),
         ]
         for kind, name, ns in gone:
             where = ["-n", ns] if ns else []

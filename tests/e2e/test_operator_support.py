@@ -39,15 +39,21 @@ class OperatorProcess:
     """``kondukt operator`` in a subprocess (its own process group, so SIGKILL takes all of it)."""
 
     def __init__(self, control_plane: ControlPlane, namespace: str, log_dir: Path, *extra: str,
-                 peering: str | None = None, priority: int | None = None, name: str = "operator") -> None:
+                 lease: str | None = None, name: str = "operator") -> None:
+        """``lease``: elect a leader through this Lease (in the test's namespace) instead of ``--standalone``."""
         self.control_plane = control_plane
         self.namespace = namespace
         self.log_dir = log_dir
         self.extra = extra
         self.name = name
-        self.mode = ["--standalone"] if peering is None else ["--peering", peering, "--priority", str(priority or 0)]
+        self.mode = ["--standalone"] if lease is None else ["--lease", lease, "--lease-namespace", namespace]
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+
+    @property
+    def pod_id(self) -> str:
+        """$POD_ID of this replica: its identity in a Lease is this plus ``_<random>``, new for each start."""
+        return f"{self.name}-{self.namespace}"
 
     @property
     def log_file(self) -> Path:
@@ -62,7 +68,7 @@ class OperatorProcess:
             "--kubeconfig", str(self.control_plane.kubeconfig), "--metrics-port", "0",
             "--definition-grace-seconds", "3", *self.extra,
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "POD_ID": f"{self.name}-{self.namespace}"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "POD_ID": self.pod_id}
         env.pop("KONDUKT_PAYLOAD_BUCKET", None)
         with self.log_file.open("wb") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,

@@ -147,25 +147,19 @@ def test_the_restricted_check_catches_what_it_must() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- rendering
+CLUSTER_WIDE = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                "RoleBinding", "Service", "Deployment"}  # the Role: leader election, in the release's namespace
 SHAPES: dict[str, tuple[dict[str, str], set[str]]] = {
-    "defaults": ({}, {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-                      "Service", "Deployment", "ClusterKopfPeering"}),
+    "defaults": ({}, CLUSTER_WIDE),
     "namespaced": ({"watchNamespaces": "{team-a,team-b}"},
-                   {"CustomResourceDefinition", "ServiceAccount", "Role", "RoleBinding", "Service", "Deployment",
-                    "KopfPeering"}),
-    "replicas-3": ({"replicas": "3"}, {"CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-                                       "ClusterRoleBinding", "Service", "Deployment", "ClusterKopfPeering",
-                                       "PodDisruptionBudget"}),
-    "network-policy": ({"networkPolicy.enabled": "true"},
-                       {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-                        "Service", "Deployment", "ClusterKopfPeering", "NetworkPolicy"}),
-    "service-monitor": ({"metrics.serviceMonitor.enabled": "true"},
-                        {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-                         "Service", "Deployment", "ClusterKopfPeering", "ServiceMonitor"}),
+                   {"CustomResourceDefinition", "ServiceAccount", "Role", "RoleBinding", "Service", "Deployment"}),
+    "replicas-3": ({"replicas": "3"}, CLUSTER_WIDE | {"PodDisruptionBudget"}),
+    "network-policy": ({"networkPolicy.enabled": "true"}, CLUSTER_WIDE | {"NetworkPolicy"}),
+    "service-monitor": ({"metrics.serviceMonitor.enabled": "true"}, CLUSTER_WIDE | {"ServiceMonitor"}),
     "all-together": ({"watchNamespaces": "{team-a}", "replicas": "3", "networkPolicy.enabled": "true",
                       "metrics.serviceMonitor.enabled": "true"},
                      {"CustomResourceDefinition", "ServiceAccount", "Role", "RoleBinding", "Service", "Deployment",
-                      "KopfPeering", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"}),
+                      "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"}),
 }
 
 
@@ -236,7 +230,6 @@ def test_the_cluster_role_grants_what_the_operator_needs(helm_home: Path) -> Non
         ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
         ("", "pods"): {"get", "list", "watch"},
         ("", "events"): {"create"},
-        ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     }
 
@@ -244,30 +237,94 @@ def test_the_cluster_role_grants_what_the_operator_needs(helm_home: Path) -> Non
 def test_namespaced_rbac_is_a_role_per_watched_namespace_and_nothing_cluster_wide(helm_home: Path) -> None:
     objects = render(helm_home, {"watchNamespaces": "{team-a,team-b}"})
     assert not of_kind(objects, "ClusterRole") and not of_kind(objects, "ClusterRoleBinding")
-    assert not of_kind(objects, "ClusterKopfPeering")
-    for kind in ("Role", "RoleBinding", "KopfPeering"):
-        assert sorted(o["metadata"]["namespace"] for o in of_kind(objects, kind)) == ["team-a", "team-b"], kind
+    watched = [o for o in objects if o["kind"] in ("Role", "RoleBinding")
+               and not o["metadata"]["name"].endswith("-leader-election")]
+    for kind in ("Role", "RoleBinding"):
+        assert sorted(o["metadata"]["namespace"] for o in watched if o["kind"] == kind) == ["team-a", "team-b"], kind
     for binding in of_kind(objects, "RoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kondukt", "namespace": "kondukt-system"}]
-    rules = granted(objects, "Role")
-    assert rules[("kopf.dev", "kopfpeerings")] == {"get", "list", "watch", "patch"}
+    rules = granted([o for o in watched if o["kind"] == "Role"], "Role")
+    assert ("coordination.k8s.io", "leases") not in rules  # the Lease lives in the release's namespace only
     assert ("apiextensions.k8s.io", "customresourcedefinitions") not in rules
     args = container_args(objects)
     assert [a for a in args if a.startswith("--namespace=")] == ["--namespace=team-a", "--namespace=team-b"]
 
 
-def test_the_operator_joins_the_peering_the_chart_creates(helm_home: Path) -> None:
-    objects = render(helm_home, {"replicas": "3"})
+def leader_election_role(objects: Sequence[Manifest]) -> Manifest:
+    found = [o for o in of_kind(objects, "Role") if o["metadata"]["name"].endswith("-leader-election")]
+    assert len(found) == 1, f"expected one leader-election Role, found {len(found)}"
+    return found[0]
+
+
+@pytest.mark.parametrize("shape", ["defaults", "namespaced"])
+def test_the_replicas_elect_a_leader_through_the_charts_lease(helm_home: Path, shape: str) -> None:
+    objects = render(helm_home, {**SHAPES[shape][0], "replicas": "3"})
     assert the(objects, "Deployment")["spec"]["replicas"] == 3
-    assert "--peering=kondukt" in container_args(objects)
-    assert the(objects, "ClusterKopfPeering")["metadata"]["name"] == "kondukt"
+    args = container_args(objects)
+    assert {"--lease=kondukt", "--lease-namespace=kondukt-system", "--lease-duration=15",
+            "--lease-renew-deadline=10", "--lease-retry-period=2"} <= set(args)
+    assert not [a for a in args if a.startswith(("--peering", "--priority", "--standalone"))]
     env = {e["name"]: e for e in the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # Kopf's peer identity
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # the identity in the Lease
     assert the(objects, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
-    named = render(helm_home, {"peering.name": "shared", "watchNamespaces": "{a}"})
-    assert "--peering=shared" in container_args(named)
-    peering = the(named, "KopfPeering")["metadata"]
-    assert (peering["name"], peering["namespace"]) == ("shared", "a")
+    # Least privilege: its one Lease (create cannot be limited to a name), by name after that, in the release's
+    # namespace only; never list, watch, patch or delete; and the Events about it.
+    role = leader_election_role(objects)
+    assert role["metadata"]["namespace"] == "kondukt-system"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["kondukt"],
+         "verbs": ["get", "update"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]
+    binding = [o for o in of_kind(objects, "RoleBinding") if o["metadata"]["name"] == role["metadata"]["name"]]
+    assert [b["metadata"]["namespace"] for b in binding] == ["kondukt-system"]
+    assert binding[0]["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding[0]["subjects"] == [{"kind": "ServiceAccount", "name": "kondukt", "namespace": "kondukt-system"}]
+    for o in objects:  # and nothing else anywhere grants Leases
+        if o["kind"] in ("Role", "ClusterRole") and o is not role:
+            assert not [r for r in o["rules"] if "coordination.k8s.io" in r["apiGroups"]], o["metadata"]["name"]
+
+
+def test_the_lease_name_and_timing_are_values(helm_home: Path) -> None:
+    objects = render(helm_home, {"leaderElection.leaseName": "shared", "leaderElection.leaseDurationSeconds": "30",
+                                 "leaderElection.renewDeadlineSeconds": "20", "leaderElection.retryPeriodSeconds": "2.5"},
+                     namespace="ops")
+    assert {"--lease=shared", "--lease-namespace=ops", "--lease-duration=30", "--lease-renew-deadline=20",
+            "--lease-retry-period=2.5"} <= set(container_args(objects))
+    assert leader_election_role(objects)["rules"][1]["resourceNames"] == ["shared"]
+
+
+def test_nothing_of_kopfs_peering_is_left(helm_home: Path) -> None:
+    assert not (CHART / "crds").exists(), "the chart's crds/ folder held Kopf's peering CRDs; nothing uses them"
+    for shape in ("defaults", "namespaced"):
+        rendered = json.dumps(render(helm_home, SHAPES[shape][0]))
+        assert "kopf.dev" not in rendered and "peering" not in rendered.lower()
+
+
+UNSAFE_COMBINATIONS = {
+    "deadline-not-shorter-than-duration": (
+        {"leaderElection.renewDeadlineSeconds": "15"},
+        "leaderElection.renewDeadlineSeconds (15) must be shorter than leaderElection.leaseDurationSeconds (15)"),
+    "no-time-to-retry": (
+        {"leaderElection.retryPeriodSeconds": "9"},
+        "leaderElection.renewDeadlineSeconds (10) must be longer than 1.2 x leaderElection.retryPeriodSeconds (9)"),
+    "pdb-blocks-every-drain": (
+        {"replicas": "2", "podDisruptionBudget.minAvailable": "2"},
+        "podDisruptionBudget.minAvailable (2) must be less than replicas (2)"),
+}
+
+
+@pytest.mark.parametrize("case", UNSAFE_COMBINATIONS, ids=list(UNSAFE_COMBINATIONS))
+def test_unsafe_combinations_are_refused_with_the_fix(helm_home: Path, case: str) -> None:
+    values, message = UNSAFE_COMBINATIONS[case]
+    proc = run_helm("template", "kondukt", str(CHART), "--kube-version", KUBE_VERSION, *sets(values), tmp=helm_home)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+
+
+def test_one_replica_needs_no_disruption_budget(helm_home: Path) -> None:
+    assert not of_kind(render(helm_home, {"podDisruptionBudget.minAvailable": "3"}), "PodDisruptionBudget")
 
 
 def test_the_workers_image_value_reaches_the_operator(helm_home: Path) -> None:
@@ -340,13 +397,6 @@ def test_rendered_crds_keep_the_generated_specs_and_survive_uninstall(helm_home:
     unkept = of_kind(render(helm_home, {"crds.keep": "false"}), "CustomResourceDefinition")
     assert unkept and all("helm.sh/resource-policy" not in (o["metadata"].get("annotations") or {}) for o in unkept)
     assert not of_kind(render(helm_home, {"crds.install": "false"}), "CustomResourceDefinition")
-
-
-def test_kopfs_peering_crds_ship_in_the_crds_folder() -> None:
-    docs = [d for d in yaml.safe_load_all((CHART / "crds" / "kopf-peering.yaml").read_text()) if d]
-    assert {(d["spec"]["names"]["kind"], d["spec"]["scope"]) for d in docs} == {
-        ("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")}
-    assert {d["spec"]["group"] for d in docs} == {"kopf.dev"}
 
 
 # ---------------------------------------------------------------------------------------------- values schema

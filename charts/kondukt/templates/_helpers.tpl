@@ -49,9 +49,29 @@ app.kubernetes.io/part-of: kondukt
 {{- end }}
 {{- end }}
 
-{{/* The Kopf peering name every replica of this release joins (--peering). */}}
-{{- define "kondukt.peeringName" -}}
-{{- default (include "kondukt.fullname" .) .Values.peering.name }}
+{{/* The Lease the replicas of this release elect their leader with (--lease), in the release's namespace. */}}
+{{- define "kondukt.leaseName" -}}
+{{- default (include "kondukt.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/*
+Values that are each valid but unsafe together: refused at install time, with the fix, instead of an operator
+that exits at start (lease timing) or a PodDisruptionBudget that blocks every node drain.
+*/}}
+{{- define "kondukt.validate" -}}
+{{- $le := .Values.leaderElection }}
+{{- $duration := float64 $le.leaseDurationSeconds }}
+{{- $deadline := float64 $le.renewDeadlineSeconds }}
+{{- $retry := float64 $le.retryPeriodSeconds }}
+{{- if ge $deadline $duration }}
+{{- fail (printf "leaderElection.renewDeadlineSeconds (%v) must be shorter than leaderElection.leaseDurationSeconds (%v): the leader must stop acting before a standby may take the Lease" $le.renewDeadlineSeconds $le.leaseDurationSeconds) }}
+{{- end }}
+{{- if le $deadline (mulf 1.2 $retry) }}
+{{- fail (printf "leaderElection.renewDeadlineSeconds (%v) must be longer than 1.2 x leaderElection.retryPeriodSeconds (%v): a renewal needs time for a retry" $le.renewDeadlineSeconds $le.retryPeriodSeconds) }}
+{{- end }}
+{{- if and .Values.podDisruptionBudget.enabled (gt (int .Values.replicas) 1) (ge (int .Values.podDisruptionBudget.minAvailable) (int .Values.replicas)) }}
+{{- fail (printf "podDisruptionBudget.minAvailable (%v) must be less than replicas (%v): otherwise no operator pod may ever be evicted and every node drain blocks" .Values.podDisruptionBudget.minAvailable .Values.replicas) }}
+{{- end }}
 {{- end }}
 
 {{/* repository:tag or repository@digest; the tag defaults to the chart's appVersion. Argument: (dict "image" X "chart" .Chart) */}}

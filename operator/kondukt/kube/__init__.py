@@ -11,7 +11,9 @@ Modules, from pure to I/O:
 - ``cache``: the records the reconcile reads (Jobs, pods, children, TaskDefs, WorkflowDefs) and its view;
 - ``informer``: list+watch of the attempts' Jobs and pods into in-memory indexes (Kopf indexes the rest);
 - ``workqueue``: one reconcile at a time per workflow, many in parallel, exact timers;
-- ``kubeapi``: the few API calls the operator makes (async, never blocking the event loop);
+- ``kubeapi``: the few API calls the operator makes (async, never blocking the event loop; writes fenced
+  by the leader election);
+- ``leader``: leader election among replicas with a Lease (client-go's semantics): who may act, when;
 - ``opsannotations``: the format of the ``ops.kondukt.io/<op>`` operation requests (the CLI writes them);
 - ``reconcile``: one level-based reconcile of one Workflow: observe, ``decide``, act, write status;
 - ``httptask``: the HTTP system task, performed by the operator;

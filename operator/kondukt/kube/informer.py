@@ -14,7 +14,7 @@ workflow. So they are watched here, client-go style:
 - :attr:`Informer.synced` is set once the first list is in the index: the work queue starts reconciling
   only then, so "not listed yet" is never mistaken for "gone".
 
-Kopf keeps everything else: Workflows, TaskDefs, WorkflowDefs, peering, credentials. This module never
+Kopf keeps everything else: Workflows, TaskDefs, WorkflowDefs, credentials. This module never
 decides anything; it observes and calls back.
 """
 

@@ -253,7 +253,6 @@ class LeaderElector:
         self._deadline: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._random = random.Random()
-        self.became_leader = asyncio.Event()
 
     @property
     def lease(self) -> str:
@@ -323,6 +322,10 @@ class LeaderElector:
         return True
 
     def _took(self, lease: Mapping[str, Any], sent: float, *, acquired: bool) -> None:
+        if self._leading and not self.is_leader():
+            # Renewed, but only after the deadline (a busy loop fired no timer yet): this replica did stop
+            # leading meanwhile — its gate skipped reconciles and dropped their timers — so it leads anew.
+            self._step_down(f"lease {self.lease} renewed only after the renew deadline")
         record = LeaseRecord.from_spec(lease.get("spec"))
         version = str((lease.get("metadata") or {}).get("resourceVersion"))
         self.observed = Observed(record=record, resource_version=version, since=self.clock())
@@ -334,7 +337,6 @@ class LeaderElector:
         self._deadline = loop.call_later(max(0.0, self._valid_until - self.clock()), self._check_deadline)
         if not self._leading:
             self._leading = True
-            self.became_leader.set()
             logger.info("leader election: %s leads now (lease %s, transitions %d)%s", self.identity, self.lease,
                         record.transitions, "" if acquired else ", renewed")
             if self.metrics is not None:
@@ -358,7 +360,6 @@ class LeaderElector:
         if not self._leading:
             return
         self._leading = False
-        self.became_leader.clear()
         logger.warning("leader election: %s stopped leading: %s", self.identity, why)
         if self.metrics is not None:
             self.metrics.leader.labels(self.lease, self.identity).set(0)
@@ -387,7 +388,7 @@ class LeaderElector:
             except TimeoutError:
                 held = False
                 logger.warning("leader election: a lease request to %s timed out", self.lease)
-            if held:
+            if held or self._leading:  # a leader renews (or retries a failed renewal) every retry period
                 announced = None
                 await asyncio.sleep(self.timing.retry_period)
                 continue
