@@ -1,12 +1,15 @@
 """The leader election's timing decisions, as pure functions (the elector's I/O against a real API server
 is in tests/e2e/test_leader_election.py): who may take the Lease when, what is written, and the safety rule
-that a holder stops acting before any other replica may take its Lease. Also the API client's fence: a
-replica that does not lead sends no write."""
+that a holder stops acting before any other replica may take its Lease. Also the API client's fence (a
+replica that does not lead sends no write) and the elector's steps on a fake clock against an in-memory
+Lease with the API server's resourceVersion rules."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -14,9 +17,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kubernetes_asyncio.client import Configuration
 
-from kondukt.kube.kubeapi import KubeClient, NotLeader
+from kondukt.kube.kubeapi import (
+    AlreadyExists,
+    ApiError,
+    Conflict,
+    KubeClient,
+    NotFound,
+    NotLeader,
+    TransientApiError,
+)
 from kondukt.kube.leader import (
     RELEASED_DURATION_SECONDS,
+    LeaderElector,
     LeaseRecord,
     LeaseTiming,
     Observed,
@@ -240,3 +252,118 @@ async def test_a_replica_that_does_not_lead_sends_no_write(recording_server: tup
     leads = True
     await client.create("/apis/batch/v1/namespaces/ns/jobs", {}, "a job")
     assert seen == ["GET", "POST"]
+
+
+# ------------------------------------------------------------------------- the elector, on a fake clock
+class OneLease(KubeClient):
+    """An in-memory API holding one Lease with the API server's resourceVersion rules (POST: AlreadyExists;
+    PUT: Conflict unless the version read is current); ``down`` makes every request fail like a lost network."""
+
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.version = 0
+        self.down = False
+        self.events: list[str] = []
+
+    async def request(self, method: str, path: str, *, what: str, body: Any = None, params: Any = None,
+                      content_type: str = "application/json", on_conflict: type[ApiError] = Conflict) -> Any:
+        if self.down:
+            raise TransientApiError(0, "ClientConnectorError", "connection refused", what)
+        if path.endswith("/events"):
+            self.events.append(body["message"])
+            return body
+        if method == "GET":
+            if self.lease is None:
+                raise NotFound(404, "NotFound", "no lease", what)
+            return copy.deepcopy(self.lease)
+        if method == "POST":
+            if self.lease is not None:
+                raise AlreadyExists(409, "AlreadyExists", "exists", what)
+        elif self.lease is None or body["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
+            raise Conflict(409, "Conflict", "the object has been modified", what)
+        self.version += 1
+        self.lease = copy.deepcopy(body)
+        self.lease["metadata"]["resourceVersion"] = str(self.version)
+        return copy.deepcopy(self.lease)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def elector(api: OneLease, clock: FakeClock, identity: str, calls: list[str] | None = None) -> LeaderElector:
+    log = calls if calls is not None else []
+    return LeaderElector(api, namespace="ops", name="kondukt", identity=identity, timing=TIMING, clock=clock,
+                         on_started=lambda: log.append(f"{identity} started"),
+                         on_stopped=lambda: log.append(f"{identity} stopped"))
+
+
+async def test_a_leader_that_cannot_renew_stops_at_its_renew_deadline() -> None:
+    api, clock, calls = OneLease(), FakeClock(), []
+    leader = elector(api, clock, "a_1", calls)
+    assert await leader.try_acquire_or_renew() and leader.is_leader() and calls == ["a_1 started"]
+    api.down = True
+    clock.now += 9.9
+    assert not await leader.try_acquire_or_renew() and leader.is_leader()  # still within the deadline
+    clock.now += 0.1
+    assert not leader.is_leader()  # at the deadline, whether or not a timer fired yet
+    leader._check_deadline()  # the timer
+    assert calls == ["a_1 started", "a_1 stopped"]
+
+
+async def test_a_standby_waits_a_lease_duration_after_the_last_renewal_it_saw() -> None:
+    api, clock = OneLease(), FakeClock()
+    a, b = elector(api, clock, "a_1"), elector(api, clock, "b_1")
+    assert await a.try_acquire_or_renew()
+    clock.now += 1
+    assert not await b.try_acquire_or_renew() and b.leader() == "a_1"
+    clock.now += 1
+    assert await a.try_acquire_or_renew()  # a renewal b has not seen yet
+    clock.now += 1
+    assert not await b.try_acquire_or_renew()  # b sees it now: its clock restarts here (t = 3)
+    await a.stop()  # a crash, for b: no more renewals, nothing released
+    clock.now += 14.9
+    assert not await b.try_acquire_or_renew()
+    clock.now += 0.1
+    assert await b.try_acquire_or_renew() and b.is_leader()
+    assert api.lease is not None and api.lease["spec"]["leaseTransitions"] == 1
+
+
+async def test_a_renewal_that_lands_after_the_deadline_is_a_new_leadership() -> None:
+    """The loop was too busy to fire the deadline's timer: the gate already refused work (and dropped its
+    timers), so the replica must lead anew — its on_started reconciles every workflow again."""
+    api, clock, calls = OneLease(), FakeClock(), []
+    leader = elector(api, clock, "a_1", calls)
+    assert await leader.try_acquire_or_renew()
+    clock.now += 11
+    assert not leader.is_leader()
+    assert await leader.try_acquire_or_renew() and leader.is_leader()
+    assert calls == ["a_1 started", "a_1 stopped", "a_1 started"]
+
+
+async def test_a_leader_that_sees_another_holder_stops_at_once() -> None:
+    api, clock, calls = OneLease(), FakeClock(), []
+    leader = elector(api, clock, "a_1", calls)
+    assert await leader.try_acquire_or_renew()
+    assert api.lease is not None
+    api.lease["spec"]["holderIdentity"] = "intruder_1"  # someone edited the Lease by hand
+    api.lease["metadata"]["resourceVersion"] = "99"
+    assert not await leader.try_acquire_or_renew()  # the renewal conflicts ...
+    assert not await leader.try_acquire_or_renew()  # ... the fresh read shows the other holder
+    assert not leader.is_leader() and calls == ["a_1 started", "a_1 stopped"]
+
+
+async def test_a_graceful_stop_releases_the_lease_for_the_next_try() -> None:
+    api, clock = OneLease(), FakeClock()
+    a, b = elector(api, clock, "a_1"), elector(api, clock, "b_1")
+    assert await a.try_acquire_or_renew()
+    assert not await b.try_acquire_or_renew()
+    await a.stop()
+    assert await a.release()
+    assert await b.try_acquire_or_renew()  # at once, no lease duration to wait
+    assert not await a.release()  # not its Lease any more: nothing is written
+    assert api.lease is not None and api.lease["spec"]["holderIdentity"] == "b_1"

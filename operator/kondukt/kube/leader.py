@@ -388,6 +388,9 @@ class LeaderElector:
             except TimeoutError:
                 held = False
                 logger.warning("leader election: a lease request to %s timed out", self.lease)
+            except Exception:  # a surprise must not end the campaign; the deadline still ends a leadership
+                held = False
+                logger.exception("leader election: trying lease %s failed unexpectedly", self.lease)
             if held or self._leading:  # a leader renews (or retries a failed renewal) every retry period
                 announced = None
                 await asyncio.sleep(self.timing.retry_period)
