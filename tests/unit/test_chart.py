@@ -288,10 +288,10 @@ def test_the_replicas_elect_a_leader_through_the_charts_lease(helm_home: Path, s
 
 def test_the_lease_name_and_timing_are_values(helm_home: Path) -> None:
     objects = render(helm_home, {"leaderElection.leaseName": "shared", "leaderElection.leaseDurationSeconds": "30",
-                                 "leaderElection.renewDeadlineSeconds": "20", "leaderElection.retryPeriodSeconds": "2.5"},
+                                 "leaderElection.renewDeadlineSeconds": "20", "leaderElection.retryPeriodSeconds": "3"},
                      namespace="ops")
     assert {"--lease=shared", "--lease-namespace=ops", "--lease-duration=30", "--lease-renew-deadline=20",
-            "--lease-retry-period=2.5"} <= set(container_args(objects))
+            "--lease-retry-period=3"} <= set(container_args(objects))
     assert leader_election_role(objects)["rules"][1]["resourceNames"] == ["shared"]
 
 
