@@ -273,9 +273,13 @@ def test_the_charts_service_account_runs_a_workflow_and_nothing_more(
         assert f"--namespace={work}" in args and f"--default-worker-image={WORKERS_IMAGE}" in args
         assert f"--lease={sa}" in args and f"--lease-namespace={namespace}" in args
         run_echo_workflow(cp, args, kubeconfig, work, tmp_path / "operator.log")
-        # It acted as the leader of the release's Lease, which it created with these credentials.
+        # It acted as the leader of the release's Lease, which it created with these credentials, and
+        # released it when it stopped.
+        log = (tmp_path / "operator.log").read_text(errors="replace")
+        assert re.search(r"leader election: e2e-\w+_\w+ leads now", log), tail(tmp_path / "operator.log")
+        assert "released lease" in log
         lease = cp.kubectl_json("get", "lease", sa, "-n", namespace)["spec"]
-        assert lease["holderIdentity"].startswith("e2e-") and lease["leaseDurationSeconds"] == 15
+        assert lease["holderIdentity"] == "" and lease["leaseTransitions"] == 0
 
 
 def test_upgrade_and_uninstall_keep_the_crds_and_the_workflows(
