@@ -282,16 +282,17 @@ class Reconciler:
             self.queue.add(key)
 
     def stand_by(self) -> None:
-        """This replica stopped leading: drop its timers and in-flight HTTP tasks. What they would have
-        done is the leader's now; it finds it again from the Workflows' status. The API client's fence
-        already refuses every write of a reconcile still running."""
+        """This replica stopped leading: drop its timers, in-flight HTTP tasks and jq evaluations, and the
+        results not yet written. What they would have done is the leader's now; it finds it again from the
+        Workflows' status. The API client's fence already refuses every write of a reconcile still running."""
         for key in list(self._objects):
             self.queue.cancel_timer(key)
-        for task in self._http.values():
+        for task in [*self._http.values(), *self._scripts.values()]:
             task.cancel()
         self._http.clear()
+        self._scripts.clear()
         self._http_done.clear()
-        self._http_results.clear()
+        self._results.clear()
 
     async def start(self) -> None:
         self.queue.start()
