@@ -351,7 +351,7 @@ class LeaderElector:
         if self._leading and not self.is_leader():
             self._step_down(f"lease {self.lease} not renewed within {self.timing.renew_deadline:g}s")
 
-    def _step_down(self, why: str) -> None:
+    def _step_down(self, why: str, level: int = logging.WARNING) -> None:
         """Stop acting now (the fence and the gate see it at once through :meth:`is_leader`)."""
         self._valid_until = None
         if self._deadline is not None:
@@ -360,7 +360,7 @@ class LeaderElector:
         if not self._leading:
             return
         self._leading = False
-        logger.warning("leader election: %s stopped leading: %s", self.identity, why)
+        logger.log(level, "leader election: %s stopped leading: %s", self.identity, why)
         if self.metrics is not None:
             self.metrics.leader.labels(self.lease, self.identity).set(0)
         if self.on_stopped is not None:
@@ -414,7 +414,7 @@ class LeaderElector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._step_down("shutting down")
+        self._step_down("shutting down", logging.INFO)
 
     async def release(self) -> bool:
         """Give the Lease up if this replica holds it (call after :meth:`stop`, once nothing acts any more):
