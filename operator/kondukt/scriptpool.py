@@ -49,6 +49,9 @@ DEFAULT_WORKERS: Final = 2
 #: The child's own alarm fires this long after the parent's limit (the parent normally kills it first).
 _CHILD_ALARM_GRACE_SECONDS: Final = 2.0
 _STDERR_KEPT: Final = 4096
+#: How long a new evaluation process may take to import what it needs (not part of any evaluation's limit).
+_STARTUP_SECONDS: Final = 120.0
+_READY: Final = b"ready\n"
 _MEMORY_MARKERS: Final = ("cannot allocate memory", "MemoryError", "out of memory")
 
 
@@ -181,7 +184,18 @@ class _Child:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={}, start_new_session=True, limit=max(limits.memory_limit_bytes, 1 * MIB),
         )
-        return cls(process)
+        child = cls(process)
+        # Its imports are not part of the first evaluation's time: wait until it says it is ready.
+        assert process.stdout is not None
+        try:
+            ready = await asyncio.wait_for(process.stdout.readline(), _STARTUP_SECONDS)
+        except TimeoutError:
+            ready = b""
+        if ready != _READY:
+            await child.reap()
+            tail = child.stderr_tail.decode("utf-8", "replace").strip().splitlines()
+            raise OSError(f"the evaluation process did not start ({tail[-1] if tail else 'no message'})")
+        return child
 
     @property
     def alive(self) -> bool:
@@ -399,6 +413,8 @@ def child_main(memory_limit_bytes: int, alarm_seconds: float) -> None:
         adjust.write("1000")
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdout.write(_READY)
+    stdout.flush()
     for line in stdin:
         try:
             action = EvaluateScript.model_validate_json(line)
