@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 from PIL import Image
 
+from tests.bigvalues import incompressible_inline
 from tests.unit.test_local_process import FAKE_WORKER, process_alive, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -539,3 +540,23 @@ def test_a_signal_ends_the_run_while_jq_is_evaluated(signum: signal.Signals, tmp
     assert execution["reasonForIncompletion"] == f"interrupted ({signum.name})"
     assert execution["tasks"][0]["status"] == "CANCELED"
     assert wait_until(lambda: not any(process_alive(pid) for pid in evaluators))
+
+
+# --------------------------------------------------------------------------------------------------
+# Values too large for a Workflow's status (issue 16): the same limit as a cluster without payload storage
+# --------------------------------------------------------------------------------------------------
+
+def test_a_result_too_large_for_a_cluster_fails_locally_too(tmp_path: Path) -> None:
+    flow = write(tmp_path, "big.json", json.dumps({"name": "big", "version": 1, "tasks": [
+        incompressible_inline("big", 2_500_000),
+        {"name": "after", "taskReferenceName": "after", "type": "NOOP"},
+    ]}))
+    done = kondukt_run(str(flow), "-o", "json", cwd=tmp_path, data_dir=tmp_path / "d")
+    assert done.returncode == 1, done.stderr
+    execution = json.loads(done.stdout)
+    assert execution["status"] == "FAILED"
+    assert [(t["referenceTaskName"], t["status"]) for t in execution["tasks"]] == [
+        ("big", "FAILED_WITH_TERMINAL_ERROR")]
+    assert execution["reasonForIncompletion"] == (
+        "task 'big': its output is 2.4 MiB (2527462 bytes), more than the 256 KiB a value may take in the workflow's "
+        "state; the limit of a Workflow's status in a cluster without external payload storage")

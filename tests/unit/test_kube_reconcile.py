@@ -27,11 +27,12 @@ from kondukt.kube import cache
 from kondukt.kube import resources as r
 from kondukt.kube.builders import JobOptions
 from kondukt.kube.events import EventRecorder
-from kondukt.kube.kubeapi import AlreadyExists, Conflict, Invalid, KubeClient, NotFound
+from kondukt.kube.kubeapi import AlreadyExists, Conflict, Invalid, KubeClient, NotFound, TooLarge
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
 from kondukt.kube.status import read_status, tasks_from_status
 from kondukt.scriptpool import ScriptLimits
+from tests.bigvalues import incompressible_inline
 
 GROUP_PATH = "/apis/kondukt.io/v1alpha1/namespaces/"
 
@@ -48,6 +49,7 @@ class FakeCluster(KubeClient):
         self.created_jobs: list[str] = []
         self.crash_on: tuple[str, str] | None = None  # (method, path prefix) to raise Crash once
         self.reject: dict[str, str] = {}  # collection path -> message of a 422
+        self.max_status_bytes: int | None = None  # a larger status PUT is refused as etcd refuses it
         self._rv = itertools.count(1)
         self.server = "https://fake"
 
@@ -92,6 +94,9 @@ class FakeCluster(KubeClient):
                 raise NotFound(404, "NotFound", key, what)
             if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:
                 raise Conflict(409, "Conflict", "the object has been modified", what)
+            if self.max_status_bytes is not None and len(json.dumps(body)) > self.max_status_bytes:
+                raise TooLarge(500, "InternalError", "rpc error: code = ResourceExhausted desc = trying to send "
+                               "message larger than max (2621751 vs. 2097152)", what)
             current["status"] = json.loads(json.dumps(body["status"]))
             current["metadata"]["resourceVersion"] = str(next(self._rv))
             return copy.deepcopy(current)
@@ -736,3 +741,79 @@ async def test_a_new_leader_reconciles_every_workflow_it_knows(harness: Harness)
         harness.reconciler.observe(copy.deepcopy(harness.cluster.workflow(name)))
     harness.reconciler.lead()
     assert harness.reconciler.queue.depth == 2
+
+
+# ---------------------------------------------------------------------------- values too large for the object
+def inline_run(name: str, size: int, *, then_echo: bool = False) -> dict[str, Any]:
+    """INLINE returning ``size`` characters of incompressible text."""
+    tasks: list[dict[str, Any]] = [incompressible_inline("big", size)]
+    if then_echo:
+        tasks.append({"name": "echo", "taskReferenceName": "use", "inputParameters": {"v": "${big.output.result}"}})
+    return {"apiVersion": "kondukt.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name},
+            "spec": {"definition": {"tasks": tasks, "outputParameters": {"r": "${big.output.result}"}}}}
+
+
+async def test_a_value_too_large_for_the_status_fails_its_task_without_payload_storage(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KONDUKT_PAYLOAD_BUCKET", raising=False)
+    harness.cluster.apply(inline_run("big", 300_000))
+    await harness.reconcile("big")
+    status = harness.status("big")
+    task = harness.tasks("big")[0]
+    assert task["status"] == "FAILED_WITH_TERMINAL_ERROR"
+    assert task["reasonForIncompletion"] == (
+        "task 'big': its output is 296.2 KiB (303289 bytes), more than the 256 KiB a value may take in the "
+        "workflow's state; larger values need external payload storage (KONDUKT_PAYLOAD_BUCKET on the operator)")
+    assert status["phase"] == "FAILED" and status["message"].startswith("task 'big': its output is 296.2 KiB")
+
+
+async def test_a_status_the_api_refuses_for_its_size_ends_the_workflow_failed(harness: Harness) -> None:
+    harness.cluster.max_status_bytes = 200_000  # stands for etcd's limit; each value stays under 256 KiB
+    harness.cluster.apply(inline_run("big", 250_000))
+    await harness.reconcile("big")
+    status = harness.status("big")
+    assert status["phase"] == "FAILED"
+    assert status["reasonForIncompletion"].startswith("the Workflow's status would be ")
+    assert "more than the API server stores (rpc error: code = ResourceExhausted desc = trying to send message " \
+           "larger than max" in status["reasonForIncompletion"]
+    assert {c["type"]: c["reason"] for c in status["conditions"]}["Failed"] == "StatusTooLarge"
+    assert [(t["referenceTaskName"], t["status"]) for t in harness.tasks("big")] == [("big", "COMPLETED")]
+    assert "outputData" not in harness.tasks("big")[0] and "output" not in status
+    puts = sum(1 for method, _ in harness.cluster.calls if method == "PUT")
+    assert await harness.reconcile("big") is None  # settled: no retry loop
+    assert sum(1 for method, _ in harness.cluster.calls if method == "PUT") == puts
+    reasons = [e["reason"] for e in harness.reconciler.events._queue._queue]  # type: ignore[attr-defined]
+    assert "StatusTooLarge" in reasons
+
+
+async def test_values_too_large_for_the_status_go_to_payload_storage_and_come_back(s3: tuple[str, Any]) -> None:
+    from kondukt_workers.settings import Settings
+
+    endpoint, client = s3
+    harness = Harness(payload_settings=Settings(payload_bucket="payloads", s3_endpoint=endpoint))
+    harness.cluster.apply(ECHO)
+    harness.cluster.max_status_bytes = 200_000
+    harness.cluster.apply(inline_run("big", 300_000, then_echo=True))
+    await harness.reconcile("big")
+    raw = harness.status("big")
+    big, use = harness.tasks("big")
+    assert big["status"] == "COMPLETED" and "outputData" not in big
+    pointer = big["externalOutputPayloadStoragePath"]
+    assert pointer.startswith("s3://payloads/") and "inputData" not in use
+    bucket, key = pointer.removeprefix("s3://").split("/", 1)
+    stored = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert len(stored["result"]) == 300_000
+    assert raw["phase"] == "RUNNING" and len(json.dumps(raw)) < 200_000
+    # A new operator reads the values back from storage: the Job's input and the output are whole again.
+    harness.reconciler = harness.new_reconciler()
+    job_name = harness.only_new_job(set())
+    harness.cluster.echo(job_name)
+    await harness.reconcile("big")
+    status = harness.status("big")
+    assert status["phase"] == "COMPLETED", status.get("reasonForIncompletion")
+    # The output was computed from the value read back, and is itself too large for the status: stored too.
+    assert "output" not in status and "outputCompressed" not in status
+    bucket, key = status["externalOutputPayloadStoragePath"].removeprefix("s3://").split("/", 1)
+    output = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert output == {"r": stored["result"]}
+    assert len(json.dumps(status)) < 200_000

@@ -175,3 +175,21 @@ def test_packing_reuses_the_blocks_of_unchanged_tasks(monkeypatch: pytest.Monkey
     assert [e["status"] for e in entries].count("COMPLETED") == 1 and len(entries) == 600
     assert codec.tasks_from_status({"tasksCompressed": first})[300]["status"] == "SCHEDULED"
     assert codec.tasks_from_status({"tasksCompressed": encoder.pack([])}) == []
+
+
+def test_values_stored_outside_the_status_leave_pointers_that_read_back_as_external() -> None:
+    wf = workflow([attempt(1, "t0", TaskStatus.COMPLETED, inputData={"i": 1}, outputData={"big": "x" * 10},
+                           executed=True)], output={"big": "y"})
+    external = {"id-1": {"outputData": "s3://b/uid-1/status/id-1-outputData.json"},
+                codec.WORKFLOW_KEY: {"output": "s3://b/uid-1/status/workflow-output.json"}}
+    status = json.loads(json.dumps(build(wf, external=external)))
+    entry = codec.tasks_from_status(status)[0]
+    assert entry["externalOutputPayloadStoragePath"] == "s3://b/uid-1/status/id-1-outputData.json"
+    assert "outputData" not in entry and entry["inputData"] == {"i": 1}
+    assert status["externalOutputPayloadStoragePath"] == "s3://b/uid-1/status/workflow-output.json"
+    assert "output" not in status and "outputCompressed" not in status
+    stored = codec.read_status(status)
+    assert stored.external == external
+    assert stored.workflow is not None
+    assert stored.workflow.tasks[0].outputData == {} and stored.workflow.output == {}
+    assert stored.workflow.tasks[0].inputData == {"i": 1}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES
 from kondukt.errors import KonduktUserError
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
 from kondukt.scriptpool import (
@@ -75,6 +76,10 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
                         help="store status.tasks compressed when their JSON is larger than this")
     parser.add_argument("--definition-grace-seconds", type=float, default=15.0,
                         help="how long a new Workflow waits for a missing WorkflowDef/TaskDef before failing")
+    parser.add_argument("--status-value-limit", type=int, default=DEFAULT_INLINE_VALUE_BYTES // 1024, metavar="KIB",
+                        help="a task input or output, or the variables, larger than this does not stay in the "
+                        "Workflow's status: it goes to external payload storage (KONDUKT_PAYLOAD_BUCKET), else its "
+                        "task FAILS naming the size")
     parser.add_argument("--script-time-limit", type=float, default=DEFAULT_TIME_LIMIT_SECONDS, metavar="SECONDS",
                         help="wall-clock limit of one JSON_JQ_TRANSFORM evaluation; its process is killed after it "
                         "and the task FAILS naming the limit")
@@ -93,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         raise KonduktUserError("--workers must be at least 1")
     if args.job_ttl_seconds < 0:
         raise KonduktUserError("--job-ttl-seconds must not be negative")
+    if args.status_value_limit < 1:
+        raise KonduktUserError("--status-value-limit must be at least 1 (KiB)")
     try:
         script_limits = ScriptLimits(time_limit_seconds=args.script_time_limit,
                                      memory_limit_bytes=args.script_memory_limit * MIB, workers=args.script_workers)
@@ -131,5 +138,6 @@ def run(args: argparse.Namespace) -> int:
         compress_over_bytes=args.compress_status_over,
         definition_grace_seconds=args.definition_grace_seconds,
         script_limits=script_limits,
+        inline_value_bytes=args.status_value_limit * 1024,
     )
     return run_operator(options)

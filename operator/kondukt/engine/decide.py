@@ -36,6 +36,7 @@ from kondukt.engine import dispatch, lifecycle, operations, progression
 from kondukt.engine.decision import Action, CancelTask, Decision, Load, Observation, Operation, TaskUpdate
 from kondukt.engine.evaluation import Evaluation, task_id_for
 from kondukt.engine.models import Blueprint, Task, TaskStatus, Workflow, WorkflowStatus
+from kondukt.engine.payloads import oversize
 
 __all__ = ["decide", "new_workflow", "task_id_for"]
 
@@ -159,12 +160,19 @@ def _apply_update(run: Evaluation, update: TaskUpdate) -> None:
         changes.update(status=TaskStatus.IN_PROGRESS, startTime=at, updateTime=at)
     if update.heartbeat:
         changes.update(heartbeat=True, updateTime=at)
+    status = update.status
+    reason = update.reasonForIncompletion
     if update.outputData is not None:
-        changes["outputData"] = update.outputData
-    if update.status is not None and update.status.terminal:
-        reason = update.reasonForIncompletion
+        problem = oversize("its output is", update.outputData, run.blueprint.payloadLimits)
+        if problem is None:
+            changes["outputData"] = update.outputData
+        elif status is not None and status.terminal:
+            # Kept, the value would make the state too large to store: the task fails and the output is dropped.
+            status, reason = TaskStatus.FAILED_WITH_TERMINAL_ERROR, f"task {task.referenceTaskName!r}: {problem}"
+            changes["outputData"] = {}
+    if status is not None and status.terminal:
         changes.update(
-            status=update.status,
+            status=status,
             endTime=at,
             startTime=task.startTime or changes.get("startTime") or at,
             reasonForIncompletion=reason[:_MAX_RESULT_REASON] if reason else None,

@@ -314,6 +314,21 @@ class WorkflowDef(_Model):
     _plan: Any = PrivateAttr(default=None)  # the compiled task graph, cached by engine.graph
 
 
+class PayloadLimits(BaseModel):
+    """How large one value may be in a workflow's state (a driver's setting, not the user's).
+
+    The Kubernetes driver keeps the state in the Workflow resource, which etcd refuses past about 1.5 MiB:
+    a task output or input, or the variables, larger than ``maxValueBytes`` (compact JSON) FAILS its task
+    (FAILED_WITH_TERMINAL_ERROR: the same value would come again) with a reason naming the size and the
+    limit, and ``hint`` (what the driver suggests, e.g. external payload storage). None: no limit.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    maxValueBytes: int | None = Field(None, ge=1)
+    hint: str = ""
+
+
 class Blueprint(BaseModel):
     """Everything definitional ``decide`` needs: the workflow definition and the task definitions."""
 
@@ -321,6 +336,7 @@ class Blueprint(BaseModel):
 
     workflow: WorkflowDef
     taskDefs: dict[str, TaskDef] = Field(default_factory=dict)
+    payloadLimits: PayloadLimits = Field(default_factory=PayloadLimits)
 
     def task_def(self, name: str) -> TaskDef | None:
         return self.taskDefs.get(name)

@@ -59,6 +59,15 @@ class Invalid(ApiError):
     """The request's object is invalid (schema, CEL, admission): the same request will fail again."""
 
 
+class TooLarge(ApiError):
+    """The API server (or etcd behind it) refused the request for its size: the same request fails again."""
+
+
+#: How the API server and etcd say a request is too large (413 from the API server; etcd's refusals come
+#: back as 500 "etcdserver: request is too large" or gRPC's "trying to send message larger than max").
+_TOO_LARGE_MARKERS = ("request is too large", "larger than max", "entity too large", "too long: must have at most")
+
+
 class TransientApiError(ApiError):
     """Worth retrying: server errors, throttling, timeouts, refused connections, missing permissions."""
 
@@ -181,6 +190,8 @@ class KubeClient:
             message = str(document.get("message") or message)
         except (ValueError, AttributeError):
             pass
+        if status == 413 or any(marker in message.lower() for marker in _TOO_LARGE_MARKERS):
+            raise TooLarge(status, reason, message, what)
         if status == 404:
             raise NotFound(status, reason, message, what)
         if status == 409:

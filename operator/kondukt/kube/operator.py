@@ -39,6 +39,7 @@ from typing import Any
 
 import kopf
 
+from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES
 from kondukt.kube import cache
 from kondukt.kube import resources as r
 from kondukt.kube.builders import JobOptions
@@ -85,6 +86,7 @@ class OperatorOptions:
     compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES
     definition_grace_seconds: float = 15.0
     script_limits: ScriptLimits = field(default_factory=ScriptLimits)
+    inline_value_bytes: int = DEFAULT_INLINE_VALUE_BYTES
 
 
 class EventOnlyDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -121,6 +123,7 @@ class Controller:
             definition_grace_seconds=options.definition_grace_seconds,
             payload_settings=WorkerSettings.from_environ(),
             script_limits=options.script_limits,
+            inline_value_bytes=options.inline_value_bytes,
         )
         #: Set when Kopf calls its first event handler: Kopf does that only once every Kopf index (TaskDefs,
         #: WorkflowDefs, children) has its initial listing, and no reconcile may read them before.

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -59,6 +60,7 @@ from kondukt.engine.decision import (
 )
 from kondukt.engine.models import (
     Blueprint,
+    PayloadLimits,
     Task,
     TaskDef,
     TaskStatus,
@@ -69,6 +71,7 @@ from kondukt.engine.models import (
     WorkflowStatus,
     WorkflowTask,
 )
+from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES, MAX_STORED_VALUE_BYTES, json_size, size_text
 from kondukt.engine.validation import problems_from_validation_error, validate
 from kondukt.kube import attempts, names, opsannotations
 from kondukt.kube import resources as r
@@ -90,10 +93,11 @@ from kondukt.kube.cache import (
 )
 from kondukt.kube.events import EventRecorder, describe_transition, describe_workflow
 from kondukt.kube.httptask import perform_http_task
-from kondukt.kube.kubeapi import Conflict, Invalid, KubeClient, NotFound, TransientApiError
+from kondukt.kube.kubeapi import Conflict, Invalid, KubeClient, NotFound, TooLarge, TransientApiError
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.status import (
     DEFAULT_COMPRESS_OVER_BYTES,
+    WORKFLOW_KEY,
     StatusError,
     StoredStatus,
     TaskEncoder,
@@ -105,7 +109,7 @@ from kondukt.kube.workqueue import WorkQueue
 from kondukt.scriptpool import ScriptLimits, ScriptPool
 from kondukt_workers.context import TaskContext
 from kondukt_workers.payloads import encode_task_input, resolve_result_payload
-from kondukt_workers.storage import StorageError
+from kondukt_workers.storage import StorageError, read_uri, write_uri
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +140,18 @@ class ReconcileSettings:
     payload_settings: Any = None
     #: Limits and size of the process pool that evaluates jq programs.
     script_limits: ScriptLimits = field(default_factory=ScriptLimits)
+    #: A task input or output, or the variables, larger than this (compact JSON) does not stay in the Workflow's
+    #: status: it goes to external payload storage when that is configured, else its task FAILS.
+    inline_value_bytes: int = DEFAULT_INLINE_VALUE_BYTES
+
+    def payload_limits(self) -> PayloadLimits:
+        """What the engine may keep: with payload storage, up to Conductor's maximum payload (larger values are
+        stored outside the status); without, no more than a value the status holds inline."""
+        if getattr(self.payload_settings, "payload_bucket", None):
+            return PayloadLimits(maxValueBytes=max(MAX_STORED_VALUE_BYTES, self.inline_value_bytes),
+                                 hint="the largest payload Kondukt stores")
+        return PayloadLimits(maxValueBytes=self.inline_value_bytes,
+                             hint="larger values need external payload storage (KONDUKT_PAYLOAD_BUCKET on the operator)")
 
 
 @dataclass
@@ -147,6 +163,10 @@ class _Memo:
     encoder: TaskEncoder = field(default_factory=TaskEncoder)
     definition_dump: dict[str, Any] | None = None
     warned: set[str] = field(default_factory=set)
+    #: Values stored in external payload storage rather than in the status (see kube.status.POINTERS).
+    external: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The value objects already measured for offloading (immutable: the same object, the same size).
+    measured: dict[tuple[str, str], Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -225,6 +245,7 @@ class Reconciler:
         self._results: dict[str, dict[str, TaskUpdate]] = {}
         self._http_session: aiohttp.ClientSession | None = None
         self.scripts = ScriptPool(settings.script_limits)
+        self.payload_limits = settings.payload_limits()
         self._scripts: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._taskdef_cache: dict[str, tuple[tuple[tuple[str, str], ...], dict[str, TaskDef]]] = {}
 
@@ -369,13 +390,16 @@ class Reconciler:
         if memo is None or memo.resource_version != meta.get("resourceVersion"):
             try:
                 stored = read_status(raw_status)
+                stored = await self._fetch_external(stored)
             except StatusError as err:
                 return await self._fail_unstarted(obj, owner, "StatusUnreadable",
                                                   f"the Workflow's status cannot be read: {err}", None)
             memo = _Memo(resource_version=str(meta.get("resourceVersion")), stored=stored,
                          encoder=memo.encoder if memo else TaskEncoder(),
                          definition_dump=memo.definition_dump if memo else None,
-                         warned=memo.warned if memo else set())
+                         warned=memo.warned if memo else set(),
+                         external={k: dict(v) for k, v in stored.external.items()},
+                         measured=memo.measured if memo else {})
             self._memos[uid] = memo
         stored = memo.stored
         raw_spec = dict(obj.get("spec") or {})
@@ -408,7 +432,7 @@ class Reconciler:
                                               "the status has no definition snapshot and the WorkflowDef is gone",
                                               memo)
         task_defs = self._task_defs(namespace)
-        blueprint = Blueprint(workflow=definition, taskDefs=task_defs)
+        blueprint = Blueprint(workflow=definition, taskDefs=task_defs, payloadLimits=self.payload_limits)
 
         operations, observed_suspend, observed_terminate = self._operations(obj, spec, stored, workflow, memo, owner)
         extra_wakes: list[int] = []
@@ -445,19 +469,33 @@ class Reconciler:
             and stored.observed_generation == generation and stored.observed_suspend == observed_suspend
             and bool(raw_status.get("observedTerminate")) == observed_terminate
         )
+        if not settled:
+            try:
+                await self._offload(owner, workflow, memo)
+            except StorageError as err:
+                if not err.terminal:
+                    raise TransientError(f"external payload storage: {err}") from err
+                return await self._fail_slimmed(obj, owner, workflow, definition, memo, observed_suspend,
+                                                observed_terminate, "PayloadNotStored",
+                                                f"a value too large for the Workflow's status could not be stored "
+                                                f"in external payload storage: {err}")
         status = raw_status if settled else build_status(
             workflow, definition, generation=generation, observed_suspend=observed_suspend,
             previous_conditions=stored.conditions, now=dt.datetime.now(dt.UTC),
             job_name=lambda task: self._job_name_of(owner, task), encoder=memo.encoder,
             definition_snapshot=memo.definition_dump, reason_override=reason_override,
-            compress_over_bytes=self.settings.compress_over_bytes,
+            compress_over_bytes=self.settings.compress_over_bytes, external=memo.external,
         )
         if not settled:
             status["observedTerminate"] = observed_terminate
         if memo.definition_dump is None and "definition" in status:
             memo.definition_dump = status["definition"]
         if status != raw_status:
-            written = await self.api.replace_status(namespace, name, str(meta.get("resourceVersion")), status)
+            try:
+                written = await self.api.replace_status(namespace, name, str(meta.get("resourceVersion")), status)
+            except TooLarge as err:
+                return await self._fail_too_large(obj, owner, workflow, definition, status, err, memo,
+                                                  observed_suspend, observed_terminate)
             self.observe(written)
             self.metrics.status_bytes.set(len(json.dumps(status, separators=(",", ":"))))
             memo.resource_version = str((written.get("metadata") or {}).get("resourceVersion"))
@@ -465,6 +503,7 @@ class Reconciler:
                 workflow=workflow, definition=definition, observed_suspend=observed_suspend,
                 observed_generation=generation, conditions=tuple(status["conditions"]),
                 phase=status["phase"], extra={"observedTerminate": observed_terminate},
+                external={k: dict(v) for k, v in memo.external.items()},
             )
             self._after_write(owner, stored.workflow, workflow, transitions)
             # A big workflow's status costs time to encode and to store: gather what happens next for a
@@ -1014,6 +1053,119 @@ class Reconciler:
         else:
             name = names.job_name(owner.name, owner.uid, action.referenceTaskName, action.taskId)
             await self.api.delete(KubeClient.job_path(namespace, name), f"job {namespace}/{name}")
+
+    # ---------------------------------------------------------------------- values outside the status
+    def _payload_uri(self, owner: OwnerRef, key: str, name: str) -> str:
+        settings = self.settings.payload_settings
+        prefix = str(getattr(settings, "payload_prefix", "") or "")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        return f"s3://{settings.payload_bucket}/{prefix}{owner.uid}/status/{key or 'workflow'}-{name}.json"
+
+    async def _offload(self, owner: OwnerRef, workflow: Workflow, memo: _Memo) -> None:
+        """Store every task input / output and the workflow's input / output too large for the status in
+        external payload storage (when configured); ``memo.external`` then names them for build_status."""
+        settings = self.settings.payload_settings
+        if not getattr(settings, "payload_bucket", None):
+            return
+        limit = self.settings.inline_value_bytes
+        values: list[tuple[str, str, Any]] = [(WORKFLOW_KEY, "output", workflow.output),
+                                              (WORKFLOW_KEY, "input", workflow.input)]
+        for task in workflow.tasks:
+            values += [(task.taskId, "outputData", task.outputData), (task.taskId, "inputData", task.inputData)]
+        for key, name, value in values:
+            if memo.measured.get((key, name)) is value:
+                continue  # this very value was measured (and stored when it had to be) already
+            stored = memo.external.get(key, {})
+            if value and json_size(value) > limit:
+                uri = self._payload_uri(owner, key, name)
+                data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+                await asyncio.to_thread(write_uri, uri, data, "application/json", settings=settings)
+                memo.external.setdefault(key, {})[name] = uri
+            elif name in stored:
+                memo.external[key] = {k: v for k, v in stored.items() if k != name}
+            memo.measured[(key, name)] = value
+
+    async def _fetch_external(self, stored: StoredStatus) -> StoredStatus:
+        """The status's workflow with the values stored outside it read back (see kube.status.POINTERS)."""
+        if not stored.external or stored.workflow is None:
+            return stored
+        settings = self.settings.payload_settings
+
+        def fetch(uri: str) -> Any:
+            return json.loads(read_uri(uri, max_bytes=2 * MAX_STORED_VALUE_BYTES, settings=settings))
+
+        values: dict[tuple[str, str], Any] = {}
+        for key, fields in stored.external.items():
+            for name, uri in fields.items():
+                try:
+                    values[(key, name)] = await asyncio.to_thread(fetch, uri)
+                except StorageError as err:
+                    if not err.terminal:
+                        raise TransientError(f"reading {uri}: {err}") from err
+                    raise StatusError(f"the value stored at {uri} cannot be read: {err}") from err
+                except ValueError as err:
+                    raise StatusError(f"the value stored at {uri} is not JSON: {err}") from err
+        workflow = stored.workflow
+        tasks = [task.model_copy(update={name: values[(task.taskId, name)]
+                                         for name in stored.external.get(task.taskId, {})})
+                 if task.taskId in stored.external else task for task in workflow.tasks]
+        top = {name: values[(WORKFLOW_KEY, name)] for name in stored.external.get(WORKFLOW_KEY, {})}
+        return dataclasses.replace(stored, workflow=workflow.model_copy(update={"tasks": tasks, **top}))
+
+    async def _fail_too_large(
+        self, obj: Mapping[str, Any], owner: OwnerRef, workflow: Workflow, definition: WorkflowDef | None,
+        refused: Mapping[str, Any], err: TooLarge, memo: _Memo, observed_suspend: bool, observed_terminate: bool,
+    ) -> _Outcome:
+        """The API refused the status for its size: end the workflow FAILED with a short status saying why.
+
+        Retrying the same write would fail for ever, with nothing to see in ``kubectl get wf``. What still runs
+        is stopped; the written status keeps every task's status and reason but no inputs, outputs or variables
+        (they are what made it too large).
+        """
+        size = json_size(refused)
+        reason = (f"the Workflow's status would be {size_text(size)}, more than the API server stores "
+                  f"({' '.join(err.api_message.split())[:160]}); the workflow cannot go on")
+        return await self._fail_slimmed(obj, owner, workflow, definition, memo, observed_suspend, observed_terminate,
+                                        "StatusTooLarge", reason)
+
+    async def _fail_slimmed(
+        self, obj: Mapping[str, Any], owner: OwnerRef, workflow: Workflow, definition: WorkflowDef | None,
+        memo: _Memo, observed_suspend: bool, observed_terminate: bool, condition: str, reason: str,
+    ) -> _Outcome:
+        """End the workflow FAILED with ``reason`` in a status without inputs, outputs or variables."""
+        logger.warning("workflow %s/%s: %s", owner.namespace, owner.name, reason)
+        now = self.clock()
+        for task in workflow.tasks:
+            if task.dispatched and not task.status.terminal:
+                with contextlib.suppress(Exception):  # best effort: the owner reference cleans up the rest
+                    await self._cancel(owner, CancelTask(taskId=task.taskId, referenceTaskName=task.referenceTaskName,
+                                                         taskType=task.taskType, subWorkflowId=task.subWorkflowId,
+                                                         reason="the workflow's status is too large"))
+        tasks = [t.model_copy(update={"inputData": {}, "outputData": {}} if t.status.terminal else
+                              {"inputData": {}, "outputData": {}, "status": TaskStatus.CANCELED, "endTime": now})
+                 for t in workflow.tasks]
+        failed = workflow.model_copy(update={
+            "status": WorkflowStatus.FAILED, "reasonForIncompletion": reason, "endTime": now, "updateTime": now,
+            "input": {}, "output": {}, "variables": {}, "tasks": tasks})
+        meta = obj.get("metadata") or {}
+        status = build_status(failed, definition, generation=int(meta.get("generation") or 1),
+                              observed_suspend=observed_suspend, previous_conditions=memo.stored.conditions,
+                              now=dt.datetime.now(dt.UTC), reason_override=condition,
+                              compress_over_bytes=self.settings.compress_over_bytes)
+        status["observedTerminate"] = observed_terminate
+        version = str(meta.get("resourceVersion"))
+        try:
+            await self.api.replace_status(owner.namespace, owner.name, version, status)
+        except TooLarge:  # even so (a huge definition): the bare minimum
+            for key in ("tasks", "tasksCompressed", "definition", "outputCompressed"):
+                status.pop(key, None)
+            await self.api.replace_status(owner.namespace, owner.name, version, status)
+        self.events.record(owner, "Warning", condition, reason)
+        self.metrics.workflows.labels(WorkflowStatus.FAILED.value).inc()
+        self._objects.pop((owner.namespace, owner.name), None)
+        self._memos.pop(owner.uid, None)
+        return _Outcome()
 
     # ------------------------------------------------------------------------------- after a write
     def _after_write(self, owner: OwnerRef, before: Workflow | None, after: Workflow,

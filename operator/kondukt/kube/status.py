@@ -14,6 +14,12 @@ re-compresses only the blocks whose tasks changed) and ``tasks`` is omitted; an 
 :func:`tasks_from_status` and :func:`output_from_status`, which handle both forms. ``taskCounts`` always
 says how many attempts are in each status.
 
+Values too large for the object at all (an incompressible 2.5 MB script result) do not stay in it: with
+external payload storage the reconciler stores them there and the status carries Conductor's pointers
+instead — ``externalOutputPayloadStoragePath`` / ``externalInputPayloadStoragePath`` on a task entry (for its
+``outputData`` / ``inputData``) or on the status itself (the workflow's ``output`` / ``input``).
+:func:`read_status` hands the pointers back in ``StoredStatus.external`` for the reconciler to fetch.
+
 One way in, one way out: :func:`read_status` and :func:`build_status`. Pure: no I/O; "now" is an argument.
 """
 
@@ -42,8 +48,18 @@ ALWAYS_SHOWN: Final = ("taskId", "referenceTaskName", "taskType", "taskDefName",
 #: status keys the driver owns (everything else is the engine's ``Workflow``).
 DRIVER_KEYS: Final = frozenset({
     "phase", "progress", "message", "conditions", "observedGeneration", "observedSuspend", "definition",
-    "taskCounts", "tasksCompressed", "tasks", "outputCompressed",
+    "taskCounts", "tasksCompressed", "tasks", "outputCompressed", "externalOutputPayloadStoragePath",
+    "externalInputPayloadStoragePath",
 })
+
+#: Conductor's pointer names, by the field whose value is stored externally.
+POINTERS: Final = {"outputData": "externalOutputPayloadStoragePath", "inputData": "externalInputPayloadStoragePath",
+                   "output": "externalOutputPayloadStoragePath", "input": "externalInputPayloadStoragePath"}
+#: The key of the workflow's own fields (output, input) in an ``external`` map (task ids key the rest).
+WORKFLOW_KEY: Final = ""
+
+External = Mapping[str, Mapping[str, str]]
+"""taskId (or WORKFLOW_KEY) -> field (outputData, inputData / output, input) -> the URI of its stored value."""
 
 
 class StatusError(ValueError):
@@ -105,6 +121,8 @@ class StoredStatus:
     conditions: tuple[Mapping[str, Any], ...] = ()
     phase: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Values stored outside the status (see POINTERS); the Workflow holds them empty until fetched.
+    external: External = field(default_factory=dict)
 
 
 def read_status(status: Mapping[str, Any] | None) -> StoredStatus:
@@ -122,9 +140,18 @@ def read_status(status: Mapping[str, Any] | None) -> StoredStatus:
     document = {k: v for k, v in status.items() if k not in DRIVER_KEYS}
     document["tasks"] = tasks_from_status(status)
     document["output"] = output_from_status(status)
+    external: dict[str, dict[str, str]] = {}
+    for name in ("output", "input"):
+        pointer = status.get(POINTERS[name])
+        if isinstance(pointer, str) and pointer:
+            external.setdefault(WORKFLOW_KEY, {})[name] = pointer
     for entry in document["tasks"]:
         entry.pop("jobName", None)
         entry.pop("subWorkflowName", None)
+        for name in ("outputData", "inputData"):
+            pointer = entry.pop(POINTERS[name], None)
+            if isinstance(pointer, str) and pointer and isinstance(entry.get("taskId"), str):
+                external.setdefault(entry["taskId"], {})[name] = pointer
     try:
         workflow = Workflow.model_validate(document)
         snapshot = status.get("definition")
@@ -133,13 +160,17 @@ def read_status(status: Mapping[str, Any] | None) -> StoredStatus:
         first = err.errors()[0]
         place = ".".join(str(p) for p in first.get("loc", ()))
         raise StatusError(f"status.{place}: {first.get('msg')}") from None
-    return StoredStatus(workflow=workflow, definition=definition, **common)  # type: ignore[arg-type]
+    return StoredStatus(workflow=workflow, definition=definition, external=external,
+                        **common)  # type: ignore[arg-type]
 
 
 # -------------------------------------------------------------------------------------------- writing
-def encode_task(task: Task, job_name: str | None = None) -> dict[str, Any]:
-    """One compact task entry: defaults omitted, except the fields people look for first."""
-    entry = task.model_dump(mode="json", exclude_defaults=True)
+def encode_task(task: Task, job_name: str | None = None, external: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One compact task entry: defaults omitted, except the fields people look for first; a field stored
+    externally (``external``: field -> URI) is replaced by its pointer."""
+    entry = task.model_dump(mode="json", exclude_defaults=True, exclude=set(external or ()))
+    for name, uri in (external or {}).items():
+        entry[POINTERS[name]] = uri
     for key in ALWAYS_SHOWN:
         if key not in entry:
             entry[key] = getattr(task, key).value if key == "status" else getattr(task, key)
@@ -173,13 +204,15 @@ class TaskEncoder:
         self._cache: dict[str, _Encoded] = {}
         self._blocks: dict[int, tuple[tuple[_Encoded, ...], bool, bytes]] = {}
 
-    def encoded(self, tasks: Sequence[Task], job_name: Callable[[Task], str | None]) -> list[_Encoded]:
+    def encoded(self, tasks: Sequence[Task], job_name: Callable[[Task], str | None],
+                external: External | None = None) -> list[_Encoded]:
+        """Entries of ``tasks``; ``external`` must not change for a task object once it was encoded."""
         out: list[_Encoded] = []
         fresh: dict[str, _Encoded] = {}
         for task in tasks:
             hit = self._cache.get(task.taskId)
             if hit is None or hit.task is not task:
-                entry = encode_task(task, job_name(task))
+                entry = encode_task(task, job_name(task), (external or {}).get(task.taskId))
                 text = json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
                 hit = _Encoded(task, entry, text)
             fresh[task.taskId] = hit
@@ -315,13 +348,18 @@ def build_status(
     definition_snapshot: Mapping[str, Any] | None = None,
     reason_override: str | None = None,
     compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES,
+    external: External | None = None,
 ) -> dict[str, Any]:
-    """The whole ``status`` for ``workflow`` (written with PUT on the status subresource)."""
-    body = workflow.model_dump(mode="json", exclude_defaults=True, exclude={"tasks"})
+    """The whole ``status`` for ``workflow`` (written with PUT on the status subresource); the values named in
+    ``external`` are replaced by their pointers."""
+    stored_outside = (external or {}).get(WORKFLOW_KEY, {})
+    body = workflow.model_dump(mode="json", exclude_defaults=True, exclude={"tasks", *stored_outside})
+    for name, uri in stored_outside.items():
+        body[POINTERS[name]] = uri
     body["workflowId"] = workflow.workflowId
     body["status"] = workflow.status.value
     encoder = encoder or TaskEncoder()
-    items = encoder.encoded(workflow.tasks, job_name)
+    items = encoder.encoded(workflow.tasks, job_name, external)
     if sum(len(item.text) + 1 for item in items) > compress_over_bytes:
         body["tasksCompressed"] = encoder.pack(items)
     else:

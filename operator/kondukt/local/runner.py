@@ -51,6 +51,8 @@ from kondukt.engine import (
     decide,
     new_workflow,
 )
+from kondukt.engine.models import PayloadLimits
+from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES
 from kondukt.local.httpcall import call_http
 from kondukt.local.process import (
     AttemptOutcome,
@@ -66,6 +68,12 @@ from kondukt.scriptpool import ScriptLimits, ScriptPool
 #: A workflow's engine is called again at least this long after a decision that asked for "now" and
 #: changed nothing (guards against a busy loop; the engine should never ask for that).
 _MIN_IDLE_WAKE_SECONDS = 0.005
+
+#: The operator's limit without external payload storage, so that a run that works here works in a cluster.
+LOCAL_PAYLOAD_LIMITS = PayloadLimits(
+    maxValueBytes=DEFAULT_INLINE_VALUE_BYTES,
+    hint="the limit of a Workflow's status in a cluster without external payload storage",
+)
 
 #: How often a running attempt's heartbeat file (KONDUKT_HEARTBEAT_FILE) is checked.
 HEARTBEAT_POLL_SECONDS = 1.0
@@ -665,7 +673,8 @@ class LocalRunner:
     ``task_environment``: variables every task process gets on top of this process's environment (the
     object store's endpoint, bucket and output prefix). ``attempt_dir``: where attempts keep their result
     file and logs (``<attempt_dir>/<workflow id>/<task id>.*``). ``script_limits``: the time and memory
-    limits of jq evaluations and how many run at once.
+    limits of jq evaluations and how many run at once. ``payload_limits``: how large a task input or output
+    may be (default: as in a cluster without external payload storage).
     """
 
     def __init__(
@@ -683,6 +692,7 @@ class LocalRunner:
         fetch_payload: Callable[[str], Any] | None = None,
         on_event: EventSink | None = None,
         script_limits: ScriptLimits | None = None,
+        payload_limits: PayloadLimits | None = None,
     ) -> None:
         self.definitions = definitions
         self.blueprint = blueprint
@@ -696,6 +706,7 @@ class LocalRunner:
         self._fetch_payload = fetch_payload
         self._on_event = on_event
         self.scripts = ScriptPool(script_limits)
+        self.payload_limits = payload_limits or LOCAL_PAYLOAD_LIMITS
         self.stats = RunnerStats()
         self.load = _LoadTracker()
         self.interrupted = False
@@ -782,6 +793,7 @@ class LocalRunner:
         parent: tuple[str, str] | None,
         workflow_id: str | None = None,
     ) -> _WorkflowDriver:
+        blueprint = blueprint.model_copy(update={"payloadLimits": self.payload_limits})
         state = new_workflow(
             blueprint,
             workflow_id or str(uuid.uuid4()),

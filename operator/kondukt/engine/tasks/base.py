@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, Protocol
 
 from kondukt.engine.evaluation import Evaluation
 from kondukt.engine.models import Task, TaskDef, TaskStatus, WorkflowTask
+from kondukt.engine.payloads import oversize
 
 
 class Reached(NamedTuple):
@@ -50,6 +51,25 @@ def append_result(run: Evaluation, at: Reached, task_type: str, input_data: dict
         at.wt, at.ref, task_type=task_type, task_def_name=at.wt.name, input_data=input_data,
         iteration=at.iteration, loop_ref=at.loop_ref, parent_ref=at.parent_ref, status=final,
         keep_workflow_task=at.dynamic, outputData=output or {}, reasonForIncompletion=error, **extra))
+
+
+def oversized_input(run: Evaluation, at: Reached, task_type: str, input_data: dict[str, Any]) -> Task | None:
+    """A FAILED_WITH_TERMINAL_ERROR attempt when ``input_data`` is too large to keep (see PayloadLimits)."""
+    problem = oversize("its input is", input_data, run.blueprint.payloadLimits)
+    if problem is None:
+        return None
+    return append_result(run, at, task_type, {}, None, f"task {at.wt.taskReferenceName!r}: {problem}",
+                         status=TaskStatus.FAILED_WITH_TERMINAL_ERROR)
+
+
+def oversized_output(run: Evaluation, at: Reached, task_type: str, input_data: dict[str, Any],
+                     output: dict[str, Any]) -> Task | None:
+    """A FAILED_WITH_TERMINAL_ERROR attempt when an evaluated ``output`` is too large to keep."""
+    problem = oversize("its output is", output, run.blueprint.payloadLimits)
+    if problem is None:
+        return None
+    return append_result(run, at, task_type, input_data, None, f"task {at.wt.taskReferenceName!r}: {problem}",
+                         status=TaskStatus.FAILED_WITH_TERMINAL_ERROR)
 
 
 def type_name(value: Any) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from kondukt.engine import dispatch
 from kondukt.engine.evaluation import Evaluation
 from kondukt.engine.models import Task, TaskStatus, TaskType, WorkflowTask
-from kondukt.engine.tasks.base import Reached
+from kondukt.engine.tasks.base import Reached, oversized_input
 
 
 def schedule(run: Evaluation, at: Reached) -> Task:
@@ -33,6 +33,9 @@ def schedule(run: Evaluation, at: Reached) -> Task:
     input_data = at.input(run, task_def)
     if wt.type == TaskType.SUB_WORKFLOW.value:
         input_data = with_sub_workflow_params(run, wt, input_data)
+    refused = oversized_input(run, at, task_type, input_data)
+    if refused is not None:
+        return refused
     task = run.append(run.new_task(
         wt, at.ref, task_type=task_type, task_def_name=name, input_data=input_data, iteration=at.iteration,
         loop_ref=at.loop_ref, parent_ref=at.parent_ref, keep_workflow_task=at.dynamic and non_trivial(wt),

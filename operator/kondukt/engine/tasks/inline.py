@@ -5,12 +5,15 @@ from __future__ import annotations
 from kondukt.engine import scripting
 from kondukt.engine.evaluation import Evaluation
 from kondukt.engine.models import Task, TaskType
-from kondukt.engine.tasks.base import Reached, append_result
+from kondukt.engine.tasks.base import Reached, append_result, oversized_input, oversized_output
 
 
 def schedule(run: Evaluation, at: Reached) -> Task:
     wt = at.wt
     input_data = at.input(run)
+    refused = oversized_input(run, at, wt.type, input_data)
+    if refused is not None:
+        return refused
     try:
         if wt.type == TaskType.LAMBDA.value:
             script = wt.scriptExpression or input_data.get("scriptExpression") or ""
@@ -22,4 +25,6 @@ def schedule(run: Evaluation, at: Reached) -> Task:
     except scripting.ScriptError as error:
         return append_result(run, at, wt.type, input_data, {"error": str(error)},
                              f"task {wt.taskReferenceName!r}: {error}")
-    return append_result(run, at, wt.type, input_data, {"result": result})
+    output = {"result": result}
+    return oversized_output(run, at, wt.type, input_data, output) or append_result(run, at, wt.type, input_data,
+                                                                                      output)

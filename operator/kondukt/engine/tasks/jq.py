@@ -13,7 +13,7 @@ from kondukt.engine import dispatch, scripting
 from kondukt.engine.decision import EvaluateScript, TaskUpdate
 from kondukt.engine.evaluation import Evaluation
 from kondukt.engine.models import Task, TaskStatus
-from kondukt.engine.tasks.base import Reached, append_result
+from kondukt.engine.tasks.base import Reached, append_result, oversized_input
 
 
 def schedule(run: Evaluation, at: Reached) -> Task:
@@ -23,6 +23,9 @@ def schedule(run: Evaluation, at: Reached) -> Task:
     if not isinstance(query, str):
         return append_result(run, at, wt.type, input_data, None,
                              f"task {wt.taskReferenceName!r}: input queryExpression must be a jq program")
+    refused = oversized_input(run, at, wt.type, input_data)
+    if refused is not None:
+        return refused
     task = run.append(run.new_task(wt, at.ref, task_type=wt.type, task_def_name=wt.name, input_data=input_data,
                                    iteration=at.iteration, loop_ref=at.loop_ref, parent_ref=at.parent_ref,
                                    keep_workflow_task=at.dynamic))
