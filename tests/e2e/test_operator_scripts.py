@@ -94,6 +94,8 @@ def test_a_never_ending_jq_fails_on_its_limit_while_other_namespaces_go_on(
         assert (stuck["phase"], stuck["reasonForIncompletion"]) == ("FAILED", reason)
         spin = next(t for t in stuck_ns.tasks("stuck") if t["referenceTaskName"] == "spin")
         assert spin["status"] == "FAILED"
+        print(f"stuck jq: IN_PROGRESS for {spin['endTime'] - spin['startTime']} ms before it FAILED; neighbour: "
+              f"{neighbour['endTime'] - neighbour['startTime']} ms start to end")  # figures for the closing note
         assert spin["outputData"] == {"error": f"jq: the evaluation exceeded its time limit of {STUCK_LIMIT_SECONDS} s"}
         assert any(e.get("reason") == "WorkflowFailed" for e in stuck_ns.events("stuck")), \
             json.dumps(stuck_ns.events("stuck"))[:2000]
