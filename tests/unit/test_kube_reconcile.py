@@ -630,6 +630,9 @@ async def test_a_jq_program_that_never_ends_fails_naming_the_limit() -> None:
         reason = "task 't': jq: the evaluation exceeded its time limit of 1 s"
         assert (stuck["phase"], stuck["reasonForIncompletion"]) == ("FAILED", reason)
         assert harness.status("fine")["phase"] == "COMPLETED"
+        counted = {outcome: metrics.script_evaluations.labels(outcome)._value.get()  # type: ignore[attr-defined]
+                   for outcome in ("completed", "time_limit")}
+        assert counted == {"completed": 1, "time_limit": 1}
     finally:
         await harness.reconciler.scripts.close()
 

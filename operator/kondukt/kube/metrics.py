@@ -50,6 +50,10 @@ class Metrics:
         self.job_creates = Counter("kondukt_job_creates_total",
                                    "Job creations by result: created, existed (an idempotent replay), rejected.",
                                    ["result"], registry=r)
+        self.script_evaluations = Counter(
+            "kondukt_script_evaluations_total",
+            "jq evaluations by outcome: completed, failed (a jq error), time_limit, memory_limit, died.",
+            ["outcome"], registry=r)
         self.events_dropped = Counter("kondukt_events_dropped_total", "Events not posted (queue full).",
                                       registry=r)
         self.leader = Gauge("kondukt_leader", "1 while this replica holds the operator's Lease and acts, 0 while "

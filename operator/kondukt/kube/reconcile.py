@@ -206,6 +206,20 @@ def _simple_task_names(tasks: Iterable[WorkflowTask]) -> set[str]:
     return found
 
 
+def _evaluation_outcome(update: TaskUpdate) -> str:
+    """The metric label of a script evaluation's result (the pool's reasons name the limit)."""
+    if update.status is TaskStatus.COMPLETED:
+        return "completed"
+    reason = update.reasonForIncompletion or ""
+    if "exceeded its time limit" in reason:
+        return "time_limit"
+    if "exceeded its memory limit" in reason:
+        return "memory_limit"
+    if "evaluation process" in reason:
+        return "died"
+    return "failed"
+
+
 class Reconciler:
     """Reconciles Workflows; owns the in-memory helpers (reservations, waiters, in-flight HTTP and scripts)."""
 
@@ -1025,6 +1039,7 @@ class Reconciler:
                 update = await self.scripts.evaluate(action, owner.namespace)  # namespaces take turns
             finally:
                 self._scripts.pop(key, None)
+            self.metrics.script_evaluations.labels(_evaluation_outcome(update)).inc()
             if update.status is not TaskStatus.COMPLETED:
                 logger.info("workflow %s/%s: %s", owner.namespace, owner.name, update.reasonForIncompletion)
             self._results.setdefault(owner.uid, {})[action.taskId] = update
