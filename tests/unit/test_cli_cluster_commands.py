@@ -27,6 +27,7 @@ from kondukt.cli import app, cluster, graph, inspect, operations, workflows
 from kondukt.cli import text as cli_text
 from kondukt.engine.models import Task, TaskStatus, Workflow, WorkflowDef, WorkflowStatus, WorkflowTask
 from kondukt.errors import KonduktUserError
+from kondukt.kube import kubeapi
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -541,11 +542,6 @@ def test_warnings_for_requests_the_operator_will_ignore() -> None:
 
 
 # ============================================================================================ API errors
-class FakeApiException(Exception):
-    def __init__(self, status: int, body: dict[str, Any] | None = None, reason: str = "") -> None:
-        self.status, self.body, self.reason = status, json.dumps(body) if body else None, reason
-
-
 @pytest.mark.parametrize(
     ("status", "body", "message"),
     [
@@ -562,7 +558,8 @@ class FakeApiException(Exception):
     ],
 )
 def test_api_errors_become_clear_messages(status: int, body: dict[str, Any], message: str) -> None:
-    error = cluster._api_error(FakeApiException(status, body), 'workflow "wf"', "media")
+    response = kubeapi.error_from_response(status, json.dumps(body), 'workflow "wf"')
+    error = cluster._api_error(response, 'workflow "wf"', "media", "https://127.0.0.1:6443")
     assert str(error) == message and error.exit_code == 2
 
 
@@ -596,7 +593,7 @@ def test_kubeconfig_comes_from_the_environment(tmp_path: Path, monkeypatch: pyte
 
 
 def test_inside_a_pod_the_service_account_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kubernetes import config
+    from kubernetes_asyncio import config
 
     def fake_incluster(client_configuration: Any) -> None:
         client_configuration.host = "https://10.96.0.1:443"

@@ -3,9 +3,10 @@
 ``kondukt get|describe|watch|graph`` and the operations find the cluster by the standard kubeconfig rules
 (``--kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``; ``--context``; the namespace from
 ``-n``, else the context's, else ``default``), or by the pod's service account when run inside a cluster
-without a kubeconfig. :class:`WorkflowApi` makes the handful of calls they need and turns every failure
+without a kubeconfig. :class:`WorkflowApi` makes the handful of calls they need through the client the
+operator uses (:mod:`kondukt.kube.kubeapi`, the one wrapper of the Kubernetes API) and turns every failure
 (no kubeconfig, an unreachable server, not found, forbidden) into a :class:`ClusterError` whose message
-says what went wrong and where.
+says what went wrong and where. The Kubernetes clients are imported only when a command connects.
 
 This module never writes a Workflow's ``status`` and never retries an operation on its own.
 """
@@ -13,12 +14,13 @@ This module never writes a Workflow's ``status`` and never retries an operation 
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 import os
-from collections.abc import Callable, Iterator, Mapping
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -29,6 +31,11 @@ WORKFLOWS = WORKFLOW_PLURAL
 WORKFLOW_DEFS = WORKFLOWDEF_PLURAL
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+if TYPE_CHECKING:
+    from kondukt.kube.kubeapi import ApiError, KubeClient
+
+T = TypeVar("T")
 
 
 class ClusterError(KonduktError):
@@ -41,22 +48,15 @@ class ClusterError(KonduktError):
 
 
 # ============================================================================================ API access
-def _api_error(exc: Any, what: str, namespace: str | None) -> ClusterError:
-    """A clear message for an ApiException raised while acting on `what` (e.g. 'workflow "x"')."""
-    status = getattr(exc, "status", None)
-    body: dict[str, Any] = {}
-    raw = getattr(exc, "body", None)
-    if raw:
-        try:
-            decoded = json.loads(raw)
-            body = decoded if isinstance(decoded, dict) else {}
-        except (TypeError, ValueError):
-            body = {}
-    message = str(body.get("message") or getattr(exc, "reason", "") or "no details").strip()
+def _api_error(exc: ApiError, what: str, namespace: str | None, host: str) -> ClusterError:
+    """A clear message for an API error raised while acting on `what` (e.g. 'workflow "x"')."""
+    status = exc.status
+    message = (exc.api_message or exc.reason or "no details").strip()
     where = f" in namespace {namespace}" if namespace else ""
+    if status == 0:  # no answer: refused, reset, timed out
+        return ClusterError(f"cannot reach the Kubernetes API server at {host}: {message}")
     if status == 404:
-        details = body.get("details") if isinstance(body.get("details"), dict) else {}
-        if details and details.get("name"):
+        if exc.details.get("name"):
             return ClusterError(f"{what} not found{where}")
         return ClusterError(
             f"the cluster does not serve {GROUP}/{VERSION} ({message}): install Kondukt's CRDs "
@@ -84,44 +84,52 @@ class Connection:
 
 
 class WorkflowApi:
-    """The handful of API calls the CLI makes, each failure turned into a KonduktError.
+    """The handful of API calls the CLI makes, each failure turned into a :class:`ClusterError`.
 
+    The calls go through the operator's client (:class:`~kondukt.kube.kubeapi.KubeClient`), run to
+    completion one at a time on an event loop this object owns: the commands are synchronous.
     ``namespace`` is the default namespace (from ``-n``, else the kubeconfig context's, else the pod's).
+    Close it when done (the commands use ``contextlib.closing``).
     """
 
-    def __init__(
-        self, api_client: Any, namespace: str, request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
-    ):
-        # The kubernetes client is imported where it is used: importing it takes over half a second,
-        # which every other `kondukt` command (run, validate, graph FILE, --help) would pay for nothing.
-        from kubernetes import client
-
-        self.api_client = api_client
+    def __init__(self, client: KubeClient, namespace: str, loop: asyncio.AbstractEventLoop | None = None):
+        self.client = client
         self.namespace = namespace
-        self.request_timeout = request_timeout
-        self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
-
-    def close(self) -> None:
-        """Release the connections (the commands close their WorkflowApi when done)."""
-        self.api_client.close()
+        self._loop = loop
 
     @property
     def host(self) -> str:
-        return str(self.api_client.configuration.host)
+        return self.client.server
+
+    def close(self) -> None:
+        """Release the connections and the event loop."""
+        if self._loop is not None:
+            self._loop.run_until_complete(self.client.close())
+            self._loop.close()
+            self._loop = None
+
+    def _run(self, awaitable: Awaitable[T]) -> T:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(awaitable)
 
     @classmethod
     def connect(cls, connection: Connection) -> WorkflowApi:
-        from kubernetes import client, config
+        # The Kubernetes clients are imported where they are used: importing them takes a good part of a
+        # second, which every other `kondukt` command (run, validate, graph FILE, --help) would pay for nothing.
+        from kubernetes_asyncio import config
+        from kubernetes_asyncio.client import Configuration
 
-        configuration = client.Configuration()
+        from kondukt.kube.kubeapi import KubeClient
+
+        configuration = Configuration()
         namespace = connection.namespace
         config_file = connection.kubeconfig or os.environ.get("KUBECONFIG")
         default_file = Path("~/.kube/config").expanduser()
         in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
         if config_file is None and not default_file.exists() and in_cluster and connection.context is None:
             try:
-                config.load_incluster_config(client_configuration=configuration)
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             except config.ConfigException as exc:
                 raise ClusterError(f"cannot use the in-cluster service account: {exc}") from exc
             if namespace is None:
@@ -130,117 +138,85 @@ class WorkflowApi:
                 except OSError:
                     namespace = "default"
         else:
-            path = config_file or str(default_file)
-            if not any(Path(p).expanduser().is_file() for p in path.split(os.pathsep) if p):
-                raise ClusterError(
-                    f"no kubeconfig found at {path}: pass --kubeconfig FILE, set KUBECONFIG, "
-                    "or run inside a cluster"
-                )
-            try:
-                contexts, current = config.list_kube_config_contexts(config_file=path)
-            except (config.ConfigException, yaml.YAMLError, OSError, KeyError, TypeError) as exc:
-                raise ClusterError(f"cannot read the kubeconfig {path}: {exc}") from exc
-            chosen = current
-            if connection.context is not None:
-                matches = [c for c in contexts or [] if c.get("name") == connection.context]
-                if not matches:
-                    known = ", ".join(sorted(str(c.get("name")) for c in contexts or [])) or "none"
-                    raise ClusterError(
-                        f"context {connection.context!r} not found in {path} (contexts: {known})"
-                    )
-                chosen = matches[0]
-            if not chosen:
-                raise ClusterError(f"the kubeconfig {path} has no current context: pass --context NAME")
-            try:
+            namespace = cls._load_kubeconfig(configuration, connection, config_file or str(default_file))
+        return cls(KubeClient(configuration, timeout=connection.request_timeout, connections=4), namespace)
+
+    @staticmethod
+    def _load_kubeconfig(configuration: Any, connection: Connection, path: str) -> str:
+        """Fill ``configuration`` from the kubeconfig at ``path``; the namespace to use."""
+        from kubernetes_asyncio import config
+
+        if not any(Path(p).expanduser().is_file() for p in path.split(os.pathsep) if p):
+            raise ClusterError(
+                f"no kubeconfig found at {path}: pass --kubeconfig FILE, set KUBECONFIG, or run inside a cluster"
+            )
+        try:
+            contexts, current = config.list_kube_config_contexts(config_file=path)
+        except (config.ConfigException, yaml.YAMLError, OSError, KeyError, TypeError) as exc:
+            raise ClusterError(f"cannot read the kubeconfig {path}: {exc}") from exc
+        chosen = current
+        if connection.context is not None:
+            matches = [c for c in contexts or [] if c.get("name") == connection.context]
+            if not matches:
+                known = ", ".join(sorted(str(c.get("name")) for c in contexts or [])) or "none"
+                raise ClusterError(f"context {connection.context!r} not found in {path} (contexts: {known})")
+            chosen = matches[0]
+        if not chosen:
+            raise ClusterError(f"the kubeconfig {path} has no current context: pass --context NAME")
+        try:
+            asyncio.run(  # a loop of its own: the calls' loop is made when the first call is
                 config.load_kube_config(
                     config_file=path,
                     context=connection.context,
                     client_configuration=configuration,
                     persist_config=False,
                 )
-            except (config.ConfigException, OSError, KeyError, TypeError, ValueError) as exc:
-                raise ClusterError(f"cannot use the kubeconfig {path}: {exc}") from exc
-            if namespace is None:
-                namespace = str((chosen.get("context") or {}).get("namespace") or "default")
-        configuration.retries = 1
-        return cls(client.ApiClient(configuration), namespace, connection.request_timeout)
+            )
+        except (config.ConfigException, OSError, KeyError, TypeError, ValueError) as exc:
+            raise ClusterError(f"cannot use the kubeconfig {path}: {exc}") from exc
+        if connection.namespace is not None:
+            return connection.namespace
+        return str((chosen.get("context") or {}).get("namespace") or "default")
 
     # -- calls
-    def _call(self, what: str, namespace: str | None, call: Callable[[], Any]) -> Any:
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError as Urllib3Error
+    def _call(
+        self, what: str, namespace: str | None, method: str, path: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        from kondukt.kube.kubeapi import ApiError
 
         try:
-            return call()
-        except ApiException as exc:
-            raise _api_error(exc, what, namespace) from exc
-        except (Urllib3Error, OSError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise ClusterError(f"cannot reach the Kubernetes API server at {self.host}: {reason}") from exc
+            found = self._run(self.client.request(method, path, what=what, **kwargs))
+        except ApiError as exc:
+            raise _api_error(exc, what, namespace, self.host) from exc
+        return dict(found or {})
 
     def get_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         ns = namespace or self.namespace
-        obj = self._call(
-            f'workflow "{name}"',
-            ns,
-            lambda: self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, ns, WORKFLOWS, name, _request_timeout=self.request_timeout
-            ),
-        )
-        return dict(obj)
+        return self._call(f'workflow "{name}"', ns, "GET", _collection(ns, WORKFLOWS, name))
 
     def list_workflows(
         self, namespace: str | None = None, all_namespaces: bool = False
     ) -> list[dict[str, Any]]:
         if all_namespaces:
-            result = self._call(
-                "workflows",
-                None,
-                lambda: self.custom.list_cluster_custom_object(
-                    GROUP, VERSION, WORKFLOWS, _request_timeout=self.request_timeout
-                ),
-            )
+            result = self._call("workflows", None, "GET", _collection(None, WORKFLOWS))
         else:
             ns = namespace or self.namespace
-            result = self._call(
-                "workflows",
-                ns,
-                lambda: self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, ns, WORKFLOWS, _request_timeout=self.request_timeout
-                ),
-            )
+            result = self._call("workflows", ns, "GET", _collection(ns, WORKFLOWS))
         return [dict(item) for item in result.get("items") or []]
 
     def list_workflow_defs(self, namespace: str | None = None) -> list[dict[str, Any]]:
         ns = namespace or self.namespace
-        result = self._call(
-            "workflowdefs",
-            ns,
-            lambda: self.custom.list_namespaced_custom_object(
-                GROUP, VERSION, ns, WORKFLOW_DEFS, _request_timeout=self.request_timeout
-            ),
-        )
+        result = self._call("workflowdefs", ns, "GET", _collection(ns, WORKFLOW_DEFS))
         return [dict(item) for item in result.get("items") or []]
 
     def merge_patch_workflow(
         self, name: str, patch: Mapping[str, Any], namespace: str | None = None
     ) -> dict[str, Any]:
         ns = namespace or self.namespace
-        obj = self._call(
-            f'workflow "{name}"',
-            ns,
-            lambda: self.custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                ns,
-                WORKFLOWS,
-                name,
-                dict(patch),
-                _content_type="application/merge-patch+json",
-                _request_timeout=self.request_timeout,
-            ),
+        return self._call(
+            f'workflow "{name}"', ns, "PATCH", _collection(ns, WORKFLOWS, name),
+            body=dict(patch), content_type="application/merge-patch+json",
         )
-        return dict(obj)
 
     def events_for(self, obj: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The Events whose involvedObject is this Workflow (matched by uid when it has one)."""
@@ -251,15 +227,9 @@ class WorkflowApi:
         )
         if meta.get("uid"):
             selector += f",involvedObject.uid={meta['uid']}"
-        response = self._call(
-            "events",
-            ns,
-            lambda: self.core.list_namespaced_event(
-                ns, field_selector=selector, _preload_content=False, _request_timeout=self.request_timeout
-            ),
-        )
-        decoded = json.loads(response.data)
-        return [dict(item) for item in decoded.get("items") or []]
+        path = f"/api/v1/namespaces/{urllib.parse.quote(ns)}/events"
+        result = self._call("events", ns, "GET", path, params={"fieldSelector": selector})
+        return [dict(item) for item in result.get("items") or []]
 
     def watch_workflow(
         self, name: str, resource_version: str | None, timeout_seconds: int, namespace: str | None = None
@@ -268,35 +238,49 @@ class WorkflowApi:
 
         An expired resource version (HTTP 410) just ends the iteration: the caller re-reads and watches again.
         """
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError as Urllib3Error
+        from kondukt.kube.kubeapi import ApiError
 
         ns = namespace or self.namespace
-        watcher = watch.Watch()
-        kwargs: dict[str, Any] = {
-            "field_selector": f"metadata.name={name}",
-            "timeout_seconds": max(1, timeout_seconds),
-            "_request_timeout": (self.request_timeout, max(1, timeout_seconds) + self.request_timeout),
-        }
+        what = f'workflow "{name}"'
+        params = {"fieldSelector": f"metadata.name={name}", "timeoutSeconds": str(max(1, timeout_seconds))}
         if resource_version:
-            kwargs["resource_version"] = resource_version
+            params["resourceVersion"] = resource_version
+        read_timeout = max(1, timeout_seconds) + self.client.timeout_seconds
+        events = self.client.watch(_collection(ns, WORKFLOWS), what=what, params=params, read_timeout=read_timeout)
         try:
-            for event in watcher.stream(
-                self.custom.list_namespaced_custom_object, GROUP, VERSION, ns, WORKFLOWS, **kwargs
-            ):
-                yield str(event.get("type")), dict(event.get("raw_object") or {})
-        except ApiException as exc:
-            if exc.status == 410:
-                return
-            raise _api_error(exc, f'workflow "{name}"', ns) from exc
-        except (Urllib3Error, OSError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise ClusterError(
-                f"lost the watch on the Kubernetes API server at {self.host}: {reason}"
-            ) from exc
+            while True:
+                try:
+                    event = self._run(anext(events))
+                except StopAsyncIteration:
+                    return
+                except ApiError as exc:
+                    if exc.status == 410:
+                        return
+                    if exc.status == 0:
+                        raise ClusterError(
+                            f"lost the watch on the Kubernetes API server at {self.host}: {exc.api_message}"
+                        ) from exc
+                    raise _api_error(exc, what, ns, self.host) from exc
+                found = event.get("object")
+                obj: dict[str, Any] = found if isinstance(found, dict) else {}
+                if event.get("type") == "ERROR":  # the server ended the watch with a Status
+                    if obj.get("code") == 410:
+                        return
+                    status = int(obj.get("code") or 0)
+                    error = ApiError(status, str(obj.get("reason") or ""), str(obj.get("message") or ""), what)
+                    raise _api_error(error, what, ns, self.host)
+                yield str(event.get("type")), dict(obj)
         finally:
-            watcher.stop()
+            self._run(events.aclose())
+
+
+def _collection(namespace: str | None, plural: str, name: str | None = None) -> str:
+    """The API path of Kondukt's resources of one kind (in a namespace, or in all), or of one of them."""
+    path = f"/apis/{GROUP}/{VERSION}"
+    if namespace is not None:
+        path += f"/namespaces/{urllib.parse.quote(namespace)}"
+    path += f"/{plural}"
+    return path + f"/{urllib.parse.quote(name)}" if name else path
 
 
 def connection_from_args(args: argparse.Namespace) -> Connection:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
@@ -162,31 +161,17 @@ class Informer:
 
     async def _watch(self, version: str) -> str | None:
         """Watch from ``version`` until the server ends the stream; the last version seen, None on 410."""
-        params = {"watch": "1", "labelSelector": self.label_selector, "allowWatchBookmarks": "true",
+        params = {"labelSelector": self.label_selector, "allowWatchBookmarks": "true",
                   "timeoutSeconds": str(WATCH_SECONDS)}
         if version:
             params["resourceVersion"] = version
-        headers = {"Accept": "application/json"}
-        token = await self.api.token()
-        if token:
-            headers["Authorization"] = token
-        session = await self.api.session()
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=WATCH_SECONDS + 30)
-        async with session.get(self.api.server + self.path, params=params, headers=headers,
-                               timeout=timeout) as response:
-            if response.status != 200:
-                text = await response.text()
-                raise ApiError(response.status, response.reason or "", text[:500], self.what)
-            pending = b""
-            async for chunk in response.content.iter_any():
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    seen = self._event(json.loads(line))
-                    if seen is None:
-                        return None  # 410 Gone: the version is too old, list again
-                    version = seen or version
+        events = self.api.watch(self.path, what=self.what, params=params, read_timeout=WATCH_SECONDS + 30)
+        async with contextlib.aclosing(events):  # leaving early closes the stream at once
+            async for event in events:
+                seen = self._event(event)
+                if seen is None:
+                    return None  # 410 Gone: the version is too old, list again
+                version = seen or version
         return version
 
     def _event(self, event: Mapping[str, Any]) -> str | None:

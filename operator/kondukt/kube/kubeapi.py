@@ -1,4 +1,4 @@
-"""The few Kubernetes API calls the operator makes, over one pooled aiohttp session.
+"""The few Kubernetes API calls Kondukt makes, over one pooled aiohttp session: the operator's and the CLI's.
 
 Configuration (server, CA, client certificate, token — refreshed for in-cluster and exec credentials)
 comes from ``kubernetes_asyncio``'s kubeconfig / in-cluster loaders; requests are plain JSON over aiohttp
@@ -8,7 +8,10 @@ large object, and the reconcile only needs dicts). Every call is async: the even
 Errors come out classified, because the reconcile reacts differently to each:
 :class:`NotFound` (404), :class:`AlreadyExists` (409 on create), :class:`Conflict` (409 on update: stale
 resourceVersion), :class:`Invalid` (400/422: the object itself is wrong, retrying cannot help) and
-:class:`TransientApiError` (5xx, 429, 403, timeouts, connection problems: retry with backoff).
+:class:`TransientApiError` (5xx, 429, 403, timeouts, connection problems — status 0: retry with backoff).
+Each error keeps the status's ``details`` (e.g. the name of what was not found), which the CLI's messages
+use. ``kondukt get|describe|watch|...`` (:mod:`kondukt.cli.cluster`) make their calls through this same
+client, from synchronous code.
 
 A client may carry a *fence* (:attr:`KubeClient.fence`): with several replicas, the reconciler's client is
 fenced by the leader election (:mod:`kondukt.kube.leader`), and a write — anything but GET — is refused
@@ -21,7 +24,7 @@ from __future__ import annotations
 import json
 import ssl
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,12 +38,16 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, reason: str, message: str, what: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, what: str, details: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{what}: HTTP {status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.api_message = message
         self.what = what
+        #: The Status object's ``details`` (``name``, ``kind``, ``causes``), when the server sent one.
+        self.details: Mapping[str, Any] = details or {}
 
 
 class NotFound(ApiError):
@@ -76,6 +83,30 @@ class NotLeader(TransientApiError):
     """A write refused before it was sent: this replica does not lead (it stands by, or lost the Lease)."""
 
 
+def error_from_response(
+    status: int, text: str, what: str, on_conflict: type[ApiError] = Conflict
+) -> ApiError:
+    """The error for a failed response: its class from the status (and reason), its message from the body."""
+    reason, message, details = "", text[:2000], None
+    try:
+        document = json.loads(text)
+        reason = str(document.get("reason") or "")
+        message = str(document.get("message") or message)
+        details = document.get("details") if isinstance(document.get("details"), dict) else None
+    except (ValueError, AttributeError):
+        pass
+    if status == 413 or any(marker in message.lower() for marker in _TOO_LARGE_MARKERS):
+        return TooLarge(status, reason, message, what, details)
+    if status == 404:
+        return NotFound(status, reason, message, what, details)
+    if status == 409:
+        error = AlreadyExists if reason == "AlreadyExists" else on_conflict
+        return error(status, reason, message, what, details)
+    if status in (400, 422):
+        return Invalid(status, reason, message, what, details)
+    return TransientApiError(status, reason, message, what, details)
+
+
 @dataclass(frozen=True)
 class Connection:
     server: str
@@ -107,6 +138,7 @@ class KubeClient:
                  connections: int = 64) -> None:
         self.configuration = configuration
         self.server = str(configuration.host).rstrip("/")
+        self.timeout_seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
@@ -183,23 +215,35 @@ class KubeClient:
             raise TransientApiError(0, type(err).__name__, str(err) or repr(err), what) from err
         if 200 <= status < 300:
             return json.loads(text) if text else None
-        reason, message = "", text[:2000]
+        raise error_from_response(status, text, what, on_conflict)
+
+    async def watch(
+        self, path: str, *, what: str, params: Mapping[str, str], read_timeout: float
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """The events (``{"type": ..., "object": ...}``) of a watch on a collection, until the server ends it.
+
+        ``ERROR`` events (e.g. 410 Gone: the resourceVersion is too old) are yielded like the others; a
+        refused watch raises its :class:`ApiError`, a broken connection :class:`TransientApiError`.
+        """
+        headers = {"Accept": "application/json"}
+        token = await self.token()
+        if token:
+            headers["Authorization"] = token
+        session = await self.session()
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=read_timeout)
         try:
-            document = json.loads(text)
-            reason = str(document.get("reason") or "")
-            message = str(document.get("message") or message)
-        except (ValueError, AttributeError):
-            pass
-        if status == 413 or any(marker in message.lower() for marker in _TOO_LARGE_MARKERS):
-            raise TooLarge(status, reason, message, what)
-        if status == 404:
-            raise NotFound(status, reason, message, what)
-        if status == 409:
-            error = AlreadyExists if reason == "AlreadyExists" else on_conflict
-            raise error(status, reason, message, what)
-        if status in (400, 422):
-            raise Invalid(status, reason, message, what)
-        raise TransientApiError(status, reason, message, what)
+            async with session.get(self.server + path, params={**params, "watch": "1"}, headers=headers,
+                                   timeout=timeout) as response:
+                if response.status != 200:
+                    raise error_from_response(response.status, await response.text(), what)
+                pending = b""
+                async for chunk in response.content.iter_any():
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            raise TransientApiError(0, type(err).__name__, str(err) or repr(err), what) from err
 
     # --------------------------------------------------------------------------------------- helpers
     @staticmethod
