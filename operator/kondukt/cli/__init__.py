@@ -2,7 +2,8 @@
 
 - ``app``: the top-level parser, the table of commands, the cluster flags, exit codes (``main``);
 - ``definitions``: ``kondukt import conductor`` and ``kondukt validate`` (files only, no cluster);
-- ``run`` and ``progress``: ``kondukt run`` (a workflow on this machine) and what it shows;
+- ``run``, ``runplan`` and ``progress``: ``kondukt run`` (a workflow on this machine): what runs, how, and
+  what it shows;
 - ``operator``: ``kondukt operator`` (the Kubernetes operator in the foreground);
 - ``inspect``: ``kondukt get``, ``describe`` and ``watch``;
 - ``operations``: ``kondukt retry|restart|rerun|skip|complete|suspend|resume|terminate``;
