@@ -241,14 +241,20 @@ class _EmbeddedS3:
         return self.endpoint_url
 
     def stop(self) -> None:
+        """Stop serving, in the background: werkzeug's loop notices a shutdown only at its next 0.5 s poll,
+        and nothing waits for the endpoint once the run's objects are copied out."""
         server, self._server = self._server, None
         if server is None:
             return
-        server.stop()
-        # stop() shuts the serving loop down but leaves the listening socket open until collected.
-        werkzeug_server = getattr(server, "_server", None)
-        if werkzeug_server is not None:
-            werkzeug_server.server_close()
+
+        def stop() -> None:
+            server.stop()
+            # stop() ends the serving loop but leaves the listening socket open until it is collected.
+            werkzeug_server = getattr(server, "_server", None)
+            if werkzeug_server is not None:
+                werkzeug_server.server_close()
+
+        threading.Thread(target=stop, name="kondukt-embedded-s3-stop", daemon=True).start()
 
 
 def _public_read_policy(bucket: str) -> str:
