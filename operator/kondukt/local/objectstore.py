@@ -275,8 +275,7 @@ def _preload(client: Any, root: Path, uris: set[str]) -> dict[tuple[str, str], s
     Returns ``{(bucket, key): md5}`` of what was loaded, so the copy back skips them when unchanged."""
     loaded: dict[tuple[str, str], str] = {}
     for uri in sorted(uris):
-        parsed = urlparse(uri)
-        bucket, key = parsed.netloc, parsed.path.lstrip("/")
+        bucket, _, key = uri.removeprefix("s3://").partition("/")  # the key is literal, as for the workers
         if not key:
             continue
         path = root / bucket / key_to_relative_path(key)
