@@ -521,6 +521,16 @@ async def test_a_workflow_waits_for_its_definition_then_fails_clearly(harness: H
     assert {c["type"]: c for c in status["conditions"]}["Failed"]["reason"] == "WorkflowDefNotFound"
 
 
+async def test_a_failed_start_with_an_input_too_large_to_copy_still_ends_failed(harness: Harness) -> None:
+    harness.cluster.max_status_bytes = 50_000  # the spec's 100 KB input fits once, not twice
+    harness.cluster.apply(run_of("run", definition="missing", input={"v": "x" * 100_000}))
+    harness.clock.ms = 1_767_225_600_000 + 60_000  # past the wait for definitions
+    await harness.reconcile("run")
+    status = harness.status("run")
+    assert status["phase"] == "FAILED" and "WorkflowDef 'missing' not found" in status["reasonForIncompletion"]
+    assert "input" not in status
+
+
 async def test_an_invalid_definition_fails_without_jobs(harness: Harness) -> None:
     bad = chain("bad")
     bad["spec"]["tasks"][1]["taskReferenceName"] = "s0"  # duplicate reference

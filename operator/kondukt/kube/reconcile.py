@@ -641,7 +641,12 @@ class Reconciler:
                               observed_suspend=False, previous_conditions=memo.stored.conditions,
                               now=dt.datetime.now(dt.UTC), reason_override=reason,
                               compress_over_bytes=self.settings.compress_over_bytes)
-        await self.api.replace_status(owner.namespace, owner.name, str(meta.get("resourceVersion")), status)
+        try:
+            await self.api.replace_status(owner.namespace, owner.name, str(meta.get("resourceVersion")), status)
+        except TooLarge:  # the copy of a huge spec.input (or definition): the spec keeps them anyway
+            for key in ("input", "definition"):
+                status.pop(key, None)
+            await self.api.replace_status(owner.namespace, owner.name, str(meta.get("resourceVersion")), status)
         self.events.record(owner, "Warning", reason, workflow.reasonForIncompletion or reason)
         self.metrics.workflows.labels(workflow.status.value).inc()
         self._memos.pop(owner.uid, None)
