@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit e2e lint bench crds cluster-up cluster-down control-plane clean
+.PHONY: setup demo test unit e2e realnode lint bench crds cluster-up cluster-down control-plane images node-images node-packages clean
 
 setup: $(VENV)/.installed
 
@@ -32,8 +32,14 @@ unit: setup
 # (--last-failed) and must pass then, so a timing flake under load does not hide the rest of the run's verdict.
 # Both runs' failures are printed; a test that fails twice fails the target.
 e2e: setup control-plane
-	$(BIN)/pytest -m e2e $(PYTEST_ARGS) || { echo "e2e: running the failed tests once more"; \
-	  $(BIN)/pytest -m e2e --last-failed --last-failed-no-failures none $(PYTEST_ARGS); }
+	$(BIN)/pytest -m "e2e and not realnode" $(PYTEST_ARGS) || { echo "e2e: running the failed tests once more"; \
+	  $(BIN)/pytest -m "e2e and not realnode" --last-failed --last-failed-no-failures none $(PYTEST_ARGS); }
+
+# The real-node tier (pytest marker `realnode`): real pods on this machine's kubelet (tests/e2e/realnode.py).
+# Needs root, the Debian packages (node-packages) and the images (node-images); same rerun rule as e2e.
+realnode: setup control-plane node-packages node-images
+	$(BIN)/pytest -m realnode $(PYTEST_ARGS) || { echo "realnode: running the failed tests once more"; \
+	  $(BIN)/pytest -m realnode --last-failed --last-failed-no-failures none $(PYTEST_ARGS); }
 
 lint: setup control-plane
 	$(BIN)/ruff check operator workers tests bench examples
@@ -41,7 +47,7 @@ lint: setup control-plane
 	$(BIN)/lint-imports
 	bash hack/helm-check.sh
 
-test: lint unit e2e
+test: lint unit e2e realnode
 
 bench: setup
 	$(BIN)/python -m bench
@@ -53,8 +59,24 @@ crds: setup
 control-plane:
 	bash hack/control-plane/build.sh
 
-cluster-up: setup control-plane
-	$(BIN)/python -m tests.e2e.controlplane up
+# The operator and workers images from docker/*.Dockerfile, built with no network from a wheelhouse made here.
+# IMAGES_BASE=debootstrap builds on a local Debian bookworm base instead of the official python image (for
+# machines that reach no registry); IMAGES_TOOL=docker for kind (then `kind load docker-image ...`).
+IMAGES_TOOL ?= podman
+IMAGES_BASE ?= python:3.11.13-slim-bookworm
+images: setup
+	bash hack/images/build.sh --tool $(IMAGES_TOOL) --base $(IMAGES_BASE) --tag-release
+
+# The real node's images (and its pause image) as archives, cached under ~/.cache/kondukt/images/.
+node-images: setup node-packages
+	bash hack/images/build.sh --base debootstrap --archives
+
+node-packages:
+	bash .ci/install-node-packages
+
+# REAL_NODE=1: a real node too (containerd + kubelet running real pods; needs root, see tests/e2e/realnode.py).
+cluster-up: setup control-plane $(if $(REAL_NODE),node-images)
+	$(BIN)/python -m tests.e2e.controlplane up $(if $(REAL_NODE),--real-node)
 
 cluster-down: setup
 	$(BIN)/python -m tests.e2e.controlplane down

@@ -1,31 +1,32 @@
 # syntax=docker/dockerfile:1
-# The Kondukt operator image (`kondukt operator`). Build from the repository root:
-#   docker build -f docker/operator.Dockerfile -t kondukt/operator:0.1.0 .
+# The Kondukt operator image (`kondukt operator`). Build it with `make images` (hack/images/build.sh), which
+# first makes a wheelhouse on the host from constraints.txt and then runs, with that wheelhouse as the context:
+#   podman build --network=none --build-arg BASE_IMAGE=... -f docker/operator.Dockerfile <context>
+# The build itself needs no network and no registry besides the base image's.
 #
-# Base image: pinned by its full patch-version tag. To pin the digest as well (recommended for releases),
-# resolve it once and append it to both FROM lines, e.g.
-#   docker buildx imagetools inspect python:3.11.13-slim-bookworm --format '{{json .Manifest.Digest}}'
-#   FROM python:3.11.13-slim-bookworm@sha256:<digest> AS builder
-# Multi-stage: the builder turns the project and its pinned dependencies (constraints.txt) into wheels and
-# installs them into a virtual environment; the runtime stage copies only that environment: no compiler,
-# no pip cache, no wheels, no sources. Runs as the non-root user 65532 (the chart's restricted profile).
+# Base image: a build argument. The default, the official image pinned by its full patch-version tag, is what
+# users get; machines that reach no registry pass a local Debian bookworm image with python3 and python3-venv
+# (`make images IMAGES_BASE=debootstrap`). To pin the digest as well (recommended for releases), resolve it
+# once and pass it, e.g. --build-arg BASE_IMAGE=python:3.11.13-slim-bookworm@sha256:<digest>.
+# Multi-stage: the builder installs the project's wheel, kondukt-workers' (a distribution of its own, in
+# ./workers; the wheelhouse has both) and their pinned dependencies from the wheelhouse into a virtual
+# environment; the runtime stage copies only that environment: no pip, no wheels, no sources.
+# Runs as the non-root user 65532 (the chart's restricted profile).
+ARG BASE_IMAGE=python:3.11.13-slim-bookworm
 
-FROM python:3.11.13-slim-bookworm AS builder
+FROM ${BASE_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
-WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
-COPY operator ./operator
-COPY workers ./workers
-# kondukt depends on kondukt-workers, a distribution of its own in ./workers: both are built in one pip
-# command, so the dependency is taken from there.
-RUN pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels ./workers . \
- && python -m venv --without-pip /opt/kondukt \
- && pip --python /opt/kondukt/bin/python install --no-cache-dir --no-index --find-links /wheels \
-        -c constraints.txt kondukt
+COPY constraints.txt /src/constraints.txt
+COPY wheels /wheels
+# A throw-away venv provides pip (a Debian base has no global pip); the image's venv gets none.
+RUN python3 -m venv /opt/pip \
+ && python3 -m venv --without-pip /opt/kondukt \
+ && /opt/pip/bin/pip --python /opt/kondukt/bin/python install --no-index --find-links /wheels \
+        -c /src/constraints.txt kondukt
 # (pip compiles the .pyc files here: the runtime's root filesystem is read-only, so they are kept.)
 
-FROM python:3.11.13-slim-bookworm
+FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="kondukt-operator" \
       org.opencontainers.image.description="Kondukt: Conductor-style workflows on Kubernetes (the operator)" \
       org.opencontainers.image.version="0.1.0" \

@@ -2,8 +2,10 @@
 # Builds (once) the binaries of the local Kubernetes control plane used by Kondukt's e2e tests, from the Go
 # module proxy, and caches them outside the repository under
 #   ${KONDUKT_CACHE:-$HOME/.cache/kondukt}/bin/<version-key>/
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok and helm. See DESIGN.md §9.
-# With a warm cache this is a no-op that returns in well under a second.
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, helm, and the kubelet of the
+# real-node e2e tier (tests/e2e/realnode.py). See DESIGN.md §9.
+# With a warm cache this is a no-op that returns in well under a second. Concurrent runs (several engineers'
+# `make e2e`) take turns on a lock, so a binary is never built twice at once.
 #
 #   bash hack/control-plane/build.sh            build what is missing, print where the binaries are
 #   bash hack/control-plane/build.sh --bin-dir  only print the binary directory (builds nothing)
@@ -15,7 +17,7 @@ K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.21.4
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm kubelet)
 RECIPE=1  # bump when the way the binaries are built changes, to rebuild caches keyed by the versions alone
 
 CACHE="${KONDUKT_CACHE:-$HOME/.cache/kondukt}"
@@ -45,6 +47,19 @@ if [[ -f "$STAMP" ]] && all_present; then
   exit 0
 fi
 
+# ---- one build at a time per cache: a second run waits here, then finds the binaries built (or resumes)
+mkdir -p "$CACHE/bin"
+exec 9>"$CACHE/bin/.build.lock"
+if command -v flock >/dev/null 2>&1 && ! flock -n 9; then
+  log "another build is running (lock $CACHE/bin/.build.lock); waiting for it"
+  flock 9
+  if [[ -f "$STAMP" ]] && all_present; then
+    log "cached: $KEY"
+    echo "binaries are in $BIN_DIR"
+    exit 0
+  fi
+fi
+
 # ---- prerequisites
 command -v go >/dev/null 2>&1 || die "Go is not installed (need go >= 1.26 on PATH); the control plane is built from the Go module proxy"
 GO_VER="$(go env GOVERSION)"                       # e.g. go1.26.8
@@ -72,10 +87,15 @@ finish() { # NAME START
 K8S_MINOR="$(cut -d. -f2 <<<"${K8S_VERSION#v}")"
 K8S_MAJOR="$(cut -d. -f1 <<<"${K8S_VERSION#v}")"
 STAGING_VERSION="v0.${K8S_VERSION#v1.}"            # v1.36.3 -> v0.36.3
-k8s_module() {
-  local dir="$SRC_DIR/kubernetes" modfile
+# The kubelet has a wrapper module of its own (kubelet/): adding it to the first one's tools.go would change a
+# module that existing caches have already tidied (its .ready marker), and the kubelet's extra dependencies
+# would then be missing from it.
+k8s_module() { # DIR COMMAND...
+  local dir="$SRC_DIR/$1" modfile cmd imports=""
+  shift
   [[ -f "$dir/.ready" ]] && return 0
-  log "preparing the k8s.io/kubernetes@${K8S_VERSION} wrapper module"
+  for cmd in "$@"; do imports+=$'\t_ "k8s.io/kubernetes/cmd/'"$cmd"$'"\n'; done
+  log "preparing the k8s.io/kubernetes@${K8S_VERSION} wrapper module in $dir"
   mkdir -p "$dir"
   modfile="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')"
   [[ -f "$modfile" ]] || die "could not download k8s.io/kubernetes@${K8S_VERSION} from the Go module proxy ($(go env GOPROXY))"
@@ -91,18 +111,14 @@ k8s_module() {
     echo ")"
   } > "$dir/go.mod"
   grep -q '=> k8s.io/api ' "$dir/go.mod" || die "found no staging replace lines in k8s.io/kubernetes@${K8S_VERSION}'s go.mod"
-  cat > "$dir/tools.go" <<'GO'
+  cat > "$dir/tools.go" <<GO
 //go:build tools
 
 // Package tools pins the Kubernetes commands this wrapper module builds.
 package tools
 
 import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
+${imports})
 GO
   (cd "$dir" && go mod tidy) || die "go mod tidy failed for the k8s.io/kubernetes wrapper in $dir"
   touch "$dir/.ready"
@@ -117,12 +133,16 @@ k8s_ldflags() {
   echo "$f"
 }
 
-build_k8s() { # NAME
-  local name=$1 start=$SECONDS
+build_k8s() { # NAME [MODULE_DIR]
+  local name=$1 module=${2:-kubernetes} start=$SECONDS
   built "$name" && return 0
-  k8s_module
+  if [[ "$module" == kubernetes ]]; then
+    k8s_module kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl
+  else
+    k8s_module "$module" "$name"
+  fi
   log "building $name ${K8S_VERSION} ..."
-  (cd "$SRC_DIR/kubernetes" && "${NICE[@]}" "${GOBUILD[@]}" -ldflags "$(k8s_ldflags)" \
+  (cd "$SRC_DIR/$module" && "${NICE[@]}" "${GOBUILD[@]}" -ldflags "$(k8s_ldflags)" \
       -o "$BIN_DIR/$name.tmp" "k8s.io/kubernetes/cmd/$name") || die "building $name failed (see the go output above)"
   mv -f "$BIN_DIR/$name.tmp" "$BIN_DIR/$name"
   finish "$name" "$start"
@@ -185,6 +205,8 @@ build_k8s kubectl
 go_install kwok "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}" "-s -w"
 go_install helm "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" \
   "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+# The real node's kubelet (tests/e2e/realnode.py), last: the kwok tier does not need it.
+build_k8s kubelet kubelet
 
 all_present || die "some binaries are missing from $BIN_DIR after the build"
 "$BIN_DIR/kube-apiserver" --version >/dev/null || die "the built kube-apiserver does not run"

@@ -20,6 +20,7 @@ import argparse
 import atexit
 import contextlib
 import ctypes
+import ipaddress
 import json
 import os
 import secrets
@@ -116,8 +117,19 @@ def _openssl(*args: str, cwd: Path) -> None:
         raise ControlPlaneError(f"openssl {' '.join(args)} failed: {proc.stderr.strip()}")
 
 
-def make_pki(pki: Path) -> None:
-    """A CA, the API server's serving certificate (signed by it) and the service-account RSA key."""
+def sign_certificate(pki: Path, name: str, subject: str, extensions: str) -> None:
+    """`name`.key and `name`.crt in `pki`, signed by its CA (ca.crt/ca.key)."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=pki)
+    (pki / f"{name}.ext").write_text(extensions)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", f"{name}.crt", "-days", "3650", "-extfile", f"{name}.ext", cwd=pki)
+    (pki / f"{name}.key").chmod(0o600)
+
+
+def make_pki(pki: Path, addresses: Sequence[str] = ("127.0.0.1", SERVICE_IP)) -> None:
+    """A CA, the API server's serving certificate for `addresses` (signed by it), its client certificate for
+    kubelets, and the service-account RSA key."""
     if shutil.which("openssl") is None:
         raise ControlPlaneError("the `openssl` command is required to make the control plane's certificates")
     pki.mkdir(parents=True, exist_ok=True)
@@ -125,18 +137,18 @@ def make_pki(pki: Path) -> None:
     _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
              "-subj", "/CN=kondukt-e2e-ca", "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", cwd=pki)
-    _openssl("req", "-new", *ec, "-keyout", "apiserver.key", "-out", "apiserver.csr",
-             "-subj", "/CN=kube-apiserver", cwd=pki)
     sans = ",".join([
-        "IP:127.0.0.1", f"IP:{SERVICE_IP}", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default",
-        "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
+        *(f"IP:{a}" for a in dict.fromkeys(addresses)), "DNS:localhost", "DNS:kubernetes",
+        "DNS:kubernetes.default", "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
     ])
-    (pki / "apiserver.ext").write_text(
-        f"subjectAltName={sans}\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
-    )
-    _openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "apiserver.crt", "-days", "3650", "-extfile", "apiserver.ext", cwd=pki)
+    sign_certificate(pki, "apiserver", "/CN=kube-apiserver",
+                     f"subjectAltName={sans}\nbasicConstraints=CA:FALSE\n"
+                     "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    # The API server's identity towards kubelets (logs, exec): system:masters, so the kubelet's webhook
+    # authorization allows it.
+    sign_certificate(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client",
+                     "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                     "extendedKeyUsage=clientAuth\n")
     _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key", cwd=pki)
     _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     for key in pki.glob("*.key"):
@@ -235,6 +247,13 @@ class ControlPlane:
     # resource types that exist when it starts or at its next discovery resync (every 30 s), so dependents of a
     # custom resource whose CRD appeared later are collected only up to ~30-60 s after their owner is deleted.
     crds: Sequence[Path] = ()
+    # The real-node tier (tests/e2e/realnode.py) serves the API on its bridge's gateway address, port 443, with
+    # a service range whose first address (the `kubernetes` Service's ClusterIP, which in-cluster clients are
+    # given) is that same gateway: pods reach the API server at an address of this machine, never at a VIP.
+    bind_address: str = "127.0.0.1"
+    secure_port: int | None = None  # None: a free port
+    service_cidr: str = SERVICE_CIDR
+    extra_tokens: Sequence[str] = ()  # more lines of the static token file (a node's credentials)
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -247,7 +266,12 @@ class ControlPlane:
     # -- public surface used by the tests
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        return f"https://{self.bind_address}:{self.ports['apiserver']}"
+
+    @property
+    def service_ip(self) -> str:
+        """The `kubernetes` Service's ClusterIP: the first address of the service range."""
+        return str(ipaddress.ip_network(self.service_cidr)[1])
 
     @property
     def kubeconfig(self) -> Path:
@@ -367,7 +391,9 @@ class ControlPlane:
     def _prepare(self) -> None:
         for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler"):
             self.ports[name] = free_port()
-        make_pki(self.workdir / "pki")
+        if self.secure_port is not None:
+            self.ports["apiserver"] = self.secure_port
+        make_pki(self.workdir / "pki", ("127.0.0.1", self.bind_address, SERVICE_IP, self.service_ip))
         pki = self.workdir / "pki"
         self.component_tokens = {
             "controller-manager": secrets.token_hex(16),
@@ -383,6 +409,7 @@ class ControlPlane:
             f"{ct['scheduler']},system:kube-scheduler,system:kube-scheduler\n"
             # kwok plays the kubelet of every fake node; it is simplest to let it do anything.
             f'{ct["kwok"]},kwok,kwok,"system:masters"\n'
+            + "".join(f"{line}\n" for line in self.extra_tokens)
         )
         (pki / "tokens.csv").chmod(0o600)
         write_kubeconfig(self.kubeconfig, self.server, self.ca_file, self.token)
@@ -420,7 +447,7 @@ class ControlPlane:
         pki = self.workdir / "pki"
         self._spawn("kube-apiserver", [
             f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--bind-address={self.bind_address}", f"--advertise-address={self.bind_address}",
             f"--secure-port={self.ports['apiserver']}",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -432,12 +459,20 @@ class ControlPlane:
             f"--token-auth-file={pki / 'tokens.csv'}",
             "--authorization-mode=Node,RBAC",
             # The default admission plugins stay on (PodSecurity, ServiceAccount, LimitRanger, quota, ...).
-            "--enable-admission-plugins=NodeRestriction",
+            # PodNodeSelector and PodTolerationRestriction let a namespace's annotations send its pods to the
+            # (tainted) real node without touching the pods' specs (tests/e2e/realnode.py).
+            "--enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction",
+            # How the API server reaches a (real) kubelet for logs and exec: its node address, a certificate
+            # signed by this CA, and the API server's own client certificate.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
             f"--service-account-issuer={SA_ISSUER}",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--api-audiences={SA_ISSUER}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={self.service_cidr}",
             # 127.0.0.1 may not be an Endpoints address: do not publish the `kubernetes` service's endpoints.
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true", "--profiling=false", "--v=1",
@@ -456,7 +491,7 @@ class ControlPlane:
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={self.service_cidr}",
             "--profiling=false", "--v=1",
         ])
 
@@ -502,7 +537,8 @@ class ControlPlane:
     def _established(self, names: Sequence[str]) -> bool:
         for name in names:
             status, body = self.api("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            conditions = body.get("status", {}).get("conditions", []) if status == 200 else []
+            # A CRD created a moment ago has `status.conditions: null`, not a missing key.
+            conditions = ((body.get("status") or {}).get("conditions") or []) if status == 200 else []
             if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
                 return False
         return True
@@ -604,8 +640,9 @@ def _remove_orphaned_workdirs(base: Path) -> None:
 
 
 def start(workdir: Path | None = None, nodes: int = 3, timeout: float = 90,
-          crds: Sequence[Path] = ()) -> ControlPlane:
-    """Start a control plane in a temporary directory (removed by stop()) for a test session."""
+          crds: Sequence[Path] = (), **options: Any) -> ControlPlane:
+    """Start a control plane in a temporary directory (removed by stop()) for a test session. `options` are
+    more ControlPlane fields (the real node's bind_address, secure_port, service_cidr, extra_tokens)."""
     binaries = bin_dir()
     check_binaries(binaries)
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) else None
@@ -613,7 +650,7 @@ def start(workdir: Path | None = None, nodes: int = 3, timeout: float = 90,
     temporary = workdir is None
     wd = workdir or Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=base))
     (wd / "owner.pid").write_text(str(os.getpid()))
-    cp = ControlPlane(workdir=wd, binaries=binaries, nodes=nodes, remove_workdir=temporary, crds=crds)
+    cp = ControlPlane(workdir=wd, binaries=binaries, nodes=nodes, remove_workdir=temporary, crds=crds, **options)
     return cp.start(timeout=timeout)
 
 
@@ -642,6 +679,11 @@ def _down(quiet: bool = False) -> int:
             continue
         print(f"stopping {name} (pid {pid})")
         kill_group(pid)
+    if state.get("real_node"):
+        from tests.e2e import realnode  # here: realnode imports this module
+
+        print("stopping the real node and undoing its changes to this machine")
+        realnode.cleanup()
     workdir = Path(state.get("workdir", ""))
     if workdir.is_dir() and STATE_DIR in workdir.parents:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -655,7 +697,7 @@ def kondukt_crds() -> list[Path]:
     return sorted(KONDUKT_CRDS.glob("*.yaml"))
 
 
-def _up(nodes: int, with_crds: bool) -> int:
+def _up(nodes: int, with_crds: bool, real_node: bool = False) -> int:
     state = _read_state()
     if state is not None and any(_alive(p) for p in state.get("pids", {}).values()):
         print(f"a cluster is already running (state in {STATE_FILE}); run `make cluster-down` first")
@@ -670,17 +712,37 @@ def _up(nodes: int, with_crds: bool) -> int:
         return 1
     workdir = STATE_DIR / "run"
     shutil.rmtree(workdir, ignore_errors=True)
+    node = None
+    options: dict[str, Any] = {}
+    if real_node:
+        from tests.e2e import realnode  # here: realnode imports this module
+
+        try:
+            node = realnode.RealNode(detached=True, lock_timeout=0).prepare()
+        except ControlPlaneError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        options = {"bind_address": realnode.GATEWAY, "secure_port": realnode.API_PORT,
+                   "service_cidr": realnode.SERVICE_CIDR, "extra_tokens": [node.node_token_line()]}
     cp = ControlPlane(workdir=workdir, binaries=binaries, nodes=nodes, detached=True,
-                      crds=kondukt_crds() if with_crds else ())
+                      crds=kondukt_crds() if with_crds else (), **options)
     try:
         cp.start()
+        if node is not None:
+            node.start(cp)
+            node.release()
     except ControlPlaneError as e:
+        if node is not None:
+            node.stop()
         print(f"error: {e}", file=sys.stderr)
         return 1
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    STATE_FILE.write_text(json.dumps(cp.state(), indent=2))
+    STATE_FILE.write_text(json.dumps({**cp.state(), "real_node": node is not None}, indent=2))
     print("ready after (s):", ", ".join(f"{k} {v}" for k, v in cp.timings.items()))
     print(f"control plane up in {cp.startup_seconds:.1f}s: {cp.server}, {nodes} kwok nodes; logs in {cp.logs}")
+    if node is not None:
+        print(f"real node {realnode.NODE_NAME} Ready (tainted {realnode.TAINT}; images {node.images['operator']}, "
+              f"{node.images['workers']}); its logs in {node.logs}")
     print(f"binaries (kubectl, helm, ...) in {binaries}")
     print(f"export KUBECONFIG={cp.kubeconfig}")
     return 0
@@ -703,9 +765,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--nodes", type=int, default=3, help="number of kwok fake nodes (up)")
     parser.add_argument("--no-crds", action="store_true", help="do not preinstall Kondukt's CRDs from crds/ (up)")
+    parser.add_argument("--real-node", action="store_true",
+                        help="also run a real node (containerd + kubelet; root, see tests/e2e/realnode.py) (up)")
     args = parser.parse_args(argv)
     if args.command == "up":
-        return _up(args.nodes, with_crds=not args.no_crds)
+        return _up(args.nodes, with_crds=not args.no_crds, real_node=args.real_node)
     if args.command == "down":
         return _down()
     return _status()

@@ -1,0 +1,3 @@
+module kondukt.local/real-node/pause
+
+go 1.26
