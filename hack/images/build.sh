@@ -87,8 +87,13 @@ WHEELS="$CACHE/images/wheels-$SOURCES_KEY"
 if [[ ! -f "$WHEELS/.complete" ]]; then
   log "making the wheelhouse $WHEELS (pip wheel -c constraints.txt .)"
   rm -rf "$WHEELS" && mkdir -p "$WHEELS"
-  "${NICE[@]}" "$PY" -m pip wheel -q --disable-pip-version-check -c constraints.txt --wheel-dir "$WHEELS" . \
-    || die "pip wheel failed (see above)"
+  # From a copy of the sources: an in-tree build would reuse (and leave) a stale build/ directory.
+  SRC="$(mktemp -d "$CACHE/images/src.XXXXXX")"
+  tar -c --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
+      pyproject.toml constraints.txt README.md operator workers | tar -x -C "$SRC"
+  "${NICE[@]}" "$PY" -m pip wheel -q --disable-pip-version-check -c constraints.txt --wheel-dir "$WHEELS" "$SRC" \
+    || { rm -rf "$SRC"; die "pip wheel failed (see above)"; }
+  rm -rf "$SRC"
   touch "$WHEELS/.complete"
 fi
 

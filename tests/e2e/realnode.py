@@ -77,6 +77,7 @@ HOST_DIR = Path(os.environ.get("KONDUKT_REAL_NODE_DIR", "/var/lib/kondukt/real-n
 LOCK_FILE = HOST_DIR.parent / "real-node.lock"
 STATE_FILE = HOST_DIR / "state.json"
 CONTAINERD_ROOT = HOST_DIR / "containerd"
+IMPORTED_FILE = HOST_DIR / "imported.json"  # the images CONTAINERD_ROOT holds, unpacked
 CONTAINERD_STATE = Path("/run/kondukt/containerd")
 CONTAINERD_SOCKET = CONTAINERD_STATE / "containerd.sock"
 CNI_CONF_DIR = HOST_DIR / "cni"
@@ -86,7 +87,9 @@ KUBELET_ROOT = Path("/var/lib/kubelet")
 POD_LOG_DIRS = (Path("/var/log/pods"), Path("/var/log/containers"))
 NETNS_DIR = Path("/run/netns")
 # What the kubelet (and nothing else here) changes: restored from state.json on teardown.
-SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops", "net.ipv4.ip_forward")
+# (The kubelet's kernel tunables, and IP forwarding in case a CNI plugin switched it on.)
+SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
+           "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward")
 FORWARD_CHAIN = "KONDUKT-POD-NETWORK"
 PACKAGES = ("runc", "containerd", "iptables", "podman", "debootstrap")  # see .ci/install-node-packages
 
@@ -274,8 +277,9 @@ def _iptables_cleanup() -> None:
                 _run(tool, "-t", table, "-X", chain, check=False)
 
 
-def cleanup(quiet: bool = True) -> None:
-    """Undo everything a real node (running, stopped or crashed) changed on this machine. Idempotent."""
+def cleanup(quiet: bool = True, keep_images: bool = False) -> None:
+    """Undo everything a real node (running, stopped or crashed) changed on this machine. Idempotent.
+    `keep_images`: containerd's root keeps the unpacked images (and nothing else) for the next session."""
     state: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         state = dict(json.loads(STATE_FILE.read_text()))
@@ -297,7 +301,11 @@ def cleanup(quiet: bool = True) -> None:
     for directory in POD_LOG_DIRS:
         _remove_tree(directory, keep_dir=True)
     _remove_tree(CONTAINERD_STATE)
-    _remove_tree(CONTAINERD_ROOT)
+    if keep_images:
+        _remove_tree(CONTAINERD_ROOT / "io.containerd.grpc.v1.cri")  # the CRI's sandboxes and containers
+    else:
+        IMPORTED_FILE.unlink(missing_ok=True)
+        _remove_tree(CONTAINERD_ROOT)
     _remove_tree(CNI_IPAM_DIR)
     for cached in Path("/var/lib/cni/results").glob(f"{BRIDGE}-*") if Path("/var/lib/cni/results").is_dir() else ():
         cached.unlink(missing_ok=True)
@@ -354,7 +362,8 @@ class RealNode:
             if running:
                 raise RealNodeError(f"`make cluster-up` runs a real node on this machine ({running}); "
                                     "stop it with `make cluster-down` first")
-            cleanup()  # whatever a crashed session left
+            # Whatever a crashed session left; its containerd root too (a clean stop leaves no state.json).
+            cleanup(keep_images=not STATE_FILE.exists())
             HOST_DIR.mkdir(parents=True, exist_ok=True)
             self._save_state(sysctls=read_sysctls(), pids={}, detached=self.detached)
             self._make_network()
@@ -368,14 +377,22 @@ class RealNode:
         deadline = time.monotonic() + timeout
         try:
             self._write_configs(cp)
+            wanted = json.dumps({k: str(v) for k, v in sorted(self.images.items())})
+            with contextlib.suppress(OSError):
+                if IMPORTED_FILE.read_text() != wanted:
+                    IMPORTED_FILE.unlink()
+            if not IMPORTED_FILE.exists():
+                _remove_tree(CONTAINERD_ROOT)  # other images (older sources): start afresh
             self._spawn("containerd", ["containerd", "--config", str(HOST_DIR / "containerd.toml")], env={
                 # Every registry connection goes to a loopback port that refuses it: nothing is ever pulled.
                 "HTTP_PROXY": REFUSING_PROXY, "HTTPS_PROXY": REFUSING_PROXY, "NO_PROXY": "",
                 "http_proxy": REFUSING_PROXY, "https_proxy": REFUSING_PROXY, "no_proxy": "",
             })
             self._wait("containerd", deadline, lambda: self._ctr("version", check=False).returncode == 0)
-            for archive in ("pause", "operator", "workers"):
-                self._ctr("images", "import", str(Path(self.images["dir"]) / f"{archive}.tar"), timeout=300)
+            if not IMPORTED_FILE.exists():
+                for archive in ("pause", "operator", "workers"):
+                    self._ctr("images", "import", str(Path(self.images["dir"]) / f"{archive}.tar"), timeout=300)
+                IMPORTED_FILE.write_text(wanted)
             self._spawn("kubelet", [
                 str(self.kubelet), f"--config={HOST_DIR / 'kubelet.yaml'}",
                 f"--kubeconfig={HOST_DIR / 'kubelet.kubeconfig'}",
@@ -395,12 +412,26 @@ class RealNode:
             self._lock = None
 
     def stop(self) -> None:
-        for name in ("kubelet", "containerd"):
-            proc = self.procs.pop(name, None)
-            if proc is not None:
-                kill_group(proc.pid, proc, grace=10)
+        kubelet = self.procs.pop("kubelet", None)
+        if kubelet is not None:
+            kill_group(kubelet.pid, kubelet, grace=10)
+        # With containerd still up, delete the pods' containers (tasks, snapshots): its root then holds only
+        # the images, which the next session reuses instead of unpacking them again.
+        clean = False
+        containerd = self.procs.pop("containerd", None)
+        if containerd is not None and containerd.poll() is None:
+            _kill_pod_processes()
+            with contextlib.suppress(RealNodeError, subprocess.TimeoutExpired):
+                tasks = self._ctr("tasks", "ls", "-q").stdout.split()
+                for task in tasks:
+                    self._ctr("tasks", "delete", "--force", task, check=False)
+                containers = self._ctr("containers", "ls", "-q").stdout.split()
+                if containers:
+                    self._ctr("containers", "delete", *containers)
+                clean = not self._ctr("containers", "ls", "-q").stdout.split()
+            kill_group(containerd.pid, containerd, grace=10)
         try:
-            cleanup()
+            cleanup(keep_images=clean)
         finally:
             if self._lock is not None:
                 os.close(self._lock)  # releases the flock (the children's copies are gone with them)
