@@ -2,8 +2,8 @@
 # Builds Kondukt's two images (docker/operator.Dockerfile, docker/workers.Dockerfile) without touching a
 # container registry and without network access during the build:
 #
-#   1. a wheelhouse is made on the host from constraints.txt (the project's own wheel plus every pinned
-#      dependency); the Dockerfiles install from it with `pip --no-index --find-links`;
+#   1. a wheelhouse is made on the host from constraints.txt (the wheels of kondukt and kondukt-workers plus
+#      every pinned dependency); the Dockerfiles install from it with `pip --no-index --find-links`;
 #   2. the base image is a build argument: the official python slim image by default (for kind users, whose
 #      Docker pulls it), or `debootstrap`: a Debian bookworm minbase root filesystem with python3 made here
 #      with debootstrap and imported (for machines that reach no registry, like CI's);
@@ -85,13 +85,14 @@ PY_MINOR="$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_inf
 [[ "$PY_MINOR" == 3.11 ]] || die "the wheelhouse needs Python 3.11 on the host (the images' Python), found $PY_MINOR at $PY (set PYTHON=...)"
 WHEELS="$CACHE/images/wheels-$SOURCES_KEY"
 if [[ ! -f "$WHEELS/.complete" ]]; then
-  log "making the wheelhouse $WHEELS (pip wheel -c constraints.txt .)"
+  log "making the wheelhouse $WHEELS (pip wheel -c constraints.txt './workers[builtin]' .)"
   rm -rf "$WHEELS" && mkdir -p "$WHEELS"
   # From a copy of the sources: an in-tree build would reuse (and leave) a stale build/ directory.
   SRC="$(mktemp -d "$CACHE/images/src.XXXXXX")"
   tar -c --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
       pyproject.toml constraints.txt README.md operator workers | tar -x -C "$SRC"
-  "${NICE[@]}" "$PY" -m pip wheel -q --disable-pip-version-check -c constraints.txt --wheel-dir "$WHEELS" "$SRC" \
+  "${NICE[@]}" "$PY" -m pip wheel -q --disable-pip-version-check -c constraints.txt --wheel-dir "$WHEELS" \
+      "$SRC/workers[builtin]" "$SRC" \
     || { rm -rf "$SRC"; die "pip wheel failed (see above)"; }
   rm -rf "$SRC"
   touch "$WHEELS/.complete"

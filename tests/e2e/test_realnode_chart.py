@@ -103,7 +103,10 @@ def test_the_chart_runs_the_operator_as_a_pod_and_a_task_as_a_real_job(
         assert status["output"]["tasks"] == [{"name": "image_convert_resize", "type": "SIMPLE",
                                               "taskReferenceName": "image_convert_resize_png_30x20_0"}]
         jobs = cp.kubectl_json("get", "jobs", "-n", namespace)["items"]
-        assert len(jobs) == 1 and jobs[0]["status"].get("succeeded") == 1
+        assert len(jobs) == 1
+        # The operator reads the result from the pod; the Job controller counts the success in its own time.
+        wait_for(lambda: cp.kubectl_json("get", "job", "-n", namespace, jobs[0]["metadata"]["name"])["status"]
+                 .get("succeeded") == 1, "the Job to count its pod's success", timeout=60, interval=0.5)
         pods = cp.kubectl_json("get", "pods", "-n", namespace, "-l", f"job-name={jobs[0]['metadata']['name']}")
         [pod] = pods["items"]
         assert pod["spec"]["nodeName"] == NODE_NAME
