@@ -37,11 +37,7 @@ from kondukt.engine.validation import (
     walk_tasks,
 )
 from kondukt.errors import ManifestError
-
-try:  # the C loader is several times faster on big files; same behaviour
-    from yaml import CSafeLoader as _BaseLoader
-except ImportError:  # pragma: no cover - libyaml is in the pinned wheels
-    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+from kondukt.limits import DEFAULT_LIMITS, DocumentLimits, parse_json, parse_yaml_documents
 
 __all__ = ["KINDS", "Bundle", "ManifestError", "ParsedDocument", "Source", "load_files", "read_documents"]
 
@@ -52,16 +48,6 @@ _JSON_HINTS = {
     "Expecting value": " (a value is missing here, e.g. after a ':' or ',')",
 }
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-class _Loader(_BaseLoader):
-    """Safe YAML without implicit timestamps: ``until: 2026-11-27`` stays the string Conductor expects."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
-}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -123,20 +109,23 @@ class ParsedDocument:
     content: Any
 
 
-def read_documents(path: str | Path) -> list[ParsedDocument]:
-    """Parse one file (``-`` = stdin) into its documents; ManifestError names the line and column."""
+def read_documents(path: str | Path, limits: DocumentLimits = DEFAULT_LIMITS) -> list[ParsedDocument]:
+    """Parse one file (``-`` = stdin) into its documents; ManifestError names the line and column.
+
+    A file over the size, nesting or alias limits of ``kondukt.limits`` is refused before it is built.
+    """
     label = str(path)
-    text = _read_text(label)
+    text = _read_text(label, limits)
     if _is_json(label, text):
         try:
-            return [ParsedDocument(label, None, json.loads(text))]
+            return [ParsedDocument(label, None, parse_json(text, label, limits))]
         except json.JSONDecodeError as err:
             hint = _JSON_HINTS.get(err.msg, "")
             raise ManifestError(
                 f"{label}: line {err.lineno}, column {err.colno}: invalid JSON: {err.msg}{hint}"
             ) from None
     try:
-        contents = list(yaml.load_all(text, Loader=_Loader))  # _Loader is a SafeLoader
+        contents = parse_yaml_documents(text, label, limits)
     except yaml.MarkedYAMLError as err:
         raise ManifestError(_yaml_error_message(label, err)) from None
     except yaml.YAMLError as err:
@@ -144,12 +133,17 @@ def read_documents(path: str | Path) -> list[ParsedDocument]:
     return [ParsedDocument(label, number, content) for number, content in enumerate(contents, start=1)]
 
 
-def _read_text(label: str) -> str:
+def _read_text(label: str, limits: DocumentLimits) -> str:
+    """The file's text; never more than a byte over the size limit is read (a named pipe may be endless)."""
     if label == "-":
-        return sys.stdin.read()
+        return sys.stdin.read(limits.max_bytes + 1)
     path = Path(label)
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            data = stream.read(limits.max_bytes + 1)
+        if len(data) > limits.max_bytes:
+            raise ManifestError(f"{label}: the file is more than the limit of {limits.max_bytes} bytes")
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise ManifestError(f"{label}: no such file") from None
     except IsADirectoryError:

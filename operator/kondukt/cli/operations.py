@@ -43,6 +43,7 @@ from kondukt.errors import KonduktUserError
 from kondukt.kube import opsannotations
 from kondukt.kube.opsannotations import ANNOTATION_OPERATIONS
 from kondukt.kube.resources import GROUP
+from kondukt.limits import DEFAULT_LIMITS, parse_json
 
 SPEC_OPERATIONS = ("suspend", "resume", "terminate")
 COMPLETABLE_STATUSES = ("COMPLETED", "FAILED", "FAILED_WITH_TERMINAL_ERROR")
@@ -57,12 +58,13 @@ def parse_json_object(text: str | None, option: str) -> dict[str, Any] | None:
     if text.startswith("@"):
         path = Path(text[1:])
         try:
-            text = path.read_text()
+            with path.open("rb") as stream:
+                text = stream.read(DEFAULT_LIMITS.max_bytes + 1).decode("utf-8", "replace")
         except OSError as exc:
             raise KonduktUserError(f"{option}: cannot read {path}: {exc.strerror or exc}") from exc
         source = f"{option} (file {path})"
     try:
-        value = json.loads(text)
+        value = parse_json(text, source)
     except json.JSONDecodeError as exc:
         raise KonduktUserError(
             f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"

@@ -1,9 +1,9 @@
 """``kondukt operator``: run the Kubernetes operator in the foreground.
 
 Flags map one-to-one to :class:`~kondukt.kube.operator.OperatorOptions`; the Helm chart passes
-``--lease`` (and its namespace and timing), ``--log-level``, ``--metrics-port``, ``--default-worker-image``
-and ``--namespace``. The operator itself (Kopf, the Kubernetes clients) is imported only when the command
-runs. This module only parses arguments: it must never hold operator logic.
+``--lease`` (and its namespace and timing), ``--log-level``, ``--metrics-port``, ``--default-worker-image``,
+``--max-sub-workflow-depth`` and ``--namespace``. The operator itself (Kopf, the Kubernetes clients) is
+imported only when the command runs. This module only parses arguments: it must never hold operator logic.
 """
 
 from __future__ import annotations
@@ -14,6 +14,11 @@ import os
 from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES
 from kondukt.errors import KonduktUserError
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
+from kondukt.limits import (
+    DEFAULT_MAX_SUB_WORKFLOW_DEPTH,
+    MAX_SUB_WORKFLOW_DEPTH_ENV,
+    max_sub_workflow_depth_from_env,
+)
 from kondukt.scriptpool import (
     DEFAULT_MEMORY_LIMIT_BYTES,
     DEFAULT_TIME_LIMIT_SECONDS,
@@ -87,6 +92,10 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
                         help="address-space limit (RLIMIT_AS) of each jq evaluation process, in MiB")
     parser.add_argument("--script-workers", type=int, default=DEFAULT_WORKERS, metavar="N",
                         help="jq evaluation processes at once (more requests wait, namespaces taking turns)")
+    parser.add_argument("--max-sub-workflow-depth", type=int, default=None, metavar="N",
+                        help="how deep SUB_WORKFLOW children may nest; a task that would start one deeper fails "
+                        f"(default: ${MAX_SUB_WORKFLOW_DEPTH_ENV}, else {DEFAULT_MAX_SUB_WORKFLOW_DEPTH}, as Argo's "
+                        "recursion limit)")
     parser.set_defaults(func=run)
 
 
@@ -118,6 +127,11 @@ def run(args: argparse.Namespace) -> int:
             problems.append("--lease needs the Lease's namespace: --lease-namespace (or $POD_NAMESPACE)")
         if problems:
             raise KonduktUserError("; ".join(problems))
+    max_depth = args.max_sub_workflow_depth
+    if max_depth is None:
+        max_depth = max_sub_workflow_depth_from_env()
+    elif max_depth < 0:
+        raise KonduktUserError("--max-sub-workflow-depth must not be negative")
     options = OperatorOptions(
         namespaces=tuple(args.namespaces),
         kubeconfig=args.kubeconfig,
@@ -139,5 +153,6 @@ def run(args: argparse.Namespace) -> int:
         definition_grace_seconds=args.definition_grace_seconds,
         script_limits=script_limits,
         inline_value_bytes=args.status_value_limit * 1024,
+        max_sub_workflow_depth=max_depth,
     )
     return run_operator(options)

@@ -31,6 +31,11 @@ from kondukt.cli.progress import ProgressView, result_locations
 from kondukt.cli.runplan import RunPlan, RunUsageError, needs_object_storage, plan_run
 from kondukt.engine import Workflow, WorkflowStatus
 from kondukt.errors import KonduktError
+from kondukt.limits import (
+    DEFAULT_MAX_SUB_WORKFLOW_DEPTH,
+    MAX_SUB_WORKFLOW_DEPTH_ENV,
+    max_sub_workflow_depth_from_env,
+)
 from kondukt.local.objectstore import ObjectStoreError, TaskStorage, open_task_storage
 from kondukt.local.runner import LocalRunner, RunEvent, RunResult
 from kondukt.scriptpool import (
@@ -114,6 +119,7 @@ def execute(
     stdout: TextIO,
     stderr: TextIO,
     script_limits: ScriptLimits | None = None,
+    max_sub_workflow_depth: int = DEFAULT_MAX_SUB_WORKFLOW_DEPTH,
 ) -> int:
     """Run the plan; print progress or the execution JSON; return the exit code."""
     if output_format == "json":
@@ -147,6 +153,7 @@ def execute(
                 fetch_payload=storage.fetch_json,
                 on_event=_safe_sink(view),
                 script_limits=script_limits,
+                max_sub_workflow_depth=max_sub_workflow_depth,
             )
             if view is not None:
                 view.stream.write(f"kondukt run: {plan.label}; task files in {storage.describe()}\n")
@@ -187,6 +194,9 @@ def run_command(args: argparse.Namespace) -> int:
     stderr: TextIO = sys.stderr
     try:
         script_limits = _script_limits(args)
+        max_depth = args.max_sub_workflow_depth
+        if max_depth is None:
+            max_depth = max_sub_workflow_depth_from_env()
         plan = plan_run(args.files, selector=args.workflow, input_argument=args.input, cwd=Path.cwd())
         return execute(
             plan,
@@ -197,6 +207,7 @@ def run_command(args: argparse.Namespace) -> int:
             stdout=stdout,
             stderr=stderr,
             script_limits=script_limits,
+            max_sub_workflow_depth=max_depth,
         )
     except KonduktError as e:
         print(f"kondukt run: {e}", file=stderr)
@@ -237,6 +248,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
     return value
 
 
@@ -292,6 +313,15 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
         metavar="MIB",
         help="address-space limit of each jq evaluation process (default: $KONDUKT_SCRIPT_MEMORY_LIMIT, else "
         f"{DEFAULT_MEMORY_LIMIT_BYTES // MIB})",
+    )
+    parser.add_argument(
+        "--max-sub-workflow-depth",
+        type=_non_negative_int,
+        metavar="N",
+        help=(
+            "how deep SUB_WORKFLOW children may nest; a task that would start one deeper fails "
+            f"(default: ${MAX_SUB_WORKFLOW_DEPTH_ENV}, else {DEFAULT_MAX_SUB_WORKFLOW_DEPTH})"
+        ),
     )
     parser.set_defaults(func=run_command)
 

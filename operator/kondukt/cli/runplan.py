@@ -30,6 +30,7 @@ import yaml
 from kondukt.engine import Blueprint, TaskType, WorkflowDef
 from kondukt.engine.models import WorkflowSpec
 from kondukt.errors import KonduktError, KonduktUserError, ManifestError
+from kondukt.limits import DEFAULT_LIMITS, parse_json, parse_yaml_documents
 from kondukt.local.process import TemplateError, attempt_argv, template_environment
 from kondukt.manifests import Bundle, load_files, read_documents
 
@@ -71,21 +72,25 @@ def parse_input_argument(argument: str, cwd: Path) -> dict[str, Any]:
         path = (cwd / argument[1:]).expanduser()
         where = f"--input {argument}"
         try:
-            text = path.read_text()
+            with path.open("rb") as stream:
+                text = stream.read(DEFAULT_LIMITS.max_bytes + 1).decode("utf-8", "replace")
         except OSError as e:
             raise RunUsageError(f"{where}: cannot read {path}: {e.strerror or e}") from None
         base = path.resolve().parent
     try:
-        value = json.loads(text)
+        value = parse_json(text, where)
     except json.JSONDecodeError as e:
         if not argument.startswith("@"):
             raise RunUsageError(
                 f"{where}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
             ) from None
         try:
-            value = yaml.safe_load(text)
+            documents = parse_yaml_documents(text, where)
         except yaml.YAMLError as yaml_error:
             raise RunUsageError(f"{where}: neither JSON nor YAML: {yaml_error}") from None
+        if len(documents) > 1:
+            raise RunUsageError(f"{where}: holds {len(documents)} YAML documents; the input is one object") from None
+        value = documents[0] if documents else None
     if not isinstance(value, dict):
         raise RunUsageError(f"{where}: the workflow input must be a JSON object, not {type(value).__name__}")
     resolved: dict[str, Any] = resolve_relative_file_uris(value, base)

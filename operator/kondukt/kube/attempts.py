@@ -28,6 +28,7 @@ from typing import Any, Final
 from kondukt.engine.decision import TaskUpdate
 from kondukt.engine.models import FORK_TASK_TYPE, Task, TaskStatus, TaskType
 from kondukt.kube.cache import ChildRecord, JobRecord, PodRecord
+from kondukt.limits import is_sub_workflow_depth_reason
 
 #: An attempt whose Job cannot be found this long after it was dispatched has disappeared (someone
 #: deleted it, or it was garbage-collected before its result was recorded).
@@ -198,6 +199,8 @@ def observe_child(task: Task, child: ChildRecord) -> TaskUpdate | None:
         return None
     output = {"subWorkflowId": child.uid, **dict(child.output)}
     reason = None
+    if status is TaskStatus.FAILED and is_sub_workflow_depth_reason(child.reason):
+        status = TaskStatus.FAILED_WITH_TERMINAL_ERROR  # a retry would hit the same limit, with more children
     if not status.successful:
         reason = _short(f"Sub workflow {child.name} ({child.uid}) failure reason: {child.reason or child.phase}")
     return TaskUpdate(taskId=task.taskId, status=status, outputData=output, reasonForIncompletion=reason,

@@ -240,8 +240,20 @@ def _workflow_request(
     return {"workflowDefRef": ref}
 
 
-def build_child_workflow(parent: OwnerRef, action: StartSubWorkflow) -> dict[str, Any]:
-    """The child Workflow of a SUB_WORKFLOW attempt: owned by the parent, deleted with it."""
+def sub_workflow_depth(workflow: Mapping[str, Any]) -> int:
+    """How deep a Workflow object nests as a sub-workflow: 0 for one a user created."""
+    annotations = (workflow.get("metadata") or {}).get("annotations") or {}
+    try:
+        return max(0, int(annotations.get(r.ANNOTATION_SUB_WORKFLOW_DEPTH, 0)))
+    except (TypeError, ValueError):
+        return 0
+
+
+def build_child_workflow(parent: OwnerRef, action: StartSubWorkflow, depth: int = 1) -> dict[str, Any]:
+    """The child Workflow of a SUB_WORKFLOW attempt: owned by the parent, deleted with it.
+
+    ``depth``: how deep the child nests (its parent's depth + 1), kept in an annotation.
+    """
     spec: dict[str, Any] = {
         **_workflow_request(action.name, action.version, action.definition),
         "input": dict(action.input),
@@ -267,6 +279,7 @@ def build_child_workflow(parent: OwnerRef, action: StartSubWorkflow) -> dict[str
                 r.ANNOTATION_WORKFLOW: parent.name,
                 r.ANNOTATION_PARENT_TASK_ID: action.taskId,
                 r.ANNOTATION_TASK_REF: action.referenceTaskName,
+                r.ANNOTATION_SUB_WORKFLOW_DEPTH: str(depth),
             },
             "ownerReferences": [parent.owner_reference()],
         },

@@ -50,6 +50,7 @@ from kondukt.kube.leader import LeaderElector, LeaseTiming
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
+from kondukt.limits import DEFAULT_MAX_SUB_WORKFLOW_DEPTH
 from kondukt.scriptpool import ScriptLimits
 from kondukt_workers.settings import Settings as WorkerSettings
 
@@ -87,6 +88,7 @@ class OperatorOptions:
     definition_grace_seconds: float = 15.0
     script_limits: ScriptLimits = field(default_factory=ScriptLimits)
     inline_value_bytes: int = DEFAULT_INLINE_VALUE_BYTES
+    max_sub_workflow_depth: int = DEFAULT_MAX_SUB_WORKFLOW_DEPTH
 
 
 class EventOnlyDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -124,6 +126,7 @@ class Controller:
             payload_settings=WorkerSettings.from_environ(),
             script_limits=options.script_limits,
             inline_value_bytes=options.inline_value_bytes,
+            max_sub_workflow_depth=options.max_sub_workflow_depth,
         )
         #: Set when Kopf calls its first event handler: Kopf does that only once every Kopf index (TaskDefs,
         #: WorkflowDefs, children) has its initial listing, and no reconcile may read them before.

@@ -73,6 +73,7 @@ from kondukt.engine.models import (
 )
 from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES, MAX_STORED_VALUE_BYTES, json_size, size_text
 from kondukt.engine.validation import problems_from_validation_error, validate
+from kondukt.errors import ManifestError
 from kondukt.kube import attempts, names, opsannotations
 from kondukt.kube import resources as r
 from kondukt.kube.builders import (
@@ -82,6 +83,7 @@ from kondukt.kube.builders import (
     build_child_workflow,
     build_job_for_attempt,
     build_started_workflow,
+    sub_workflow_depth,
 )
 from kondukt.kube.cache import (
     ClusterView,
@@ -106,6 +108,7 @@ from kondukt.kube.status import (
     read_status,
 )
 from kondukt.kube.workqueue import WorkQueue
+from kondukt.limits import DEFAULT_MAX_SUB_WORKFLOW_DEPTH, check_nesting, sub_workflow_depth_reason
 from kondukt.scriptpool import ScriptLimits, ScriptPool
 from kondukt_workers.context import TaskContext
 from kondukt_workers.payloads import encode_task_input, resolve_result_payload
@@ -143,6 +146,9 @@ class ReconcileSettings:
     #: A task input or output, or the variables, larger than this (compact JSON) does not stay in the Workflow's
     #: status: it goes to external payload storage when that is configured, else its task FAILS.
     inline_value_bytes: int = DEFAULT_INLINE_VALUE_BYTES
+    #: How deep SUB_WORKFLOW children may nest (``--max-sub-workflow-depth``): a task that would start a
+    #: child deeper fails terminally, so a workflow that starts itself ends instead of filling the cluster.
+    max_sub_workflow_depth: int = DEFAULT_MAX_SUB_WORKFLOW_DEPTH
 
     def payload_limits(self) -> PayloadLimits:
         """What the engine may keep: with payload storage, up to Conductor's maximum payload (larger values are
@@ -419,6 +425,11 @@ class Reconciler:
         raw_spec = dict(obj.get("spec") or {})
         if isinstance(raw_spec.get("definition"), dict) and not raw_spec["definition"].get("name"):
             raw_spec["definition"] = {**raw_spec["definition"], "name": name}  # defaults to metadata.name
+        if stored.workflow is None:
+            try:  # what the API server took may still nest too deep for the engine's recursive walks
+                check_nesting(raw_spec, "spec")
+            except ManifestError as err:
+                return await self._fail_unstarted(obj, owner, "InvalidSpec", f"invalid {err}", memo)
         try:
             spec = WorkflowSpec.model_validate(raw_spec)
         except pydantic.ValidationError as err:
@@ -980,7 +991,16 @@ class Reconciler:
         return found
 
     async def _start_child(self, owner: OwnerRef, action: StartSubWorkflow) -> list[TaskUpdate]:
-        body = build_child_workflow(owner, action)
+        depth = sub_workflow_depth(self._objects.get((owner.namespace, owner.name)) or {}) + 1
+        limit = self.settings.max_sub_workflow_depth
+        if depth > limit:
+            reason = sub_workflow_depth_reason(action.name, depth, limit,
+                                               "operator flag --max-sub-workflow-depth, chart value "
+                                               "maxSubWorkflowDepth")
+            self.events.record(owner, "Warning", "SubWorkflowDepthLimit", reason)
+            return [TaskUpdate(taskId=action.taskId, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
+                               reasonForIncompletion=reason)]
+        body = build_child_workflow(owner, action, depth)
         what = f"child workflow {owner.namespace}/{body['metadata']['name']}"
         try:
             child = await self._create_or_get(KubeClient.workflow_path(owner.namespace), body, what)

@@ -53,6 +53,12 @@ from kondukt.engine import (
 )
 from kondukt.engine.models import PayloadLimits
 from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES
+from kondukt.limits import (
+    DEFAULT_MAX_SUB_WORKFLOW_DEPTH,
+    MAX_SUB_WORKFLOW_DEPTH_ENV,
+    is_sub_workflow_depth_reason,
+    sub_workflow_depth_reason,
+)
 from kondukt.local.httpcall import call_http
 from kondukt.local.process import (
     AttemptOutcome,
@@ -245,12 +251,15 @@ class _WorkflowDriver:
         state: Workflow,
         path: str,
         purpose: str,
+        depth: int = 0,
     ) -> None:
         self.runner = runner
         self.blueprint = blueprint
         self.state = state
         self.path = path
         self.purpose = purpose
+        #: How deep this workflow nests as a sub-workflow (the main workflow and started ones: 0).
+        self.depth = depth
         self._inbox: list[Observation] = []
         self._wake = asyncio.Event()
         self._attempts: dict[str, _Attempt] = {}
@@ -550,6 +559,14 @@ class _WorkflowDriver:
     def _start_sub_workflow(self, action: StartSubWorkflow) -> None:
         if action.taskId in self._attempts:
             return
+        limit = self.runner.max_sub_workflow_depth
+        if self.depth + 1 > limit:
+            reason = sub_workflow_depth_reason(
+                action.name, self.depth + 1, limit, f"kondukt run --max-sub-workflow-depth, ${MAX_SUB_WORKFLOW_DEPTH_ENV}"
+            )
+            self.runner.emit(MessageEvent(now_ms(), self.path, reason))
+            self._report(action.taskId, TaskStatus.FAILED_WITH_TERMINAL_ERROR, None, reason)
+            return
         try:
             blueprint = self.runner.resolve_blueprint(action.name, action.version, action.definition)
         except DefinitionNotFound as e:
@@ -562,6 +579,7 @@ class _WorkflowDriver:
             purpose="sub_workflow",
             correlation_id=action.correlationId or self.state.correlationId,
             parent=(self.workflow_id, action.taskId),
+            depth=self.depth + 1,
         )
         attempt = _Attempt(action.taskId, "sub_workflow", child=child)
         self._attempts[action.taskId] = attempt
@@ -580,6 +598,8 @@ class _WorkflowDriver:
             return
         status = _SUB_WORKFLOW_TASK_STATUS.get(final.status, TaskStatus.FAILED)
         reason = final.reasonForIncompletion
+        if status is TaskStatus.FAILED and is_sub_workflow_depth_reason(reason):
+            status = TaskStatus.FAILED_WITH_TERMINAL_ERROR  # a retry would hit the same limit, with more children
         if not status.successful and not reason:
             reason = f"sub-workflow {final.workflowId} ended {final.status.value}"
         self._report(attempt.task_id, status, final.output, reason)
@@ -693,8 +713,10 @@ class LocalRunner:
         on_event: EventSink | None = None,
         script_limits: ScriptLimits | None = None,
         payload_limits: PayloadLimits | None = None,
+        max_sub_workflow_depth: int = DEFAULT_MAX_SUB_WORKFLOW_DEPTH,
     ) -> None:
         self.definitions = definitions
+        self.max_sub_workflow_depth = max_sub_workflow_depth
         self.blueprint = blueprint
         self.workflow_input = dict(workflow_input)
         self.attempt_dir = attempt_dir
@@ -792,6 +814,7 @@ class LocalRunner:
         correlation_id: str | None,
         parent: tuple[str, str] | None,
         workflow_id: str | None = None,
+        depth: int = 0,
     ) -> _WorkflowDriver:
         blueprint = blueprint.model_copy(update={"payloadLimits": self.payload_limits})
         state = new_workflow(
@@ -803,7 +826,7 @@ class LocalRunner:
             parent_workflow_id=parent[0] if parent else None,
             parent_workflow_task_id=parent[1] if parent else None,
         )
-        driver = _WorkflowDriver(self, blueprint, state, path, purpose)
+        driver = _WorkflowDriver(self, blueprint, state, path, purpose, depth)
         self._drivers.append(driver)
         self._jobs.append(self.spawn(driver.drive()))
         return driver
