@@ -78,13 +78,35 @@ DEFAULT_LIMITS = DocumentLimits()
 
 
 class SafeYamlLoader(_BaseLoader):
-    """Safe YAML without implicit timestamps: ``until: 2026-11-27`` stays the string Conductor expects."""
+    """Safe YAML that builds JSON values only, as the API server would store them.
+
+    No implicit timestamps (``until: 2026-11-27`` stays the string Conductor expects), and no value JSON
+    cannot hold: ``!!binary`` (bytes), ``!!set``, ``!!omap``, ``!!pairs``, ``!!timestamp``, ``.nan`` and
+    ``.inf`` are refused with their line and column instead of reaching the engine as Python objects.
+    """
+
+    def construct_json_float(self, node: yaml.ScalarNode) -> float:
+        value = float(self.construct_yaml_float(node))
+        if value != value or value in (float("inf"), float("-inf")):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a number JSON can hold (no NaN or infinity)", node.start_mark
+            )
+        return value
+
+    def refuse_non_json(self, node: yaml.Node) -> Any:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"the tag {node.tag} makes a value JSON cannot hold; write a string, list or mapping",
+            node.start_mark,
+        )
 
 
 SafeYamlLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
 }
+SafeYamlLoader.add_constructor("tag:yaml.org,2002:float", SafeYamlLoader.construct_json_float)
+for _tag in ("binary", "set", "omap", "pairs", "timestamp"):
+    SafeYamlLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", SafeYamlLoader.refuse_non_json)
 
 
 def _at(label: str, mark: Any) -> str:
@@ -187,13 +209,33 @@ def parse_json(text: str, label: str, limits: DocumentLimits = DEFAULT_LIMITS) -
     """
     check_size(text, label, limits)
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NotJsonNumber as err:
+        raise ManifestError(
+            f"{label}: {err} is not a number JSON can hold (no NaN or infinity; the API server refuses it too)"
+        ) from None
     except RecursionError:
         raise ManifestError(
             f"{label}: nested more than {limits.max_depth} levels deep (the limit on objects and arrays "
             f"inside each other)"
         ) from None
     check_nesting(value, label, limits)
+    return value
+
+
+class _NotJsonNumber(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which JSON itself (and the API server) does not have.
+    raise _NotJsonNumber(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NotJsonNumber(text)
     return value
 
 
