@@ -22,6 +22,7 @@ import asyncio
 import copy
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -98,7 +99,7 @@ JSON_OBJECTS = st.dictionaries(st.sampled_from(["x", "v", "y", "evaluatorType", 
 SMALL_TEXT = st.one_of(st.sampled_from(EXPRESSIONS),
                        st.text(st.characters(blacklist_categories=("Cs",)), max_size=6))
 
-_MAX_SCHEMA_DEPTH = 10
+_MAX_SCHEMA_DEPTH = 8
 #: Fields generated whenever the schema has them (a task without a name only ever meets the same error).
 _ALWAYS = frozenset({"name", "taskReferenceName", "tasks"})
 
@@ -127,7 +128,7 @@ def from_schema(schema: Mapping[str, Any], key: str | None = None, depth: int = 
             base = JSON_OBJECTS
     elif kind == "array":
         items = schema.get("items") or {}
-        size = 3 if depth < 4 else (1 if depth < _MAX_SCHEMA_DEPTH else 0)
+        size = 3 if depth < 3 else (1 if depth < _MAX_SCHEMA_DEPTH else 0)
         base = st.lists(from_schema(items, None, depth + 1), min_size=1 if key == "tasks" else 0, max_size=size)
     elif kind == "string":
         base = SMALL_TEXT
@@ -277,7 +278,7 @@ def decide_through(bundle: Bundle, definition: WorkflowDef, outcomes: Mapping[st
     sim.run(until=lambda s: s.steps >= 300, max_steps=5000)
 
 
-OUTCOMES = st.dictionaries(st.sampled_from(REFS + ["image_convert_resize", "upload_toS3"]),
+OUTCOMES = st.dictionaries(st.sampled_from([*REFS, "image_convert_resize", "upload_toS3"]),
                            st.sampled_from(["ok", "fail", "terminal"]), max_size=3)
 
 
@@ -333,13 +334,15 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local_runner, "call_http", _no_network_http)
 
 
+TRUE = shutil.which("true") or "/bin/true"
+
+
 def _task_defs_manifest(names: list[str]) -> str:
-    true = shutil.which("true") or "/bin/true"
     return yaml.safe_dump_all([
         {"apiVersion": "kondukt.io/v1alpha1", "kind": "TaskDef",
          "metadata": {"name": name.lower().replace("_", "-")},
          "spec": {"name": name, "retryCount": 1, "retryDelaySeconds": 0, "responseTimeoutSeconds": 5,
-                  "timeoutSeconds": 5, "template": {"command": [true]}}}
+                  "timeoutSeconds": 5, "template": {"command": [TRUE]}}}
         for name in names
     ])
 
@@ -380,9 +383,109 @@ def test_mutated_conductor_json_runs_locally_or_is_refused(
     assert result.workflow.status.terminal, result.workflow.status
 
 
+def _without_commands(document: Any) -> Any:
+    """The same manifest with every task template made harmless: generated commands never run."""
+    if isinstance(document, dict):
+        for key, value in document.items():
+            document[key] = {"command": [TRUE]} if key == "template" else _without_commands(value)
+    elif isinstance(document, list):
+        document[:] = [_without_commands(item) for item in document]
+    return document
+
+
+@fuzz_settings(15)
+@given(documents=st.lists(manifests(), min_size=1, max_size=3), workflow_input=JSON_OBJECTS)
+def test_generated_manifests_run_locally_or_are_refused(
+    tmp_path_factory: pytest.TempPathFactory, no_network: None, documents: list[dict[str, Any]],
+    workflow_input: dict[str, Any],
+) -> None:
+    directory = tmp_path_factory.mktemp("fuzz")
+    (directory / "manifests.yaml").write_text(
+        yaml.safe_dump_all([_without_commands(copy.deepcopy(d)) for d in documents], allow_unicode=True))
+    (directory / "taskdefs.yaml").write_text(_task_defs_manifest(NAMES))
+    try:
+        plan = plan_run(["taskdefs.yaml", "manifests.yaml"], selector=None,
+                        input_argument=json.dumps(workflow_input), cwd=directory)
+    except KonduktUserError as err:
+        assert err.message
+        return
+    result = run_locally(plan, directory / "runs")
+    assert result.workflow.status.terminal, result.workflow.status
+
+
 def test_the_corpus_copy_is_complete() -> None:
     copied = sorted(p.name for p in CORPUS.glob("*.json"))
     assert len(copied) == 32 and len(CORPUS_WORKFLOWS) >= 10
     shared = REPO.parent / "shared" / "conductor-examples"
     if shared.is_dir():  # beside the repository on a developer's machine; CI may not have it
         assert sorted(p.name for p in shared.glob("*.json")) == copied
+
+
+#: What a typo, a bad merge or a hostile edit puts in a file: YAML's syntax, tags and special numbers.
+YAML_NOISE = st.lists(st.sampled_from([*"{}[]:,-&*!|>'\"#%@` \n\t\\aé1",
+    "\u2028", "\ufeff", "${", "!!binary ", "!!set ", "!!python/object:os.system ", ".nan", ".inf", "*a", "&a ",
+    "<<: ", "? ", "---\n", "...\n", "NaN", "1e999", "0x1F", "~", "null", "\\u0000", "\x00",
+]), min_size=1, max_size=6).map("".join)
+
+
+@st.composite
+def mangled_text(draw: st.DrawFn) -> tuple[str, str]:
+    """A real file's text with a few character-level edits: what a typo or a bad merge does."""
+    sources = sorted([*CORPUS.glob("*.json"), *(REPO / "examples").glob("*.yaml")])
+    source = draw(st.sampled_from(sources))
+    text = source.read_text()
+    for _ in range(draw(st.integers(1, 3))):
+        start = draw(st.integers(0, len(text)))
+        end = min(len(text), start + draw(st.integers(0, 12)))
+        text = text[:start] + draw(st.one_of(st.just(""), YAML_NOISE)) + text[end:]
+    return source.name, text
+
+
+@fuzz_settings(60)
+@given(case=mangled_text())
+def test_mangled_files_are_a_located_error_or_valid(
+    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str], case: tuple[str, str],
+) -> None:
+    name, text = case
+    path = tmp_path_factory.mktemp("fuzz") / name
+    path.write_text(text)
+    check_command(capsys, path, "validate", "--allow-external-refs")
+    if path.suffix == ".json":
+        check_command(capsys, path, "import", "conductor")
+
+
+_KUBERNETES_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+async def _reconcile_everything(documents: list[dict[str, Any]]) -> None:
+    from kondukt.kube.status import tasks_from_status
+    from tests.unit.test_kube_reconcile import Harness
+
+    harness = Harness()
+    workflows: list[str] = []
+    for index, document in enumerate(documents):
+        metadata = document.get("metadata")
+        if document.get("kind") not in ("TaskDef", "WorkflowDef", "Workflow") or not isinstance(metadata, dict) \
+                or not isinstance(document.get("spec", {}), dict) or not isinstance(metadata.get("name"), str) \
+                or not _KUBERNETES_NAME.match(metadata["name"]):
+            continue  # the API server refuses it: no kind, no valid name, or a spec that is not an object
+        if document["kind"] == "Workflow":
+            metadata["name"] = f"{metadata['name']}-{index}"
+            workflows.append(metadata["name"])
+        harness.cluster.apply(document)
+    for _ in range(6):
+        for name in workflows:
+            await harness.reconcile(name)
+        for job_name in harness.cluster.jobs():
+            if not any(job_name in path for path in harness.cluster.objects if "/pods/" in path):
+                harness.cluster.echo(job_name)
+    for name in workflows:
+        status = harness.status(name)
+        assert status.get("phase") or status.get("message"), f"workflow {name} says nothing: {status}"
+        tasks_from_status(status)  # what the operator wrote, it can read back
+
+
+@fuzz_settings(40)
+@given(documents=st.lists(manifests(), min_size=1, max_size=4))
+def test_the_operator_reconciles_generated_manifests_without_raising(documents: list[dict[str, Any]]) -> None:
+    asyncio.run(_reconcile_everything(copy.deepcopy(documents)))
