@@ -7,7 +7,7 @@ Two sources of input:
   with a few random mutations each: keys dropped, values replaced, task types changed, tasks duplicated.
 
 Each goes through ``kondukt validate`` and ``kondukt import conductor`` (in-process, as the console script
-runs them), through ``decide`` in the simulated world of ``engine_harness`` (every decision checked against
+runs them), through ``decide`` in the simulated world of ``tests/unit/engine/harness.py`` (every decision checked against
 the engine's invariants), and the Conductor ones through ``kondukt run``'s planning and the local runner
 (tasks are ``true``, HTTP calls never leave the process, a deadline ends what waits). The rule: exit code 0
 or 2, a message that names the file, never an internal error; a loaded definition runs to an end.
@@ -34,14 +34,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kondukt import cli
+from kondukt.cli.app import EXIT_INTERNAL_ERROR
+from kondukt.cli.run import plan_run
 from kondukt.engine import Blueprint, TaskType, WorkflowDef
 from kondukt.errors import KonduktUserError
 from kondukt.local import runner as local_runner
-from kondukt.local.cli import plan_run
 from kondukt.local.httpcall import HttpOutcome
 from kondukt.local.runner import LocalRunner
 from kondukt.manifests import Bundle, load_files
-from tests.unit.engine_harness import Sim, fail, ok, terminal_error
+from tests.unit.engine.harness import Sim, fail, ok, terminal_error
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -251,7 +252,7 @@ def run_command(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, st
     """The ``kondukt`` command in-process: exit code and stderr, never an internal error."""
     code = cli.main(list(argv))
     err = capsys.readouterr().err
-    assert code != cli.EXIT_INTERNAL_ERROR and "internal error" not in err and "Traceback" not in err, err
+    assert code != EXIT_INTERNAL_ERROR and "internal error" not in err and "Traceback" not in err, err
     return code, err
 
 

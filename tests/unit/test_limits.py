@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from kondukt import cli
+from kondukt.cli.operations import parse_json_object
+from kondukt.cli.run import parse_input_argument
 from kondukt.errors import ManifestError
-from kondukt.kube.cli import parse_json_object
 from kondukt.limits import (
     DocumentLimits,
     check_nesting,
     parse_json,
     parse_yaml_documents,
 )
-from kondukt.local.cli import parse_input_argument
 from kondukt.manifests import load_files
 
 WORKFLOW_HEAD = """\
@@ -145,7 +145,7 @@ def test_check_nesting_needs_no_recursion() -> None:
 def test_input_file_alias_bomb_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "input.yaml"
     path.write_text("x:\n" + alias_bomb(indent="  "))
-    from kondukt.local.cli import RunUsageError
+    from kondukt.cli.run import RunUsageError
 
     with pytest.raises((ManifestError, RunUsageError), match=r"--input @input.yaml: line \d+.*expands to more"):
         parse_input_argument("@input.yaml", tmp_path)
