@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,11 @@ def _get(value: Any, path: tuple[Any, ...]) -> Any:
     return value
 
 
+CORPUS_REFS = sorted({node["taskReferenceName"] for document in CORPUS_WORKFLOWS.values()
+                      for path in _paths(document) if isinstance(node := _get(document, path), dict)
+                      and isinstance(node.get("taskReferenceName"), str)})
+
+
 def mutate(draw: st.DrawFn, document: Any) -> None:
     """Change one random place of ``document`` (in place): drop it, replace it, retype a task, ..."""
     paths = [p for p in _paths(document) if p]
@@ -264,12 +270,13 @@ def check_command(capsys: pytest.CaptureFixture[str], path: Path, *argv: str) ->
     return code
 
 
-def results_for(outcomes: Mapping[str, str]) -> dict[str, Any]:
-    made = {"ok": ok({"v": 1, "result": [1]}), "fail": fail("fuzz"), "terminal": terminal_error("fuzz")}
-    return {ref: made[outcome] for ref, outcome in outcomes.items()}
+def results_for(outcomes: Mapping[str, Any]) -> dict[str, Any]:
+    """The simulated workers' answers: an output (any JSON object: workers are not trusted) or a failure."""
+    made = {"fail": fail("fuzz"), "terminal": terminal_error("fuzz")}
+    return {ref: made[outcome] if isinstance(outcome, str) else ok(outcome) for ref, outcome in outcomes.items()}
 
 
-def decide_through(bundle: Bundle, definition: WorkflowDef, outcomes: Mapping[str, str],
+def decide_through(bundle: Bundle, definition: WorkflowDef, outcomes: Mapping[str, Any],
                    workflow_input: Mapping[str, Any]) -> None:
     """Drive ``decide`` for ``definition`` (children from the bundle) with the engine's invariants checked."""
     children = {name: {"definition": d.model_dump(mode="json", exclude_none=True)}
@@ -279,11 +286,23 @@ def decide_through(bundle: Bundle, definition: WorkflowDef, outcomes: Mapping[st
     sim.run(until=lambda s: s.steps >= 300, max_steps=5000)
 
 
-OUTCOMES = st.dictionaries(st.sampled_from([*REFS, "image_convert_resize", "upload_toS3"]),
-                           st.sampled_from(["ok", "fail", "terminal"]), max_size=3)
+#: A task a worker's output may name (a dynamic fork's generator, a DYNAMIC task's input).
+TASK_LIKE = st.fixed_dictionaries(
+    {"name": st.sampled_from(NAMES), "taskReferenceName": st.sampled_from([*REFS, "x", "x"])},
+    optional={"type": st.sampled_from(TASK_TYPES), "inputParameters": JSON_OBJECTS,
+              "subWorkflowParam": st.fixed_dictionaries({"name": st.sampled_from(NAMES)})})
+WORKER_OUTPUTS = st.dictionaries(
+    st.sampled_from(["v", "result", "dynamicTasks", "dynamicTasksInput", "taskToExecute", "fileLocation", "x",
+                     "case", "outputs"]),
+    st.one_of(JSON, st.lists(TASK_LIKE, max_size=3), st.dictionaries(st.sampled_from([*REFS, "x"]), JSON_OBJECTS,
+                                                                     max_size=3)),
+    max_size=4)
+OUTCOMES = st.dictionaries(
+    st.sampled_from([*REFS, *CORPUS_REFS]),
+    st.one_of(WORKER_OUTPUTS, WORKER_OUTPUTS, st.sampled_from(["fail", "terminal"])), max_size=4)
 
 
-def decide_every_definition(bundle: Bundle, outcomes: Mapping[str, str]) -> None:
+def decide_every_definition(bundle: Bundle, outcomes: Mapping[str, Any]) -> None:
     for definition in bundle.workflow_defs.values():
         decide_through(bundle, definition, outcomes, {})
     for _, spec in bundle.workflows:
@@ -296,11 +315,11 @@ def decide_every_definition(bundle: Bundle, outcomes: Mapping[str, str]) -> None
 # --------------------------------------------------------------------------------------------------
 
 
-@fuzz_settings(60)
+@fuzz_settings(40)
 @given(documents=st.lists(manifests(), min_size=1, max_size=3), outcomes=OUTCOMES)
 def test_generated_manifests_validate_or_fail_located(
     tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str],
-    documents: list[dict[str, Any]], outcomes: dict[str, str],
+    documents: list[dict[str, Any]], outcomes: dict[str, Any],
 ) -> None:
     path = tmp_path_factory.mktemp("fuzz") / "manifests.yaml"
     path.write_text(yaml.safe_dump_all(documents, allow_unicode=True))
@@ -309,11 +328,11 @@ def test_generated_manifests_validate_or_fail_located(
         decide_every_definition(load_files([path]), outcomes)
 
 
-@fuzz_settings(80)
+@fuzz_settings(60)
 @given(document=mutated(CORPUS_DOCUMENTS), outcomes=OUTCOMES)
 def test_mutated_conductor_json_imports_validates_and_decides(
     tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str],
-    document: tuple[str, Any], outcomes: dict[str, str],
+    document: tuple[str, Any], outcomes: dict[str, Any],
 ) -> None:
     name, content = document
     path = tmp_path_factory.mktemp("fuzz") / name
@@ -338,12 +357,17 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 TRUE = shutil.which("true") or "/bin/true"
 
 
-def _task_defs_manifest(names: list[str]) -> str:
+#: A worker that answers with the result file it is given (any JSON object: workers are not trusted).
+_ANSWER = "import os, shutil, sys; shutil.copyfile(sys.argv[1], os.environ['KONDUKT_OUTPUT_FILE'])"
+
+
+def _task_defs_manifest(names: list[str], answer: Path | None = None) -> str:
+    command = [TRUE] if answer is None else [sys.executable, "-c", _ANSWER, str(answer)]
     return yaml.safe_dump_all([
         {"apiVersion": "kondukt.io/v1alpha1", "kind": "TaskDef",
          "metadata": {"name": name.lower().replace("_", "-")},
          "spec": {"name": name, "retryCount": 1, "retryDelaySeconds": 0, "responseTimeoutSeconds": 5,
-                  "timeoutSeconds": 5, "template": {"command": [TRUE]}}}
+                  "timeoutSeconds": 5, "template": {"command": command}}}
         for name in names
     ])
 
@@ -364,16 +388,18 @@ def run_locally(plan: Any, attempt_dir: Path, deadline_seconds: float = 5.0) -> 
 
 
 @fuzz_settings(20)
-@given(document=mutated(CORPUS_WORKFLOWS), workflow_input=JSON_OBJECTS)
+@given(document=mutated(CORPUS_WORKFLOWS), workflow_input=JSON_OBJECTS, output=WORKER_OUTPUTS)
 def test_mutated_conductor_json_runs_locally_or_is_refused(
     tmp_path_factory: pytest.TempPathFactory, no_network: None, document: tuple[str, Any],
-    workflow_input: dict[str, Any],
+    workflow_input: dict[str, Any], output: dict[str, Any],
 ) -> None:
     name, content = document
     directory = tmp_path_factory.mktemp("fuzz")
     path = directory / name
     path.write_text(json.dumps(content))
-    (directory / "taskdefs.yaml").write_text(_task_defs_manifest(CORPUS_TASK_NAMES + NAMES))
+    answer = directory / "answer.json"
+    answer.write_text(json.dumps({"outputData": output}))
+    (directory / "taskdefs.yaml").write_text(_task_defs_manifest(CORPUS_TASK_NAMES + NAMES, answer))
     try:
         plan = plan_run([str(directory / "taskdefs.yaml"), name], selector=None,
                         input_argument=json.dumps(workflow_input), cwd=directory)
