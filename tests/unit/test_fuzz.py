@@ -484,7 +484,7 @@ def test_mangled_files_are_a_located_error_or_valid(
 _KUBERNETES_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
-async def _reconcile_everything(documents: list[dict[str, Any]]) -> None:
+async def _reconcile_everything(documents: list[dict[str, Any]], answers: list[tuple[int, str]]) -> None:
     from kondukt.kube.status import tasks_from_status
     from tests.unit.test_kube_reconcile import Harness
 
@@ -503,16 +503,47 @@ async def _reconcile_everything(documents: list[dict[str, Any]]) -> None:
     for _ in range(6):
         for name in workflows:
             await harness.reconcile(name)
-        for job_name in harness.cluster.jobs():
+        for index, job_name in enumerate(harness.cluster.jobs()):
             if not any(job_name in path for path in harness.cluster.objects if "/pods/" in path):
-                harness.cluster.echo(job_name)
+                if answers:  # a pod's termination message is whatever its container wrote
+                    exit_code, message = answers[index % len(answers)]
+                    harness.cluster.finish(job_name, exit_code=exit_code, message=message)
+                else:
+                    harness.cluster.echo(job_name)
     for name in workflows:
         status = harness.status(name)
         assert status.get("phase") or status.get("message"), f"workflow {name} says nothing: {status}"
         tasks_from_status(status)  # what the operator wrote, it can read back
 
 
+TERMINATION_MESSAGES = st.lists(st.tuples(st.sampled_from([0, 0, 1, 137]), st.one_of(
+    WORKER_OUTPUTS.map(lambda output: json.dumps({"outputData": output})),
+    st.fixed_dictionaries({"status": st.sampled_from(["COMPLETED", "FAILED", "FAILED_WITH_TERMINAL_ERROR",
+                                                      "IN_PROGRESS", "BOGUS", ""]),
+                           "reasonForIncompletion": SMALL_TEXT, "outputData": JSON}).map(json.dumps),
+    JSON.map(json.dumps), SMALL_TEXT,
+)), max_size=3)
+
+
 @fuzz_settings(40)
-@given(documents=st.lists(manifests(), min_size=1, max_size=4))
-def test_the_operator_reconciles_generated_manifests_without_raising(documents: list[dict[str, Any]]) -> None:
-    asyncio.run(_reconcile_everything(copy.deepcopy(documents)))
+@given(documents=st.lists(manifests(), min_size=1, max_size=4), answers=TERMINATION_MESSAGES)
+def test_the_operator_reconciles_generated_manifests_without_raising(
+    documents: list[dict[str, Any]], answers: list[tuple[int, str]],
+) -> None:
+    asyncio.run(_reconcile_everything(copy.deepcopy(documents), answers))
+
+
+@fuzz_settings(40)
+@given(document=mutated(CORPUS_WORKFLOWS), answers=TERMINATION_MESSAGES)
+def test_the_operator_runs_mutated_conductor_json_without_raising(
+    document: tuple[str, Any], answers: list[tuple[int, str]],
+) -> None:
+    _, content = document
+    definition = content if isinstance(content, dict) else {"tasks": content}
+    task_defs = [{"apiVersion": "kondukt.io/v1alpha1", "kind": "TaskDef",
+                  "metadata": {"name": name.lower().replace("_", "-")},
+                  "spec": {"name": name, "retryCount": 1, "retryDelaySeconds": 0, "template": {"image": "w:1"}}}
+                 for name in CORPUS_TASK_NAMES]
+    workflow = {"apiVersion": "kondukt.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "run"},
+                "spec": {"definition": definition, "input": {"fileLocation": "s3://b/k"}}}
+    asyncio.run(_reconcile_everything([*task_defs, workflow], answers))
