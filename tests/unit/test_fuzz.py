@@ -28,6 +28,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
@@ -485,10 +486,28 @@ _KUBERNETES_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 
 
 async def _reconcile_everything(documents: list[dict[str, Any]], answers: list[tuple[int, str]]) -> None:
-    from kondukt.kube.status import tasks_from_status
+    from kondukt.kube import reconcile as reconcile_module
     from tests.unit.test_kube_reconcile import Harness
 
     harness = Harness()
+    try:
+        with mock.patch.object(reconcile_module, "perform_http_task", _no_network_http_task):
+            await _reconcile_with(harness, documents, answers)
+    finally:
+        await harness.reconciler.stop()
+
+
+async def _no_network_http_task(task_id: str, request: Mapping[str, Any], timeout: int | None,
+                                session: Any) -> Any:
+    """The operator's HTTP tasks of fuzzed workflows never leave the process (this machine's network rule)."""
+    from kondukt.engine import TaskStatus, TaskUpdate
+
+    return TaskUpdate(taskId=task_id, status=TaskStatus.FAILED, reasonForIncompletion="fuzz: no network")
+
+
+async def _reconcile_with(harness: Any, documents: list[dict[str, Any]], answers: list[tuple[int, str]]) -> None:
+    from kondukt.kube.status import tasks_from_status
+
     workflows: list[str] = []
     for index, document in enumerate(documents):
         metadata = document.get("metadata")
