@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from kondukt import cli
 from kondukt.cli.app import EXIT_INTERNAL_ERROR
-from kondukt.cli.run import plan_run
+from kondukt.cli.runplan import plan_run
 from kondukt.engine import Blueprint, TaskType, WorkflowDef
 from kondukt.errors import KonduktUserError
 from kondukt.local import runner as local_runner

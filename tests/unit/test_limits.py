@@ -14,7 +14,7 @@ import pytest
 
 from kondukt import cli
 from kondukt.cli.operations import parse_json_object
-from kondukt.cli.run import parse_input_argument
+from kondukt.cli.runplan import parse_input_argument
 from kondukt.errors import ManifestError
 from kondukt.limits import (
     DocumentLimits,
@@ -145,7 +145,7 @@ def test_check_nesting_needs_no_recursion() -> None:
 def test_input_file_alias_bomb_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "input.yaml"
     path.write_text("x:\n" + alias_bomb(indent="  "))
-    from kondukt.cli.run import RunUsageError
+    from kondukt.cli.runplan import RunUsageError
 
     with pytest.raises((ManifestError, RunUsageError), match=r"--input @input.yaml: line \d+.*expands to more"):
         parse_input_argument("@input.yaml", tmp_path)
