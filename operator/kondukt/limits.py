@@ -19,7 +19,9 @@ The sub-workflow depth limit lives here too because both drivers enforce it the 
 depth ``d`` (the main workflow is 0, its SUB_WORKFLOW child 1, ...) may start a child only when ``d + 1`` is
 at most the limit; otherwise the SUB_WORKFLOW task fails with ``sub_workflow_depth_reason`` (terminal: a
 retry would hit the same wall), and every ancestor's SUB_WORKFLOW task fails terminally too when it sees that
-reason, so a retried SUB_WORKFLOW cannot multiply the children.
+reason, so a retried SUB_WORKFLOW cannot multiply the children. Workflows started by START_WORKFLOW or as a
+failureWorkflow count one level deeper than their starter too: a START_WORKFLOW that starts its own workflow
+would otherwise chain new workflows without end.
 
 This module must never print, exit or touch the network.
 """
@@ -274,10 +276,15 @@ MAX_SUB_WORKFLOW_DEPTH_ENV = "KONDUKT_MAX_SUB_WORKFLOW_DEPTH"
 SUB_WORKFLOW_DEPTH_MARKER = "sub-workflow depth limit"
 
 
-def sub_workflow_depth_reason(name: str, depth: int, limit: int, setting: str) -> str:
-    """Why a SUB_WORKFLOW task may not start its child: short, so that it survives nesting in reasons."""
+def sub_workflow_depth_reason(name: str, depth: int, limit: int, setting: str, *, started: bool = False) -> str:
+    """Why a SUB_WORKFLOW task may not start its child: short, so that it survives nesting in reasons.
+
+    ``started``: the workflow would be started by START_WORKFLOW or as a failureWorkflow; such chains count
+    against the same limit (a workflow that starts itself that way would otherwise never end either).
+    """
+    how = "chain started workflows" if started else "nest sub-workflows"
     return (
-        f"{SUB_WORKFLOW_DEPTH_MARKER} reached: starting {name!r} would nest sub-workflows {depth} deep, "
+        f"{SUB_WORKFLOW_DEPTH_MARKER} reached: starting {name!r} would {how} {depth} deep, "
         f"more than the limit of {limit} ({setting})"
     )
 

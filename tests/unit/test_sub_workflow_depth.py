@@ -188,3 +188,39 @@ def test_operator_flag_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> 
     assert cli.main(["operator", "--standalone"]) == 0
     assert cli.main(["operator", "--standalone", "--max-sub-workflow-depth", "-1"]) == 2
     assert [o.max_sub_workflow_depth for o in seen] == [7, 9]
+
+
+# ------------------------------------------------------------------------------ START_WORKFLOW chains
+def chain() -> WorkflowDef:
+    return WorkflowDef.model_validate({"name": "forever", "version": 1, "tasks": [
+        {"name": "again", "taskReferenceName": "again", "type": "START_WORKFLOW",
+         "inputParameters": {"startWorkflow": {"name": "forever"}}}]})
+
+
+def test_local_start_workflow_chain_ends_at_the_limit(tmp_path: Path) -> None:
+    # Found while writing the limit: a START_WORKFLOW that starts its own workflow chained new workflows
+    # until the run was killed (each one independent, so the SUB_WORKFLOW limit alone did not stop it).
+    result = run_locally(tmp_path, chain(), 3)
+    assert len(result.workflows) == 4  # the main workflow and three started ones
+    last = result.workflows[-1].workflow
+    assert last.status is WorkflowStatus.FAILED
+    assert "would chain started workflows 4 deep, more than the limit of 3" in (last.reasonForIncompletion or "")
+    assert [t.status for t in last.tasks] == [TaskStatus.FAILED_WITH_TERMINAL_ERROR]
+    assert result.workflow.status is WorkflowStatus.COMPLETED  # the main one started its successor and ended
+
+
+async def test_operator_start_workflow_chain_ends_at_the_limit() -> None:
+    harness = kube_harness(2)
+    spec = chain().model_dump(exclude_none=True, by_alias=True)
+    harness.cluster.apply({"apiVersion": r.API_VERSION, "kind": "WorkflowDef", "metadata": {"name": "forever"},
+                           "spec": spec})
+    harness.cluster.apply({"apiVersion": r.API_VERSION, "kind": "Workflow", "metadata": {"name": "top"},
+                           "spec": {"workflowDefRef": {"name": "forever"}}})
+    await reconcile_all(harness)
+    names = workflow_names(harness)
+    assert sorted(sub_workflow_depth(harness.cluster.workflow(n)) for n in names) == [0, 1, 2]
+    deepest = next(n for n in names if sub_workflow_depth(harness.cluster.workflow(n)) == 2)
+    assert harness.status(deepest)["phase"] == "FAILED"
+    assert "would chain started workflows 3 deep, more than the limit of 2" in \
+        harness.tasks(deepest)[0]["reasonForIncompletion"]
+    assert harness.status("top")["phase"] == "COMPLETED"

@@ -287,15 +287,19 @@ def build_child_workflow(parent: OwnerRef, action: StartSubWorkflow, depth: int 
     }
 
 
-def build_started_workflow(starter: OwnerRef, action: StartWorkflow) -> dict[str, Any]:
-    """A Workflow started by START_WORKFLOW or as a failureWorkflow: independent (not owned)."""
+def build_started_workflow(starter: OwnerRef, action: StartWorkflow, depth: int = 1) -> dict[str, Any]:
+    """A Workflow started by START_WORKFLOW or as a failureWorkflow: independent (not owned).
+
+    ``depth``: its starter's depth + 1 (annotated: START_WORKFLOW chains count against the depth limit).
+    """
     spec: dict[str, Any] = {
         **_workflow_request(action.name, action.version, action.definition),
         "input": dict(action.input),
     }
     if action.correlationId:
         spec["correlationId"] = action.correlationId
-    annotations = {r.ANNOTATION_WORKFLOW: starter.name, "kondukt.io/started-for": action.purpose}
+    annotations = {r.ANNOTATION_WORKFLOW: starter.name, "kondukt.io/started-for": action.purpose,
+                   r.ANNOTATION_SUB_WORKFLOW_DEPTH: str(depth)}
     if action.taskId:
         annotations[r.ANNOTATION_PARENT_TASK_ID] = action.taskId
     return {

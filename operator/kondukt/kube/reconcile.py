@@ -1010,7 +1010,17 @@ class Reconciler:
         return [TaskUpdate(taskId=action.taskId, subWorkflowId=str(child["metadata"]["uid"]), started=True)]
 
     async def _start_workflow(self, owner: OwnerRef, action: StartWorkflow) -> list[TaskUpdate]:
-        body = build_started_workflow(owner, action)
+        depth = sub_workflow_depth(self._objects.get((owner.namespace, owner.name)) or {}) + 1
+        limit = self.settings.max_sub_workflow_depth
+        if depth > limit:
+            reason = sub_workflow_depth_reason(action.name, depth, limit, "operator flag --max-sub-workflow-depth, "
+                                               "chart value maxSubWorkflowDepth", started=True)
+            self.events.record(owner, "Warning", "SubWorkflowDepthLimit", reason)
+            if action.taskId:
+                return [TaskUpdate(taskId=action.taskId, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
+                                   reasonForIncompletion=reason)]
+            return []
+        body = build_started_workflow(owner, action, depth)
         what = f"workflow {owner.namespace}/{body['metadata']['name']}"
         try:
             started = await self._create_or_get(KubeClient.workflow_path(owner.namespace), body, what)

@@ -51,8 +51,9 @@ ANNOTATION_ITERATION: Final = "kondukt.io/iteration"
 ANNOTATION_DISPATCHED_AT: Final = "kondukt.io/dispatched-at-ms"
 #: On child / started Workflows: the parent's task that started it.
 ANNOTATION_PARENT_TASK_ID: Final = "kondukt.io/parent-task-id"
-#: On child (SUB_WORKFLOW) Workflows: how deep it nests (the parent's depth + 1; a Workflow without it is 0),
-#: checked against the operator's --max-sub-workflow-depth before each child is created.
+#: On child (SUB_WORKFLOW) and started (START_WORKFLOW, failureWorkflow) Workflows: how deep it nests (its
+#: parent's or starter's depth + 1; a Workflow without it is 0), checked against the operator's
+#: --max-sub-workflow-depth before each such Workflow is created.
 ANNOTATION_SUB_WORKFLOW_DEPTH: Final = "kondukt.io/sub-workflow-depth"
 
 #: Operations requested by the CLI: ``ops.kondukt.io/<op>`` = JSON ``{"nonce": ..., ...}``.

@@ -626,6 +626,15 @@ class _WorkflowDriver:
             if action.taskId:
                 self._report(action.taskId, TaskStatus.FAILED_WITH_TERMINAL_ERROR, None, str(e))
             return
+        if self.depth + 1 > runner.max_sub_workflow_depth:
+            reason = sub_workflow_depth_reason(
+                action.name, self.depth + 1, runner.max_sub_workflow_depth,
+                f"kondukt run --max-sub-workflow-depth, ${MAX_SUB_WORKFLOW_DEPTH_ENV}", started=True,
+            )
+            runner.emit(MessageEvent(now_ms(), self.path, f"not starting {action.purpose} {action.name}: {reason}"))
+            if action.taskId:
+                self._report(action.taskId, TaskStatus.FAILED_WITH_TERMINAL_ERROR, None, reason)
+            return
         label = "failureWorkflow" if action.purpose == "failureWorkflow" else action.name
         driver = runner.new_driver(
             blueprint,
@@ -634,6 +643,7 @@ class _WorkflowDriver:
             purpose=action.purpose,
             correlation_id=action.correlationId,
             parent=None,
+            depth=self.depth + 1,
         )
         if action.taskId:
             self._report(action.taskId, TaskStatus.COMPLETED, {"workflowId": driver.workflow_id}, None)
