@@ -63,7 +63,22 @@ Object storage and downloads:
 ``KONDUKT_MAX_READ_BYTES`` (default 104857600 = 100 MiB)
     The largest file :func:`read_uri` fetches (inputs, payloads, images).
 ``KONDUKT_HTTP_TIMEOUT_SECONDS`` (default 30)
-    Timeout of http(s) reads and writes.
+    Timeout of each connect and each read of http(s) reads and writes.
+``KONDUKT_FETCH_TIMEOUT_SECONDS`` (default 300)
+    The longest one whole :func:`read_uri` of http(s) or s3 may take (a slow server cannot hold a
+    worker for ever): at most this, plus one read timeout.
+
+Egress (set by the operator on every task pod from its ``--egress-*`` flags; see
+:mod:`kondukt_workers.egress` and SECURITY.md):
+
+``KONDUKT_EGRESS`` (``cluster`` or ``local``; unset: ``cluster`` inside a Kubernetes pod, else ``local``)
+    ``cluster`` refuses ``file://`` URIs and http(s) to link-local, loopback, unspecified, multicast,
+    reserved, private (or the given service/pod ranges) and API server addresses; ``local`` keeps
+    ``file://`` and refuses link-local, unspecified, multicast and reserved addresses only.
+``KONDUKT_EGRESS_ALLOW``, ``KONDUKT_EGRESS_DENY``
+    Comma-separated hosts (exact, ``*.suffix``) and CIDRs allowed despite the rules / refused too.
+``KONDUKT_SERVICE_CIDRS``, ``KONDUKT_POD_CIDRS``, ``KONDUKT_API_SERVER_ADDRESSES``
+    The cluster's ranges and the API server's addresses (``cluster`` only).
 
 Built-in workers:
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from kondukt_workers.egress import EgressPolicy
 from kondukt_workers.results import TerminalError
 
 DEFAULT_MAX_RESULT_BYTES = 4096
 DEFAULT_MAX_READ_BYTES = 100 * 1024 * 1024
 DEFAULT_HTTP_TIMEOUT_SECONDS = 30.0
+DEFAULT_FETCH_TIMEOUT_SECONDS = 300.0
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 DEFAULT_PAYLOAD_PREFIX = "payloads/"
 DEFAULT_REGION = "us-east-1"
@@ -81,10 +83,17 @@ class Settings:
     upload_prefix: str = ""
     heartbeat_file: str | None = None
     output_file: str = DEFAULT_OUTPUT_FILE
+    fetch_timeout_seconds: float = DEFAULT_FETCH_TIMEOUT_SECONDS
+    #: Where the URI reader may connect, and whether ``file://`` is allowed (``local`` only).
+    egress: EgressPolicy = field(default_factory=EgressPolicy.local)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        try:
+            egress = EgressPolicy.from_environ(env)
+        except ValueError as err:
+            raise ConfigurationError(str(err)) from None
         return cls(
             max_result_bytes=_positive_int(env, "KONDUKT_MAX_RESULT_BYTES", DEFAULT_MAX_RESULT_BYTES),
             max_read_bytes=_positive_int(env, "KONDUKT_MAX_READ_BYTES", DEFAULT_MAX_READ_BYTES),
@@ -101,4 +110,8 @@ class Settings:
             upload_prefix=env.get("KONDUKT_S3_PREFIX", "").strip().lstrip("/"),
             heartbeat_file=_first(env, "KONDUKT_HEARTBEAT_FILE"),
             output_file=_first(env, "KONDUKT_OUTPUT_FILE") or DEFAULT_OUTPUT_FILE,
+            fetch_timeout_seconds=_positive_float(
+                env, "KONDUKT_FETCH_TIMEOUT_SECONDS", DEFAULT_FETCH_TIMEOUT_SECONDS
+            ),
+            egress=egress,
         )

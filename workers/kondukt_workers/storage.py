@@ -8,11 +8,19 @@ every worker fetches its inputs and stores its outputs through :func:`read_uri` 
   the region ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` (default us-east-1); credentials come from boto3's
   usual chain; retries follow ``AWS_MAX_ATTEMPTS`` / ``AWS_RETRY_MODE``.
 - ``https://`` / ``http://`` use urllib with a timeout (``KONDUKT_HTTP_TIMEOUT_SECONDS``); writing PUTs
-  the bytes (e.g. to a presigned URL).
-- ``file://`` reads and writes local files; writes are atomic (temporary file, then rename).
+  the bytes (e.g. to a presigned URL). Every connection, redirects included, obeys the egress policy
+  (:mod:`kondukt_workers.egress`, ``KONDUKT_EGRESS``): in a cluster a workflow's URI must not reach the
+  cloud's metadata endpoint, the API server or in-cluster services through a worker.
+- ``file://`` reads and writes local files; writes are atomic (temporary file, then rename). Only under
+  the ``local`` policy (``kondukt run``): in a cluster, a ``file://`` URI would let a workflow copy any
+  file of the worker's container (its ServiceAccount token, mounted Secrets) into a bucket.
 
-Reads are size-limited (``KONDUKT_MAX_READ_BYTES``, default 100 MiB): a worker must never be made to
-fill its memory by a large or endless input. Every failure is a :class:`StorageError` whose ``terminal``
+Reads are size-limited (``KONDUKT_MAX_READ_BYTES``, default 100 MiB) and time-limited
+(``KONDUKT_FETCH_TIMEOUT_SECONDS``, default 300 s, checked between chunks, each chunk bounded by the
+read timeout): a worker must never be made to fill its memory or wait for ever by a large, endless or
+trickling input. The S3 endpoint is the administrator's choice (often an in-cluster MinIO), so the
+egress policy does not apply to it; a bucket name cannot point elsewhere (path-style addressing for
+custom endpoints). Every failure is a :class:`StorageError` whose ``terminal``
 flag says whether a retry could help (a missing object: no; a refused connection: yes) and whose
 message names the URI. boto3 and urllib.request are imported only when used (``kondukt-worker`` starts
 once per task attempt, and those imports cost more than the rest of the SDK). boto3 is an optional
@@ -25,10 +33,13 @@ import contextlib
 import functools
 import os
 import tempfile
+import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kondukt_workers.egress import egress_refusal
 from kondukt_workers.settings import Settings
 
 if TYPE_CHECKING:
@@ -80,6 +91,32 @@ class ObjectTooLarge(StorageError):
 class UnsupportedUri(StorageError):
     def __init__(self, message: str) -> None:
         super().__init__(message, terminal=True, code="UnsupportedUri")
+
+
+class FetchTimedOut(StorageError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, terminal=False, code="FetchTimeout")
+
+
+def _read_within(read: Callable[[int], bytes], uri: str, limit: int, settings: Settings) -> bytes:
+    """Read up to ``limit + 1`` bytes in chunks, giving up after ``settings.fetch_timeout_seconds``."""
+    deadline = time.monotonic() + settings.fetch_timeout_seconds
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        if time.monotonic() > deadline:
+            raise FetchTimedOut(
+                f"{uri}: not read within {settings.fetch_timeout_seconds:g} s (KONDUKT_FETCH_TIMEOUT_SECONDS)"
+            )
+        chunk = read(min(_CHUNK_BYTES, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+_CHUNK_BYTES = 1024 * 1024
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -210,7 +247,7 @@ def _read_s3(uri: str, limit: int, settings: Settings) -> bytes:
             raise ObjectTooLarge(
                 f"{uri}: {length} bytes is above the read limit of {limit} (KONDUKT_MAX_READ_BYTES)"
             )
-        data = response["Body"].read(limit + 1)
+        data = _read_within(response["Body"].read, uri, limit, settings)
     except boto_errors() as exc:
         raise s3_error(exc, uri) from exc
     if len(data) > limit:
@@ -234,6 +271,9 @@ def _write_s3(uri: str, data: bytes, content_type: str, settings: Settings) -> N
 def _http_error(uri: str, exc: Exception) -> StorageError:
     import urllib.error
 
+    refusal = egress_refusal(exc)
+    if refusal is not None:
+        return StorageError(f"{uri}: {refusal}", terminal=True, code="EgressRefused")
     if isinstance(exc, urllib.error.HTTPError):
         text = f"{uri}: HTTP {exc.code} {exc.reason}"
         if exc.code in (404, 410):
@@ -248,15 +288,19 @@ def _read_http(uri: str, limit: int, settings: Settings) -> bytes:
     import urllib.error
     import urllib.request
 
+    from kondukt_workers.egress import checked_opener
+
     request = urllib.request.Request(uri, headers={"User-Agent": "kondukt-workers"})
+    timeout = min(settings.http_timeout_seconds, settings.fetch_timeout_seconds)
     try:
-        with urllib.request.urlopen(request, timeout=settings.http_timeout_seconds) as response:
+        with checked_opener(settings.egress).open(request, timeout=timeout) as response:
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > limit:
                 raise ObjectTooLarge(
                     f"{uri}: {declared} bytes is above the read limit of {limit} (KONDUKT_MAX_READ_BYTES)"
                 )
-            data: bytes = response.read(limit + 1)
+            # read1: what has arrived (at most one read timeout), so the deadline is checked in between
+            data = _read_within(response.read1, uri, limit, settings)
     except StorageError:
         raise
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -270,12 +314,14 @@ def _write_http(uri: str, data: bytes, content_type: str, settings: Settings) ->
     import urllib.error
     import urllib.request
 
+    from kondukt_workers.egress import checked_opener
+
     request = urllib.request.Request(
         uri, data=data, method="PUT", headers={"Content-Type": content_type, "User-Agent": "kondukt-workers"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=settings.http_timeout_seconds) as response:
-            response.read()
+        with checked_opener(settings.egress).open(request, timeout=settings.http_timeout_seconds) as response:
+            _read_within(response.read1, uri, 1024 * 1024, settings)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise _http_error(uri, exc) from exc
 
@@ -328,6 +374,14 @@ def _write_file(uri: str, data: bytes) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def _refuse_files_in_cluster(uri: str, settings: Settings) -> None:
+    if settings.egress.in_cluster:
+        raise UnsupportedUri(
+            f"{uri!r}: file:// URIs are refused in a cluster (KONDUKT_EGRESS=cluster): a workflow must not "
+            "read or write the files of a task's container; use s3:// or https://"
+        )
+
+
 def read_uri(uri: str, *, max_bytes: int | None = None, settings: Settings | None = None) -> bytes:
     """The whole content of ``uri`` (s3, https/http or file), at most ``max_bytes`` (default
     ``KONDUKT_MAX_READ_BYTES``). Raises :class:`StorageError`."""
@@ -339,6 +393,7 @@ def read_uri(uri: str, *, max_bytes: int | None = None, settings: Settings | Non
     if scheme in ("http", "https"):
         return _read_http(uri, limit, configured)
     if scheme == "file":
+        _refuse_files_in_cluster(uri, configured)
         return _read_file(uri, limit)
     raise UnsupportedUri(f"{uri!r}: unsupported scheme {scheme!r} (use s3://, https://, http:// or file://)")
 
@@ -354,6 +409,7 @@ def write_uri(
     elif scheme in ("http", "https"):
         _write_http(uri, data, content_type, configured)
     elif scheme == "file":
+        _refuse_files_in_cluster(uri, configured)
         _write_file(uri, data)
     else:
         raise UnsupportedUri(

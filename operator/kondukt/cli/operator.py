@@ -27,6 +27,7 @@ from kondukt.scriptpool import (
     ScriptLimits,
     ScriptLimitsError,
 )
+from kondukt_workers.egress import split_list
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -96,12 +97,30 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
                         help="how deep SUB_WORKFLOW children may nest; a task that would start one deeper fails "
                         f"(default: ${MAX_SUB_WORKFLOW_DEPTH_ENV}, else {DEFAULT_MAX_SUB_WORKFLOW_DEPTH}, as Argo's "
                         "recursion limit)")
+    egress = parser.add_argument_group(
+        "egress of HTTP tasks and task pods",
+        "By default an HTTP task (performed by the operator) and the workers' URI reader refuse link-local, "
+        "loopback, unspecified, multicast and reserved addresses, the API server's addresses and the cluster's "
+        "service and pod ranges (every private range while those are not given). See SECURITY.md.")
+    egress.add_argument("--egress-allow", action="append", default=[], metavar="HOST|CIDR",
+                        help="allow this host (exact, or *.suffix) or network despite the rules; repeatable, "
+                        "or comma-separated")
+    egress.add_argument("--egress-deny", action="append", default=[], metavar="CIDR",
+                        help="refuse this network too; repeatable, or comma-separated")
+    egress.add_argument("--service-cidr", action="append", default=[], metavar="CIDR",
+                        help="the cluster's service range (e.g. 10.96.0.0/12); repeatable, or comma-separated")
+    egress.add_argument("--pod-cidr", action="append", default=[], metavar="CIDR",
+                        help="the cluster's pod range (e.g. 10.244.0.0/16); repeatable, or comma-separated")
     parser.set_defaults(func=run)
+
+
+def _listed(values: list[str]) -> tuple[str, ...]:
+    return tuple(part for value in values for part in split_list(value))
 
 
 def run(args: argparse.Namespace) -> int:
     from kondukt.kube.leader import LeaseTiming
-    from kondukt.kube.operator import OperatorOptions, run_operator
+    from kondukt.kube.operator import OperatorOptions, egress_policy, run_operator
 
     if args.workers < 1:
         raise KonduktUserError("--workers must be at least 1")
@@ -154,5 +173,13 @@ def run(args: argparse.Namespace) -> int:
         script_limits=script_limits,
         inline_value_bytes=args.status_value_limit * 1024,
         max_sub_workflow_depth=max_depth,
+        egress_allow=_listed(args.egress_allow),
+        egress_deny=_listed(args.egress_deny),
+        service_cidrs=_listed(args.service_cidr),
+        pod_cidrs=_listed(args.pod_cidr),
     )
+    try:
+        egress_policy(options, [])
+    except ValueError as err:
+        raise KonduktUserError(f"kondukt operator: {err}") from None
     return run_operator(options)

@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -45,6 +46,7 @@ from kondukt.scriptpool import (
     ScriptLimits,
     ScriptLimitsError,
 )
+from kondukt_workers.egress import EgressPolicy, split_list
 
 DEFAULT_DATA_DIR = Path(".kondukt")
 _TICK_SECONDS = 0.25
@@ -120,6 +122,7 @@ def execute(
     stderr: TextIO,
     script_limits: ScriptLimits | None = None,
     max_sub_workflow_depth: int = DEFAULT_MAX_SUB_WORKFLOW_DEPTH,
+    egress: EgressPolicy | None = None,
 ) -> int:
     """Run the plan; print progress or the execution JSON; return the exit code."""
     if output_format == "json":
@@ -154,6 +157,7 @@ def execute(
                 on_event=_safe_sink(view),
                 script_limits=script_limits,
                 max_sub_workflow_depth=max_sub_workflow_depth,
+                egress=egress,
             )
             if view is not None:
                 view.stream.write(f"kondukt run: {plan.label}; task files in {storage.describe()}\n")
@@ -198,6 +202,7 @@ def run_command(args: argparse.Namespace) -> int:
         if max_depth is None:
             max_depth = max_sub_workflow_depth_from_env()
         plan = plan_run(args.files, selector=args.workflow, input_argument=args.input, cwd=Path.cwd())
+        egress = egress_policy(args.egress, args.egress_allow, args.egress_deny)
         return execute(
             plan,
             data_dir=Path(args.data_dir),
@@ -208,6 +213,7 @@ def run_command(args: argparse.Namespace) -> int:
             stderr=stderr,
             script_limits=script_limits,
             max_sub_workflow_depth=max_depth,
+            egress=egress,
         )
     except KonduktError as e:
         print(f"kondukt run: {e}", file=stderr)
@@ -239,6 +245,20 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError("must be positive")
     return value
+
+
+def egress_policy(mode: str, allow: Sequence[str], deny: Sequence[str]) -> EgressPolicy:
+    """The policy of ``--egress`` / ``--egress-allow`` / ``--egress-deny`` (each list flag repeatable and
+    comma-separated). ``local`` (the default) allows loopback and private networks: calling a service
+    on localhost is the common case on a laptop; ``cluster`` applies the operator's default rules."""
+    allowed = [part for value in allow for part in split_list(value)]
+    denied = [part for value in deny for part in split_list(value)]
+    try:
+        if mode == "cluster":
+            return EgressPolicy.cluster(allow=allowed, deny=denied)
+        return EgressPolicy.local(allow=allowed, deny=denied)
+    except ValueError as err:
+        raise RunUsageError(str(err)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -322,6 +342,28 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
             "how deep SUB_WORKFLOW children may nest; a task that would start one deeper fails "
             f"(default: ${MAX_SUB_WORKFLOW_DEPTH_ENV}, else {DEFAULT_MAX_SUB_WORKFLOW_DEPTH})"
         ),
+    )
+    parser.add_argument(
+        "--egress",
+        choices=["local", "cluster"],
+        default="local",
+        help="where HTTP tasks and the workers' URI reader may connect: local (default) refuses link-local "
+        "(cloud metadata), unspecified, multicast and reserved addresses; cluster also refuses loopback and "
+        "private addresses and file:// URIs, as in a cluster",
+    )
+    parser.add_argument(
+        "--egress-allow",
+        action="append",
+        default=[],
+        metavar="HOST|CIDR",
+        help="allow this host (exact, or *.suffix) or network despite the rules; repeatable, or comma-separated",
+    )
+    parser.add_argument(
+        "--egress-deny",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="refuse this network too; repeatable, or comma-separated",
     )
     parser.set_defaults(func=run_command)
 

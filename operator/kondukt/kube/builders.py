@@ -77,6 +77,10 @@ class JobOptions:
     default_service_account: str | None = None
     #: Environment every worker gets (external payload storage, S3 endpoint, ...): (name, value) pairs.
     worker_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    #: The egress policy's environment (``kondukt_workers.egress.policy_environ``): set on every worker
+    #: like the protocol's variables, which a TaskDef's template cannot override. Its default makes the
+    #: workers apply the cluster rules (no ``file://``, no link-local, loopback or private addresses).
+    egress_env: tuple[tuple[str, str], ...] = (("KONDUKT_EGRESS", "cluster"),)
 
 
 def attempt_labels(owner: OwnerRef, task_id: str, task_ref: str, task_def: str) -> dict[str, str]:
@@ -160,6 +164,7 @@ def build_job_for_attempt(
         {"name": "KONDUKT_RETRY_COUNT", "value": str(start.retryCount)},
         {"name": "KONDUKT_ITERATION", "value": str(start.iteration)},
         {"name": "KONDUKT_OUTPUT_FILE", "value": TERMINATION_MESSAGE_PATH},
+        *({"name": name, "value": value} for name, value in options.egress_env),
     ]
     container: dict[str, Any] = {
         "name": r.WORKER_CONTAINER,

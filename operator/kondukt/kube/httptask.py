@@ -9,21 +9,78 @@ Every request has a timeout (the request's own, else the task's ``timeoutSeconds
 ``DEFAULT_TIMEOUT_SECONDS``) and the response body read is capped: a workflow cannot make the operator
 hang or fill its memory. This module only performs one request and describes the result; scheduling and
 retrying are the engine's.
+
+Every connection obeys the operator's egress policy (:mod:`kondukt_workers.egress`, shared with
+``kondukt run`` and the workers): :class:`CheckedResolver` checks the addresses a name resolves to and
+hands aiohttp only those (it connects to what was checked: no DNS rebinding), an address literal in a
+URL is checked before the request, and redirects are followed here, hop by hop (at most
+``MAX_REDIRECTS``), so each hop's host is checked again. A refusal fails the task terminally (retrying
+cannot change the policy) with a reason naming the address and the rule.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 from collections.abc import Mapping
 from typing import Any, Final
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from kondukt.engine.decision import TaskUpdate
 from kondukt.engine.models import TaskStatus
+from kondukt_workers.egress import EgressPolicy, EgressRefused, egress_refusal
 
 DEFAULT_TIMEOUT_SECONDS: Final = 60.0
 MAX_RESPONSE_BYTES: Final = 1024 * 1024
+MAX_REDIRECTS: Final = 10
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+
+
+class CheckedResolver(AbstractResolver):
+    """aiohttp's resolver, filtered by the egress policy: a name whose addresses are refused raises
+    :class:`EgressRefused` (aiohttp wraps it in a connection error), so aiohttp never connects to it."""
+
+    def __init__(self, policy: EgressPolicy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self._inner = inner
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        if self._inner is None:
+            self._inner = aiohttp.ThreadedResolver()
+        found = await self._inner.resolve(host, port, family)
+        self.policy.check(host, [str(entry["host"]) for entry in found])
+        return found
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+
+def checked_session(policy: EgressPolicy) -> aiohttp.ClientSession:
+    """The session HTTP tasks use: every name resolved through :class:`CheckedResolver`, no proxy from
+    the environment (its address would be checked instead of the target's)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=CheckedResolver(policy)),
+                                 trust_env=False)
+
+
+def _check_literal(policy: EgressPolicy, url: URL) -> None:
+    """aiohttp does not resolve an address literal (``http://169.254.169.254/``): check it here."""
+    host = (url.raw_host or "").strip("[]")
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return  # a name: the resolver checks it
+    policy.check(host, [host])
+
+
+def _refused(task_id: str, method: str, uri: str, refusal: EgressRefused) -> TaskUpdate:
+    return TaskUpdate(taskId=task_id, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
+                      reasonForIncompletion=f"HTTP {method} {uri}: {refusal}")
 
 
 def _seconds(value: Any) -> float | None:
@@ -58,8 +115,12 @@ async def perform_http_task(
     request: Mapping[str, Any],
     task_timeout_seconds: int | None,
     session: aiohttp.ClientSession,
+    policy: EgressPolicy | None = None,
 ) -> TaskUpdate:
-    """Perform the request and describe the outcome as the task's result. Never raises (but cancels)."""
+    """Perform the request and describe the outcome as the task's result. Never raises (but cancels).
+
+    ``session`` should come from :func:`checked_session` with the same ``policy``: the session checks
+    names, this function address literals and redirects."""
     uri = request.get("uri") or request.get("url")
     if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
         return TaskUpdate(taskId=task_id, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
@@ -71,9 +132,11 @@ async def perform_http_task(
         headers["Content-Type"] = str(content_type)
     if request.get("accept") and "Accept" not in headers:
         headers["Accept"] = str(request["accept"])
+    guard = policy or EgressPolicy.cluster()
+    url = URL(uri)
     try:
-        async with session.request(method, uri, data=data, headers=headers,
-                                   timeout=request_timeout(request, task_timeout_seconds)) as response:
+        async with _exchange(session, guard, method, url, data, headers,
+                             request_timeout(request, task_timeout_seconds)) as response:
             raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
             truncated = len(raw) > MAX_RESPONSE_BYTES
             text = raw[:MAX_RESPONSE_BYTES].decode(response.charset or "utf-8", errors="replace")
@@ -92,7 +155,10 @@ async def perform_http_task(
     except TimeoutError:
         return TaskUpdate(taskId=task_id, status=TaskStatus.FAILED,
                           reasonForIncompletion=f"HTTP {method} {uri} timed out")
-    except aiohttp.ClientError as err:
+    except (aiohttp.ClientError, OSError, ValueError) as err:
+        refusal = egress_refusal(err)
+        if refusal is not None:
+            return _refused(task_id, method, uri, refusal)
         return TaskUpdate(taskId=task_id, status=TaskStatus.FAILED,
                           reasonForIncompletion=f"HTTP {method} {uri} failed: {err}")
     if 200 <= response.status < 300:
@@ -100,3 +166,38 @@ async def perform_http_task(
     return TaskUpdate(taskId=task_id, status=TaskStatus.FAILED, outputData=output,
                       reasonForIncompletion=f"HTTP {method} {uri} answered {response.status} {response.reason or ''}"
                       .strip())
+
+
+class _exchange:
+    """The request and its redirects, each hop checked; the context is the final response."""
+
+    def __init__(self, session: aiohttp.ClientSession, policy: EgressPolicy, method: str, url: URL,
+                 data: bytes | None, headers: dict[str, str], timeout: aiohttp.ClientTimeout) -> None:
+        self._args = (session, policy, method, url, data, headers, timeout)
+        self._response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        session, policy, method, url, data, headers, timeout = self._args
+        for _hop in range(MAX_REDIRECTS + 1):
+            _check_literal(policy, url)
+            response = await session.request(method, url, data=data, headers=headers, timeout=timeout,
+                                             allow_redirects=False)
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECTS or not location:
+                self._response = response
+                return response
+            response.release()
+            target = url.join(URL(location))
+            if target.scheme not in ("http", "https"):
+                raise ValueError(f"redirected to {target} (only http and https are followed)")
+            if (response.status == 303 and method != "HEAD") or (response.status in (301, 302) and method == "POST"):
+                method, data = "GET", None
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+            if target.origin() != url.origin():
+                headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
+            url = target
+        raise ValueError(f"more than {MAX_REDIRECTS} redirects")
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._response is not None:
+            self._response.release()

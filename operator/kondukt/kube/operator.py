@@ -33,6 +33,7 @@ import os
 import secrets
 import socket
 import threading
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,7 @@ from kondukt.kube.reconcile import Reconciler, ReconcileSettings
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
 from kondukt.limits import DEFAULT_MAX_SUB_WORKFLOW_DEPTH
 from kondukt.scriptpool import ScriptLimits
+from kondukt_workers.egress import EgressPolicy, policy_environ, system_resolver
 from kondukt_workers.settings import Settings as WorkerSettings
 
 logger = logging.getLogger("kondukt.operator")
@@ -89,6 +91,34 @@ class OperatorOptions:
     script_limits: ScriptLimits = field(default_factory=ScriptLimits)
     inline_value_bytes: int = DEFAULT_INLINE_VALUE_BYTES
     max_sub_workflow_depth: int = DEFAULT_MAX_SUB_WORKFLOW_DEPTH
+    #: The egress policy's inputs (``--egress-allow``, ``--egress-deny``, ``--service-cidr``,
+    #: ``--pod-cidr``); the API server's addresses are added by :func:`egress_policy`.
+    egress_allow: tuple[str, ...] = ()
+    egress_deny: tuple[str, ...] = ()
+    service_cidrs: tuple[str, ...] = ()
+    pod_cidrs: tuple[str, ...] = ()
+
+
+def api_server_addresses(server: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The API server's addresses: its URL's host resolved now, and the in-cluster service's address
+    (``KUBERNETES_SERVICE_HOST``). A name that does not resolve adds nothing (it is checked again as
+    a name whenever a task uses it)."""
+    env = os.environ if environ is None else environ
+    hosts = [urllib.parse.urlsplit(server).hostname or "", env.get("KUBERNETES_SERVICE_HOST", "")]
+    found: list[str] = []
+    for host in filter(None, hosts):
+        try:
+            addresses = system_resolver(host, 443)
+        except OSError:
+            continue
+        found += [a.split("%", 1)[0] for a in addresses if a.split("%", 1)[0] not in found]
+    return found
+
+
+def egress_policy(options: OperatorOptions, api_server: list[str]) -> EgressPolicy:
+    """The cluster policy of HTTP tasks and task pods. Raises ValueError naming a bad setting."""
+    return EgressPolicy.cluster(service_cidrs=options.service_cidrs, pod_cidrs=options.pod_cidrs,
+                                api_server=api_server, deny=options.egress_deny, allow=options.egress_allow)
 
 
 class EventOnlyDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -114,13 +144,16 @@ class Controller:
         self.metrics = Metrics()
         self.events = EventRecorder(api, self.metrics)
         self.indices: dict[str, Any] = {}
+        self.egress = egress_policy(options, api_server_addresses(api.server))
         settings = ReconcileSettings(
             job_options=JobOptions(
                 ttl_seconds_after_finished=options.job_ttl_seconds,
                 default_image=options.default_worker_image,
                 default_service_account=options.worker_service_account,
                 worker_env=options.worker_env,
+                egress_env=tuple(policy_environ(self.egress)),
             ),
+            egress=self.egress,
             compress_over_bytes=options.compress_over_bytes,
             definition_grace_seconds=options.definition_grace_seconds,
             payload_settings=WorkerSettings.from_environ(),
@@ -336,6 +369,7 @@ async def run_operator_async(
         "kondukt operator starting: %s, %s",
         f"namespaces {', '.join(options.namespaces)}" if options.namespaces else "all namespaces", mode,
     )
+    logger.info("HTTP tasks and task pods: %s", controller.egress.describe())
     await kopf.operator(
         registry=registry,
         identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str

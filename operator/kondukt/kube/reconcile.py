@@ -94,7 +94,7 @@ from kondukt.kube.cache import (
     workflowdef_record,
 )
 from kondukt.kube.events import EventRecorder, describe_transition, describe_workflow
-from kondukt.kube.httptask import perform_http_task
+from kondukt.kube.httptask import checked_session, perform_http_task
 from kondukt.kube.kubeapi import Conflict, Invalid, KubeClient, NotFound, TooLarge, TransientApiError
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.status import (
@@ -111,6 +111,7 @@ from kondukt.kube.workqueue import WorkQueue
 from kondukt.limits import DEFAULT_MAX_SUB_WORKFLOW_DEPTH, check_nesting, sub_workflow_depth_reason
 from kondukt.scriptpool import ScriptLimits, ScriptPool
 from kondukt_workers.context import TaskContext
+from kondukt_workers.egress import EgressPolicy
 from kondukt_workers.payloads import encode_task_input, resolve_result_payload
 from kondukt_workers.storage import StorageError, read_uri, write_uri
 
@@ -149,6 +150,8 @@ class ReconcileSettings:
     #: How deep SUB_WORKFLOW children may nest (``--max-sub-workflow-depth``): a task that would start a
     #: child deeper fails terminally, so a workflow that starts itself ends instead of filling the cluster.
     max_sub_workflow_depth: int = DEFAULT_MAX_SUB_WORKFLOW_DEPTH
+    #: Where HTTP tasks may connect (the operator's --egress-* flags); task pods get the same policy.
+    egress: EgressPolicy = field(default_factory=EgressPolicy.cluster)
 
     def payload_limits(self) -> PayloadLimits:
         """What the engine may keep: with payload storage, up to Conductor's maximum payload (larger values are
@@ -1050,10 +1053,10 @@ class Reconciler:
                 self._http.pop(key, None)  # leadership lost meanwhile: the leader sends it
                 return
             if self._http_session is None or self._http_session.closed:
-                self._http_session = aiohttp.ClientSession()
+                self._http_session = checked_session(self.settings.egress)
             try:
                 update = await perform_http_task(action.taskId, action.request, action.timeoutSeconds,
-                                                 self._http_session)
+                                                 self._http_session, self.settings.egress)
             finally:
                 self._http.pop(key, None)
             self._results.setdefault(owner.uid, {})[action.taskId] = update

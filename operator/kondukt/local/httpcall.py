@@ -6,7 +6,10 @@ readTimeOut); this module sends it with urllib and shapes the reply as Conductor
 JSON. A status outside 2xx fails the task (retried by policy), as in Conductor.
 
 It is blocking by design (the runner calls it in a thread) and must never follow other schemes than
-http/https: an HTTP task must not read local files through ``file://``.
+http/https: an HTTP task must not read local files through ``file://``. Every connection, redirects
+included, goes through :func:`kondukt_workers.egress.checked_opener` (the rules shared with the operator
+and the workers; ``kondukt run``'s default is the ``local`` policy): a refused address fails the task
+terminally with a reason naming the address and the rule.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kondukt.engine.models import TaskStatus
+from kondukt_workers.egress import EgressPolicy, Resolver, checked_opener, egress_refusal, system_resolver
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
@@ -61,8 +65,14 @@ def _encode_body(body: Any, content_type: str) -> bytes | None:
     return json.dumps(body).encode()
 
 
-def call_http(request: Mapping[str, Any], task_timeout: int | None = None) -> HttpOutcome:
-    """Send ``request`` (Conductor's http_request) and return the task's outcome; never raises."""
+def call_http(
+    request: Mapping[str, Any],
+    task_timeout: int | None = None,
+    egress: EgressPolicy | None = None,
+    resolver: Resolver = system_resolver,
+) -> HttpOutcome:
+    """Send ``request`` (Conductor's http_request) under ``egress`` (default: the local policy) and
+    return the task's outcome; never raises."""
     uri = request.get("uri") or request.get("url")
     if not isinstance(uri, str) or not uri:
         return HttpOutcome(TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason="http_request.uri is missing")
@@ -80,7 +90,8 @@ def call_http(request: Mapping[str, Any], task_timeout: int | None = None) -> Ht
     http_request = urllib.request.Request(uri, data=data, method=method, headers=headers)
     timeout = _timeout_seconds(request, task_timeout)
     try:
-        with urllib.request.urlopen(http_request, timeout=timeout) as reply:
+        opener = checked_opener(egress or EgressPolicy.local(), resolver)
+        with opener.open(http_request, timeout=timeout) as reply:
             status_code = int(reply.status)
             reason_phrase = str(reply.reason or "")
             reply_headers = dict(reply.headers.items())
@@ -91,6 +102,9 @@ def call_http(request: Mapping[str, Any], task_timeout: int | None = None) -> Ht
         reply_headers = dict(e.headers.items()) if e.headers else {}
         raw = e.read(MAX_RESPONSE_BYTES) if e.fp is not None else b""
     except (urllib.error.URLError, TimeoutError, OSError, ValueError) as e:
+        refusal = egress_refusal(e)
+        if refusal is not None:
+            return HttpOutcome(TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason=f"{method} {uri}: {refusal}")
         reason = getattr(e, "reason", e)
         return HttpOutcome(TaskStatus.FAILED, reason=f"{method} {uri} failed: {reason}")
     response = {

@@ -70,6 +70,7 @@ from kondukt.local.process import (
     template_environment,
 )
 from kondukt.scriptpool import ScriptLimits, ScriptPool
+from kondukt_workers.egress import EgressPolicy, policy_environ
 
 #: A workflow's engine is called again at least this long after a decision that asked for "now" and
 #: changed nothing (guards against a busy loop; the engine should never ask for that).
@@ -530,7 +531,7 @@ class _WorkflowDriver:
     ) -> None:
         self.observe(TaskUpdate(taskId=attempt.task_id, started=True, at=now_ms()))
         try:
-            outcome = await asyncio.to_thread(call_http, request, timeout_seconds)
+            outcome = await asyncio.to_thread(call_http, request, timeout_seconds, self.runner.egress)
         finally:
             self._attempts.pop(attempt.task_id, None)
         if not attempt.canceled:
@@ -724,6 +725,7 @@ class LocalRunner:
         script_limits: ScriptLimits | None = None,
         payload_limits: PayloadLimits | None = None,
         max_sub_workflow_depth: int = DEFAULT_MAX_SUB_WORKFLOW_DEPTH,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.definitions = definitions
         self.max_sub_workflow_depth = max_sub_workflow_depth
@@ -739,6 +741,8 @@ class LocalRunner:
         self._on_event = on_event
         self.scripts = ScriptPool(script_limits)
         self.payload_limits = payload_limits or LOCAL_PAYLOAD_LIMITS
+        #: Where HTTP tasks and the task processes' URI reader may connect (``kondukt run --egress*``).
+        self.egress = egress or EgressPolicy.local()
         self.stats = RunnerStats()
         self.load = _LoadTracker()
         self.interrupted = False
@@ -763,6 +767,7 @@ class LocalRunner:
     def task_environment(self, template_env: Mapping[str, str]) -> dict[str, str]:
         env = dict(self.base_environment)
         env.update(template_env)
+        env.update(policy_environ(self.egress))
         return env
 
     def fetch_payload(self, uri: str) -> Any:
