@@ -176,3 +176,21 @@ def test_events_regard_the_workflow_and_are_bounded() -> None:
     assert event["metadata"] == {"name": "pipeline-run.abc", "namespace": "team-a"}
     assert len(event["message"]) <= builders.MAX_EVENT_MESSAGE
     assert event["lastTimestamp"] == "2026-01-02T03:04:05Z"
+
+
+def test_an_operator_wide_service_account_brings_no_token() -> None:
+    """Only a TaskDef that names an account gets its token; the operator's default account does not."""
+    pod = job(options=builders.JobOptions(default_service_account="workers"))["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "workers" and pod["automountServiceAccountToken"] is False
+
+
+def test_every_worker_gets_the_egress_policy_and_a_template_cannot_lift_it() -> None:
+    from kondukt_workers.egress import EgressPolicy, policy_environ
+
+    policy = EgressPolicy.cluster(service_cidrs=["10.96.0.0/12"], allow=["wiki.corp"])
+    options = builders.JobOptions(egress_env=tuple(policy_environ(policy)))
+    definition = task_def(env=[{"name": "KONDUKT_EGRESS", "value": "local"},
+                               {"name": "KONDUKT_EGRESS_ALLOW", "value": "0.0.0.0/0"}])
+    env = env_of(job(task_def=definition, options=options))
+    assert EgressPolicy.from_environ(env) == policy
+    assert env_of(job())["KONDUKT_EGRESS"] == "cluster"
