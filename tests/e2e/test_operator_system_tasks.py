@@ -1,5 +1,8 @@
 """System tasks the operator carries out itself: HTTP (against a server on 127.0.0.1), START_WORKFLOW, and
 a failed workflow's failureWorkflow — each a new, independent Workflow resource.
+
+The operator here allows 127.0.0.1 (``--egress-allow``): by default its egress policy refuses loopback
+(see test_operator_security.py for the refusal).
 """
 
 from __future__ import annotations
@@ -8,18 +11,29 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
+from tests.e2e.controlplane import ControlPlane
 from tests.e2e.test_operator_support import (  # noqa: F401 (fixtures)
     Cluster,
+    OperatorProcess,
     cluster_fixture,
-    operator_fixture,
     taskdef,
     workflow,
 )
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(name="operator")
+def operator_allowing_loopback(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(control_plane, namespace, tmp_path, "--egress-allow", "127.0.0.1").start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -348,6 +348,19 @@ def test_the_workers_settings_reach_the_operator(helm_home: Path) -> None:
             "--worker-service-account=image-workers", "--job-ttl-seconds=60"} <= set(args)
 
 
+def test_the_egress_settings_reach_the_operator(helm_home: Path) -> None:
+    assert not [a for a in container_args(render(helm_home)) if a.startswith(("--egress", "--service-cidr", "--pod-cidr"))]
+    args = container_args(render(helm_home, {
+        "egress.allow": "{wiki.corp,*.svc.cluster.local,10.20.0.0/16}", "egress.deny": "{192.0.2.0/24}",
+        "egress.serviceCIDRs": "{10.96.0.0/12}", "egress.podCIDRs": "{10.244.0.0/16,fd00:10:244::/56}",
+    }))
+    assert [a for a in args if a.startswith(("--egress", "--service-cidr", "--pod-cidr"))] == [
+        "--egress-allow=wiki.corp", "--egress-allow=*.svc.cluster.local", "--egress-allow=10.20.0.0/16",
+        "--egress-deny=192.0.2.0/24", "--service-cidr=10.96.0.0/12", "--pod-cidr=10.244.0.0/16",
+        "--pod-cidr=fd00:10:244::/56",
+    ]
+
+
 def test_the_probes_ask_kopfs_liveness_endpoint(helm_home: Path) -> None:
     objects = render(helm_home, {"health.port": "8181"})
     container = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
