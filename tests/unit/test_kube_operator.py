@@ -160,3 +160,28 @@ def test_every_replica_process_is_a_new_candidate(monkeypatch: pytest.MonkeyPatc
     first, second = replica_identity(), replica_identity()
     assert first.startswith("kondukt-7d9f-abcde_") and second.startswith("kondukt-7d9f-abcde_")
     assert first != second  # a restarted container never takes its dead predecessor's Lease for its own
+
+
+def test_egress_flags_build_the_policy_with_the_api_servers_addresses() -> None:
+    from kondukt.errors import KonduktUserError
+    from kondukt.kube.operator import api_server_addresses, egress_policy
+
+    args = parse("--egress-allow", "wiki.corp,10.20.0.0/16", "--egress-allow", "*.svc.cluster.local",
+                 "--service-cidr", "10.96.0.0/12", "--pod-cidr", "10.244.0.0/16", "--egress-deny", "192.0.2.0/24")
+    options = OperatorOptions(egress_allow=cli_operator._listed(args.egress_allow),
+                              egress_deny=cli_operator._listed(args.egress_deny),
+                              service_cidrs=cli_operator._listed(args.service_cidr),
+                              pod_cidrs=cli_operator._listed(args.pod_cidr))
+    addresses = api_server_addresses("https://127.0.0.1:6443", {"KUBERNETES_SERVICE_HOST": "10.96.0.1"})
+    assert addresses == ["127.0.0.1", "10.96.0.1"]
+    policy = egress_policy(options, ["203.0.113.10"])
+    assert policy.allow.entries() == ("*.svc.cluster.local", "wiki.corp", "10.20.0.0/16")
+    refusals = {address: policy.refusal("h", address) for address in
+                ("10.96.0.1", "10.244.0.9", "192.0.2.1", "203.0.113.10", "10.1.0.1", "10.20.0.1")}
+    assert {a: r.rule if r else None for a, r in refusals.items()} == {
+        "10.96.0.1": "service-range", "10.244.0.9": "pod-range", "192.0.2.1": "denied",
+        "203.0.113.10": "api-server", "10.1.0.1": None, "10.20.0.1": None,
+    }
+    bad = parse("--pod-cidr", "10.244.0.0/40")
+    with pytest.raises(KonduktUserError, match=r"10\.244\.0\.0/40"):
+        cli_operator.run(bad)
