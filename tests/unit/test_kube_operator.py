@@ -185,3 +185,22 @@ def test_egress_flags_build_the_policy_with_the_api_servers_addresses() -> None:
     bad = parse("--pod-cidr", "10.244.0.0/40")
     with pytest.raises(KonduktUserError, match=r"10\.244\.0\.0/40"):
         cli_operator.run(bad)
+
+
+def test_the_controller_applies_its_policy_to_http_tasks_task_pods_and_payload_reads() -> None:
+    from kondukt.kube.kubeapi import KubeClient
+    from kondukt_workers.egress import EgressPolicy
+
+    class Configuration:
+        host = "https://127.0.0.1:6443"
+
+    async def build() -> Controller:
+        return Controller(OperatorOptions(egress_allow=("wiki.corp",), service_cidrs=("10.96.0.0/12",)),
+                          KubeClient(Configuration()))  # type: ignore[arg-type]
+
+    ctl = asyncio.run(build())
+    expected = EgressPolicy.cluster(service_cidrs=["10.96.0.0/12"], api_server=["127.0.0.1"], allow=["wiki.corp"])
+    settings = ctl.reconciler.settings
+    assert ctl.egress == expected and settings.egress == expected
+    assert settings.payload_settings.egress == expected
+    assert EgressPolicy.from_environ(dict(settings.job_options.egress_env)) == expected

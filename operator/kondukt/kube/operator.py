@@ -28,6 +28,7 @@ Never put logic here that belongs to the reconcile (:mod:`kondukt.kube.reconcile
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import secrets
@@ -156,7 +157,9 @@ class Controller:
             egress=self.egress,
             compress_over_bytes=options.compress_over_bytes,
             definition_grace_seconds=options.definition_grace_seconds,
-            payload_settings=WorkerSettings.from_environ(),
+            # A result's payload pointer comes from a task's pod: read it under the same policy (no
+            # file:// of the operator's own files, no metadata endpoint).
+            payload_settings=dataclasses.replace(WorkerSettings.from_environ(), egress=self.egress),
             script_limits=options.script_limits,
             inline_value_bytes=options.inline_value_bytes,
             max_sub_workflow_depth=options.max_sub_workflow_depth,
