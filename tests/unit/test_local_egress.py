@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kondukt.cli.run import egress_policy
 from kondukt.engine.models import TaskStatus
-from kondukt.local.cli import egress_policy
 from kondukt.local.httpcall import call_http
 from kondukt_workers.egress import EgressPolicy
 from tests.loopback_http import recording_server
