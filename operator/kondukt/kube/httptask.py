@@ -20,10 +20,11 @@ cannot change the policy) with a reason naming the address and the rule.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -168,36 +169,30 @@ async def perform_http_task(
                       .strip())
 
 
-class _exchange:
-    """The request and its redirects, each hop checked; the context is the final response."""
-
-    def __init__(self, session: aiohttp.ClientSession, policy: EgressPolicy, method: str, url: URL,
-                 data: bytes | None, headers: dict[str, str], timeout: aiohttp.ClientTimeout) -> None:
-        self._args = (session, policy, method, url, data, headers, timeout)
-        self._response: aiohttp.ClientResponse | None = None
-
-    async def __aenter__(self) -> aiohttp.ClientResponse:
-        session, policy, method, url, data, headers, timeout = self._args
-        for _hop in range(MAX_REDIRECTS + 1):
-            _check_literal(policy, url)
-            response = await session.request(method, url, data=data, headers=headers, timeout=timeout,
-                                             allow_redirects=False)
-            location = response.headers.get("Location")
-            if response.status not in _REDIRECTS or not location:
-                self._response = response
-                return response
-            response.release()
-            target = url.join(URL(location))
-            if target.scheme not in ("http", "https"):
-                raise ValueError(f"redirected to {target} (only http and https are followed)")
-            if (response.status == 303 and method != "HEAD") or (response.status in (301, 302) and method == "POST"):
-                method, data = "GET", None
-                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-            if target.origin() != url.origin():
-                headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
-            url = target
-        raise ValueError(f"more than {MAX_REDIRECTS} redirects")
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._response is not None:
-            self._response.release()
+@contextlib.asynccontextmanager
+async def _exchange(session: aiohttp.ClientSession, policy: EgressPolicy, method: str, url: URL,
+                    data: bytes | None, headers: dict[str, str],
+                    timeout: aiohttp.ClientTimeout) -> AsyncIterator[aiohttp.ClientResponse]:
+    """The request and its redirects (at most ``MAX_REDIRECTS``), each hop checked; yields the final response."""
+    for _hop in range(MAX_REDIRECTS + 1):
+        _check_literal(policy, url)
+        response = await session.request(method, url, data=data, headers=headers, timeout=timeout,
+                                         allow_redirects=False)
+        location = response.headers.get("Location")
+        if response.status not in _REDIRECTS or not location:
+            try:
+                yield response
+            finally:
+                response.release()
+            return
+        response.release()
+        target = url.join(URL(location))
+        if target.scheme not in ("http", "https"):
+            raise ValueError(f"redirected to {target} (only http and https are followed)")
+        if (response.status == 303 and method != "HEAD") or (response.status in (301, 302) and method == "POST"):
+            method, data = "GET", None
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        if target.origin() != url.origin():
+            headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
+        url = target
+    raise ValueError(f"more than {MAX_REDIRECTS} redirects")
