@@ -83,6 +83,7 @@ def test_secret_values_never_show_in_status_events_logs_or_describe(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
     marker = f"kondukt-secret-marker-{secrets.token_hex(8)}"
+    visible = f"kondukt-plain-input-{secrets.token_hex(8)}"  # the control: a plain input value shows up
     operator = OperatorProcess(control_plane, namespace, tmp_path, "--log-level", "DEBUG").start()
     cluster = Cluster(control_plane, namespace, operator)
     try:
@@ -100,9 +101,9 @@ def test_secret_values_never_show_in_status_events_logs_or_describe(
         cluster.apply(with_secrets, failing)
         cluster.apply(
             workflow("ok", definition={"name": "ok", "tasks": [
-                {"name": "uses_secrets", "taskReferenceName": "first", "inputParameters": {"n": 1}},
+                {"name": "uses_secrets", "taskReferenceName": "first", "inputParameters": {"n": 1, "note": "${workflow.input.note}"}},
                 {"name": "uses_secrets", "taskReferenceName": "second", "inputParameters": {"n": "${first.output.n}"}},
-            ]}),
+            ]}, input={"note": visible}),
             workflow("bad", definition={"name": "bad", "tasks": [
                 {"name": "fails_with_secrets", "taskReferenceName": "boom", "inputParameters": {}},
             ]}),
@@ -134,6 +135,8 @@ def test_secret_values_never_show_in_status_events_logs_or_describe(
             "kondukt describe": describe[0].stdout + describe[0].stderr + describe[1].stdout + describe[1].stderr,
         }
         assert "DEBUG" in places["the operator's log"]
+        shown = [place for place, text in places.items() if visible in text]
+        assert {"the workflows (spec and status)", "the pods' specs", "kondukt describe"} <= set(shown), shown
         leaked = [place for place, text in places.items() if marker in text]
         assert leaked == [], f"the Secret's value shows in {leaked}"
     finally:
