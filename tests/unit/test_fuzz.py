@@ -343,7 +343,7 @@ def test_mutated_conductor_json_imports_validates_and_decides(
         decide_every_definition(load_files([path]), outcomes)
 
 
-def _no_network_http(request: Mapping[str, Any], timeout_seconds: int | None) -> HttpOutcome:
+def _no_network_http(request: Mapping[str, Any], timeout_seconds: int | None, egress: Any = None) -> HttpOutcome:
     """HTTP tasks of fuzzed workflows never leave the process (this machine's network rule)."""
     from kondukt.engine import TaskStatus
 
@@ -498,7 +498,7 @@ async def _reconcile_everything(documents: list[dict[str, Any]], answers: list[t
 
 
 async def _no_network_http_task(task_id: str, request: Mapping[str, Any], timeout: int | None,
-                                session: Any) -> Any:
+                                session: Any, policy: Any = None) -> Any:
     """The operator's HTTP tasks of fuzzed workflows never leave the process (this machine's network rule)."""
     from kondukt.engine import TaskStatus, TaskUpdate
 
