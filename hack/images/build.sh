@@ -129,6 +129,11 @@ for name in operator workers; do
     || die "building kondukt/$name failed (see above)"
 done
 
+# Images of older keys (older sources) are of no use any more: keep the tool's storage to the current ones.
+"$TOOL" images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null \
+  | grep -E '^(localhost/)?kondukt/(operator|workers):[0-9a-f]{16}$' | grep -v ":$KEY\$" \
+  | xargs -r "$TOOL" rmi -f >/dev/null 2>&1 || true
+
 if [[ $ARCHIVES == 1 ]]; then
   # ---- 4. the real node's pause image: a static Go program in an image of its own
   PAUSE_IMAGE="localhost/kondukt/pause:$PAUSE_KEY"
