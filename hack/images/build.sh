@@ -51,11 +51,12 @@ PAUSE_RECIPE=1   # bump when the pause image is made differently
 VERSION="$(sed -nE 's/^version = "([^"]+)".*/\1/p' pyproject.toml | head -1)"
 
 # ---- keys: a hash of every file an image is built from (sources as they are on disk, committed or not)
+# (README.md files are left out: they only become the wheels' descriptions, and they change often.)
 hash_files() { # PATH... -> one sha256 over the paths and contents of the files under them
-  find "$@" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 | LC_ALL=C sort -z \
-    | xargs -0 sha256sum | sha256sum | cut -c1-16
+  find "$@" -type f ! -name '*.pyc' ! -name README.md ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 \
+    | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
 }
-SOURCES_KEY="$(hash_files pyproject.toml constraints.txt README.md operator workers docker)"
+SOURCES_KEY="$(hash_files pyproject.toml constraints.txt operator workers docker)"
 DEBOOTSTRAP_KEY="$(printf '%s\n' "$DEBIAN_SUITE" "$DEBIAN_PACKAGES" "$BASE_RECIPE" | sha256sum | cut -c1-12)"
 DEBOOTSTRAP_IMAGE="localhost/kondukt/debian-python:${DEBIAN_SUITE}-${DEBOOTSTRAP_KEY}"
 PAUSE_KEY="$(printf '%s\n' "$PAUSE_RECIPE" "$(hash_files hack/real-node/pause)" | sha256sum | cut -c1-12)"
