@@ -204,11 +204,12 @@ def _remove_tree(path: Path, *, keep_dir: bool = False) -> None:
         return
     if _mounts_under(path):
         raise RealNodeError(f"refusing to delete {path}: it still has mounts {_mounts_under(path)[:3]}")
+    # (An unpacked image is tens of thousands of files: minutes on a busy machine.)
     if keep_dir and path.is_dir():
         for child in path.iterdir():
-            _run("rm", "-rf", "--one-file-system", str(child), check=False)
+            _run("rm", "-rf", "--one-file-system", str(child), check=False, timeout=900)
     else:
-        _run("rm", "-rf", "--one-file-system", str(path), check=False)
+        _run("rm", "-rf", "--one-file-system", str(path), check=False, timeout=900)
 
 
 def _cgroup_dirs() -> list[Path]:
