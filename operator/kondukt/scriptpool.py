@@ -254,6 +254,10 @@ class _Child:
         if any(marker in tail for marker in _MEMORY_MARKERS):
             return _failed(action, f"the evaluation exceeded its memory limit of "
                                    f"{_size_text(limits.memory_limit_bytes)}")
+        if code == -signal.SIGALRM:
+            # The child's own alarm, armed past the limit, ended it before the parent's kill: on a loaded
+            # machine the parent's event loop can wake that late. Either way the evaluation overran its limit.
+            return _failed(action, f"the evaluation exceeded its time limit of {limits.time_text()}")
         if code is not None and code < 0:
             try:
                 how = f"was killed by {signal.Signals(-code).name}"

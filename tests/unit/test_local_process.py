@@ -34,7 +34,8 @@ def process_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_until(predicate: object, timeout: float = 5.0) -> bool:
+def wait_until(predicate: object, timeout: float = 120.0) -> bool:
+    """Poll ``predicate`` until it holds: a readiness wait, bounded generously (a loaded machine is slow)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
@@ -171,6 +172,8 @@ async def test_timeout_kills_the_whole_process_tree(tmp_path: Path) -> None:
         request(tmp_path, {"spawnChild": True, "pidFile": str(pid_file), "sleepSeconds": 60}, timeout=1)
     )
     await attempt.start()
+    # The deadline counts from wait(): both processes exist before it starts, however slow the machine.
+    assert wait_until(pid_file.exists)
     outcome = await attempt.wait()
     assert outcome.status == TaskStatus.TIMED_OUT
     assert outcome.reason is not None and "timeoutSeconds=1" in outcome.reason

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -66,8 +66,8 @@ def run(
     workflow_input: Mapping[str, Any] | None = None,
     parallelism: int | None = None,
     events: list[RunEvent] | None = None,
-    interrupt_after: float | None = None,
-    timeout: float = 60.0,
+    interrupt_when: Callable[[], bool] | None = None,
+    timeout: float = 300.0,
 ) -> RunResult:
     bundle = Bundle(
         task_defs={d.name: d for d in (task_defs or [fake_def()])},
@@ -83,9 +83,15 @@ def run(
     )
 
     async def go() -> RunResult:
-        if interrupt_after is not None:
-            asyncio.get_running_loop().call_later(interrupt_after, runner.terminate, "stop")
+        if interrupt_when is not None:
+            asyncio.get_running_loop().create_task(terminate_when(interrupt_when))
         return await asyncio.wait_for(runner.run(), timeout)
+
+    async def terminate_when(ready: Callable[[], bool]) -> None:
+        """Terminate the run once ``ready()`` holds (a readiness signal, not a guess at how long it takes)."""
+        while not ready():
+            await asyncio.sleep(0.02)
+        runner.terminate("stop")
 
     return asyncio.run(go())
 
@@ -189,7 +195,8 @@ def test_a_terminal_error_is_not_retried(tmp_path: Path) -> None:
 
 def test_a_timeout_kills_the_process_tree_and_times_out_the_workflow(tmp_path: Path) -> None:
     pid_file = tmp_path / "pids"
-    task_def = fake_def(timeoutSeconds=1, timeoutPolicy="TIME_OUT_WF")
+    # Five seconds: the worker must have started its child before the deadline, whatever the machine's load.
+    task_def = fake_def(timeoutSeconds=5, timeoutPolicy="TIME_OUT_WF")
     main = workflow(
         "slow", [simple("sleepy", {"spawnChild": True, "pidFile": str(pid_file), "sleepSeconds": 60})]
     )
@@ -385,7 +392,6 @@ def test_an_http_error_status_fails_the_task(tmp_path: Path, http_server: str) -
 
 def test_terminate_kills_everything_and_ends_terminated(tmp_path: Path) -> None:
     pid_file = tmp_path / "pids"
-    child = workflow("child", [simple("inner", {"sleepSeconds": 60})])
     main = workflow(
         "long",
         [
@@ -408,7 +414,11 @@ def test_terminate_kills_everything_and_ends_terminated(tmp_path: Path) -> None:
             {"name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["direct", "sub"]},
         ],
     )
-    result = run(tmp_path, main, others=[child], interrupt_after=1.5)
+    # Both branches are running (the child workflow's task too) before the terminate comes.
+    inner_started = tmp_path / "inner-started"
+    child = workflow("child", [simple("inner", {"sleepSeconds": 60, "spawnChild": True,
+                                                 "pidFile": str(inner_started)})])
+    result = run(tmp_path, main, others=[child], interrupt_when=lambda: pid_file.exists() and inner_started.exists())
     assert result.interrupted
     assert result.status == WorkflowStatus.TERMINATED
     assert by_ref(result, "direct")[0].status == TaskStatus.CANCELED
