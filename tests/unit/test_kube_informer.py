@@ -100,7 +100,7 @@ async def test_list_watch_gone_and_relist(server: tuple[FakeServer, KubeClient])
                         index=cache.index_pod, store=store, on_change=on_change, what="pods")
     informer.start()
     try:
-        await asyncio.wait_for(informer.synced.wait(), 5)
+        await asyncio.wait_for(informer.synced.wait(), 60)
         await wait_until(lambda: ("ADDED", "c:Pending") in changes)
     finally:
         await informer.stop()

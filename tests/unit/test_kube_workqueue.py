@@ -57,7 +57,7 @@ async def test_different_keys_run_in_parallel() -> None:
     queue.start()
     queue.add("a")
     queue.add("b")
-    await asyncio.wait_for(both.wait(), 5)
+    await asyncio.wait_for(both.wait(), 60)
     await queue.stop()
 
 
@@ -75,7 +75,7 @@ async def test_timers_fire_at_their_instant_and_the_latest_replaces_earlier_ones
     begin = loop.time()
     queue.add_at("a", begin + 10)  # replaced by the next call
     queue.add_at("a", begin + 0.05)
-    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.wait_for(done.wait(), 60)
     await asyncio.sleep(0.1)
     await queue.stop()
     assert len(fired) == 1 and fired[0][1] >= begin + 0.05
@@ -106,7 +106,7 @@ async def test_failures_back_off_and_crashing_handlers_do_not_kill_workers() -> 
     queue.add_rate_limited = recording  # type: ignore[method-assign]
     queue.start()
     queue.add("a")
-    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.wait_for(done.wait(), 60)
     await queue.stop()
     assert attempts == ["a", "a", "a"], "the worker survived both crashes and ran the key again"
     assert delays == [0.02, 0.04], "each failure doubles the backoff"
@@ -118,7 +118,7 @@ async def test_wait_time_is_reported_once() -> None:
     queue: WorkQueue[str] = WorkQueue(lambda key: _record(queue, key, seen, done))
     queue.start()
     queue.add("a")
-    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.wait_for(done.wait(), 60)
     await queue.stop()
     assert seen[0] is not None and seen[0] >= 0
     assert queue.last_wait("a") is None
@@ -145,7 +145,7 @@ async def test_add_soon_debounces_without_touching_the_exact_timer() -> None:
     queue.add_at("a", begin + 2.0)  # the decision's timer, far enough that a loaded machine keeps the order
     for _ in range(10):
         queue.add_soon("a", 0.05)  # a burst of minor news: one run, soon
-    await asyncio.wait_for(done.wait(), 10)
+    await asyncio.wait_for(done.wait(), 60)
     await queue.stop()
     assert len(fired) == 2, "the burst ran once, the timer once"
     assert fired[0] - begin >= 0.05, "the debounced run waited its delay"
@@ -183,6 +183,9 @@ async def test_nothing_is_processed_before_the_caches_are_ready() -> None:
     await asyncio.sleep(0.05)
     assert calls == []
     ready.set()
-    await asyncio.sleep(0.05)
+    for _ in range(6000):  # until the handler ran (bounded: 60 s); a loaded machine only makes it later
+        if calls:
+            break
+        await asyncio.sleep(0.01)
     await queue.stop()
     assert calls == ["a"]
