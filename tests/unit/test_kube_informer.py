@@ -73,7 +73,7 @@ async def server() -> AsyncIterator[tuple[FakeServer, KubeClient]]:
         await runner.cleanup()
 
 
-async def wait_until(condition: Any, timeout: float = 5) -> None:
+async def wait_until(condition: Any, timeout: float = 60) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
