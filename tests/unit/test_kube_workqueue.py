@@ -7,7 +7,7 @@ import asyncio
 from kondukt.kube.workqueue import WorkQueue
 
 
-async def drain(queue: WorkQueue[str], condition: asyncio.Event, timeout: float = 5.0) -> None:
+async def drain(queue: WorkQueue[str], condition: asyncio.Event, timeout: float = 60.0) -> None:
     await asyncio.wait_for(condition.wait(), timeout)
 
 
