@@ -124,15 +124,12 @@ def test_crd_and_status_subresource(control_plane: ControlPlane, namespace: str)
 
 
 def test_job_runs_on_a_kwok_node_and_completes(control_plane: ControlPlane, namespace: str) -> None:
-    started = time.monotonic()
     outcome, pod = run_job(control_plane, namespace, job("ok"))
-    elapsed = time.monotonic() - started
     assert outcome == "Complete"
     assert pod["spec"]["nodeName"].startswith("kwok-node-")
     assert pod["status"]["phase"] == "Succeeded"
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
-    assert elapsed < 15, f"a default fake Job should finish fast, took {elapsed:.1f}s"
     job_obj = control_plane.kubectl_json("-n", namespace, "get", "job", "ok")
     assert job_obj["status"]["succeeded"] == 1
 
