@@ -70,6 +70,19 @@ if [[ $ARCHIVES == 1 && -f "$OUT/.complete" ]]; then
   exit 0
 fi
 
+# One build at a time per cache (several checkouts share it, and podman's storage): a second run waits here.
+mkdir -p "$CACHE/images"
+exec 9>"$CACHE/images/.build.lock"
+if command -v flock >/dev/null 2>&1 && ! flock -n 9; then
+  log "another image build is running (lock $CACHE/images/.build.lock); waiting for it"
+  flock 9
+  if [[ $ARCHIVES == 1 && -f "$OUT/.complete" ]]; then
+    log "cached: $OUT"
+    echo "images are in $OUT"
+    exit 0
+  fi
+fi
+
 command -v "$TOOL" >/dev/null 2>&1 || die "$TOOL is not installed (apt-get install podman, or --tool docker)"
 if [[ "$TOOL" == podman ]]; then
   # This machine kind: no systemd, cgroup v1 (hybrid), crun unusable there; see hack/images/containers.conf.
