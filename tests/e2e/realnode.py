@@ -72,6 +72,10 @@ NODE_LABEL = "kondukt.io/real-node"
 TAINT = f"{NODE_LABEL}=true:NoSchedule"
 # Registry connections go here, and are refused: nothing listens on this loopback port.
 REFUSING_PROXY = "http://127.0.0.1:9"
+# Registries named in containerd's registry configuration as well (it has no catch-all host before 1.7; the
+# proxy above catches the others).
+REGISTRIES = ("docker.io", "registry-1.docker.io", "registry.k8s.io", "k8s.gcr.io", "gcr.io", "quay.io",
+              "ghcr.io", "public.ecr.aws", "mcr.microsoft.com", "registry.example")
 
 HOST_DIR = Path(os.environ.get("KONDUKT_REAL_NODE_DIR", "/var/lib/kondukt/real-node"))
 LOCK_FILE = HOST_DIR.parent / "real-node.lock"
@@ -515,11 +519,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{HOST_DIR / 'registries'}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{cni_bin}"
     conf_dir = "{CNI_CONF_DIR}"
     max_conf_num = 1
 """)
+        for registry in REGISTRIES:
+            (HOST_DIR / "registries" / registry).mkdir(parents=True, exist_ok=True)
+            (HOST_DIR / "registries" / registry / "hosts.toml").write_text(
+                f'server = "{REFUSING_PROXY}"\n\n[host."{REFUSING_PROXY}"]\n  capabilities = ["pull", "resolve"]\n')
         pki = cp.workdir / "pki"
         sign_certificate(pki, "kubelet", f"/CN={NODE_NAME}",
                          f"subjectAltName=IP:{GATEWAY},DNS:{NODE_NAME}\nbasicConstraints=CA:FALSE\n"
