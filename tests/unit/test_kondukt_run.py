@@ -504,7 +504,9 @@ def test_a_jq_program_that_never_ends_fails_naming_the_time_limit(tmp_path: Path
     assert done.returncode == 1, done.stderr
     execution = json.loads(done.stdout)
     reason = "task 'spin': jq: the evaluation exceeded its time limit of 1 s"
-    assert (execution["status"], execution["reasonForIncompletion"]) == ("FAILED", reason)
+    spin = execution["tasks"][0]
+    assert (execution["status"], execution["reasonForIncompletion"]) == (
+        "FAILED", f"Task {spin['taskId']} failed with status: FAILED and reason: '{reason}'")
     assert [(t["referenceTaskName"], t["status"]) for t in execution["tasks"]] == [("spin", "FAILED")]
     assert execution["tasks"][0]["outputData"] == {"error": "jq: the evaluation exceeded its time limit of 1 s"}
 

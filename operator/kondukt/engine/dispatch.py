@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from typing import Any
 
 from kondukt.engine.decision import CallHttp, EvaluateScript, StartSubWorkflow, StartTask, StartWorkflow
 from kondukt.engine.evaluation import Evaluation
@@ -150,15 +151,23 @@ def _hand_out(run: Evaluation, task: Task) -> None:
             correlationId=run.original.correlationId,
             taskToDomain=params.taskToDomain if params is not None else None))
     elif ttype == TaskType.START_WORKFLOW.value:
-        task = run.replace(task, dispatched=True, status=TaskStatus.IN_PROGRESS, startTime=now, updateTime=now)
         request = task.inputData.get("startWorkflow")
-        request = request if isinstance(request, dict) else {}
+        problem = _start_request_problem(request)
+        if problem is not None:
+            # As Conductor's StartWorkflow: a request it cannot read FAILS the task (retriable by its TaskDef).
+            run.replace(task, status=TaskStatus.FAILED, startTime=now, endTime=now, updateTime=now,
+                        reasonForIncompletion=f"task {task.referenceTaskName!r}: {problem}")
+            return
+        assert isinstance(request, dict)
+        task = run.replace(task, dispatched=True, status=TaskStatus.IN_PROGRESS, startTime=now, updateTime=now)
         version = request.get("version")
+        definition = request.get("workflowDefinition")
         run.actions.append(StartWorkflow(
-            requestId=task.taskId, name=str(request.get("name") or ""),
+            requestId=task.taskId, name=str(request.get("name") or (definition or {}).get("name") or ""),
             version=version if isinstance(version, int) else None,
             input=request.get("input") if isinstance(request.get("input"), dict) else {},
-            correlationId=request.get("correlationId"), taskId=task.taskId, purpose="START_WORKFLOW"))
+            definition=definition, correlationId=request.get("correlationId"), taskId=task.taskId,
+            purpose="START_WORKFLOW"))
     else:
         task = run.replace(task, dispatched=True, updateTime=now)
         deadline = task_def.timeoutSeconds if task_def.timeoutPolicy is not TimeoutPolicy.ALERT_ONLY else 0
@@ -167,3 +176,26 @@ def _hand_out(run: Evaluation, task: Task) -> None:
             taskType=task.taskType, inputData=task.inputData, retryCount=task.retryCount,
             iteration=task.iteration, timeoutSeconds=deadline or None,
             taskDef=run.task_def(task.taskDefName, workflow_task)))
+
+
+def _start_request_problem(request: Any) -> str | None:
+    """What makes a START_WORKFLOW request unreadable (None when it is fine)."""
+    if not isinstance(request, dict):
+        return f"input startWorkflow must be a map (a start request), got {_type_name(request)}"
+    definition = request.get("workflowDefinition")
+    if definition is not None and not isinstance(definition, dict):
+        return f"startWorkflow.workflowDefinition must be a workflow definition (a map), got {_type_name(definition)}"
+    name = request.get("name") or (definition or {}).get("name")
+    if not isinstance(name, str) or not name:
+        return "startWorkflow.name is missing (it names the workflow to start)"
+    version = request.get("version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+        return f"startWorkflow.version must be an integer, got {_type_name(version)}"
+    start_input = request.get("input")
+    if start_input is not None and not isinstance(start_input, dict):
+        return f"startWorkflow.input must be a map, got {_type_name(start_input)}"
+    return None
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

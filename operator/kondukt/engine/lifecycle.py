@@ -79,11 +79,16 @@ def check_completion(run: Evaluation) -> None:
     failed = [t for t in run.tasks if t.status in FAILED_TASK_STATUSES and t.executed and not t.retried]
     if failed:
         first = failed[0]
-        end(run, WorkflowStatus.FAILED, first.reasonForIncompletion
-            or f"task {first.referenceTaskName!r} {first.status.value}", failed_task=first)
+        end(run, WorkflowStatus.FAILED, task_failure_reason(first), failed_task=first)
         return
     run.set_status(WorkflowStatus.COMPLETED)
     run.set(endTime=run.now, output=workflow_output(run))
+
+
+def task_failure_reason(task: Task) -> str:
+    """Why a task failed its workflow, in Conductor's words (DeciderService), which users match on."""
+    reason = "null" if task.reasonForIncompletion is None else task.reasonForIncompletion  # as Java prints it
+    return f"Task {task.taskId} failed with status: {task.status.value} and reason: '{reason}'"
 
 
 def workflow_output(run: Evaluation, failed_task: Task | None = None) -> dict[str, Any]:

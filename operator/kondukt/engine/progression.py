@@ -153,8 +153,7 @@ def _on_terminal(run: Evaluation, task: Task) -> None:
         _schedule_next(run, task, workflow_task)
         return
     end_status = WorkflowStatus.TIMED_OUT if task.status is TaskStatus.TIMED_OUT else WorkflowStatus.FAILED
-    reason = task.reasonForIncompletion or f"task {task.referenceTaskName!r} ended {task.status.value}"
-    lifecycle.end(run, end_status, reason, failed_task=task)
+    lifecycle.end(run, end_status, lifecycle.task_failure_reason(task), failed_task=task)
 
 
 def _should_retry(run: Evaluation, task: Task, workflow_task: WorkflowTask | None, task_def: TaskDef) -> bool:

@@ -734,8 +734,9 @@ def _check_start_workflow(checker: _Checker, node: _Node) -> None:
     request = node.task.inputParameters.get("startWorkflow")
     if request is None:
         checker.report(node, "inputParameters.startWorkflow", "is missing (it names the workflow to start)")
-    elif isinstance(request, Mapping) and not _present(request.get("name")):
-        checker.report(node, "inputParameters.startWorkflow.name", "is missing")
+    elif isinstance(request, Mapping) and not _present(request.get("name")) \
+            and not _present(request.get("workflowDefinition")):
+        checker.report(node, "inputParameters.startWorkflow.name", "is missing (or a workflowDefinition)")
 
 
 _TYPE_CHECKS: dict[TaskType, Callable[[_Checker, _Node], None]] = {

@@ -624,8 +624,8 @@ class _WorkflowDriver:
             runner.emit(
                 MessageEvent(now_ms(), self.path, f"cannot start {action.purpose} {action.name}: {e}")
             )
-            if action.taskId:
-                self._report(action.taskId, TaskStatus.FAILED_WITH_TERMINAL_ERROR, None, str(e))
+            if action.taskId:  # as Conductor's StartWorkflow: FAILED, retriable by the task's TaskDef
+                self._report(action.taskId, TaskStatus.FAILED, None, str(e))
             return
         if self.depth + 1 > runner.max_sub_workflow_depth:
             reason = sub_workflow_depth_reason(
@@ -808,7 +808,7 @@ class LocalRunner:
     ) -> Blueprint:
         if definition:
             try:
-                workflow_def = WorkflowDef.model_validate(dict(definition))
+                workflow_def = WorkflowDef.model_validate({"name": name, **definition})
             except ValueError as e:
                 raise DefinitionNotFound(f"the inline workflowDefinition of {name!r} is invalid: {e}") from e
         else:

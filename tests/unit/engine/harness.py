@@ -116,6 +116,11 @@ class Result:
     heartbeats_ms: tuple[int, ...] = ()  # heartbeats at these offsets from the dispatch
 
 
+def failed_by(task: Task, status: str, reason: str) -> str:
+    """Conductor's reasonForIncompletion of a workflow failed by ``task`` (DeciderService's wording)."""
+    return f"Task {task.taskId} failed with status: {status} and reason: '{reason}'"
+
+
 def ok(output: Mapping[str, Any] | None = None, *, runs_ms: int = 1000, **extra: Any) -> Result:
     return Result(TaskStatus.COMPLETED, dict(output or {}), runs_ms=runs_ms, **extra)
 

@@ -20,6 +20,7 @@ from tests.unit.engine.harness import (
     Sim,
     blueprint,
     fail,
+    failed_by,
     never,
     never_started,
     ok,
@@ -258,7 +259,7 @@ def test_failure_workflow_gets_the_input_and_the_failure() -> None:
     assert (action.name, action.purpose) == ("cleanup", "failureWorkflow")
     assert action.input["file"] == "x.jpg"
     assert action.input["workflowId"] == "wf-1"
-    assert action.input["reason"] == "disk full"
+    assert action.input["reason"] == failed_by(sim.task("b"), "FAILED", "disk full")
     assert action.input["failureStatus"] == "FAILED"
     assert action.input["failureTaskId"] == sim.task("b").taskId
     failed = action.input["failedWorkflow"]
@@ -320,7 +321,8 @@ def test_failed_workflow_records_reason_and_failed_task() -> None:
     sim = Sim(workflow_def([simple("a")]), [WORK], results={"a": terminal_error("image is not a picture")})
     workflow = sim.run()
     assert workflow.status is WorkflowStatus.FAILED
-    assert workflow.reasonForIncompletion == "image is not a picture"
+    assert workflow.reasonForIncompletion == failed_by(sim.task("a"), "FAILED_WITH_TERMINAL_ERROR",
+                                                       "image is not a picture")
     assert workflow.failedReferenceTaskNames == ["a"]
     assert workflow.failedTaskId == sim.task("a").taskId
     assert workflow.endTime == T0 + 1000

@@ -25,6 +25,7 @@ from tests.unit.engine.harness import (
     Sim,
     blueprint,
     fail,
+    failed_by,
     never,
     ok,
     simple,
@@ -426,7 +427,8 @@ def test_fail_a_task_by_hand_follows_its_retry_policy() -> None:
     sim.operate(OperationKind.COMPLETE, taskReferenceName="h", status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
                 reason="denied")
     assert sim.run().status is WorkflowStatus.FAILED
-    assert sim.workflow.reasonForIncompletion == "denied"
+    assert sim.workflow.reasonForIncompletion == failed_by(sim.workflow.tasks[-1], "FAILED_WITH_TERMINAL_ERROR",
+                                                           "denied")
 
 
 def test_complete_a_finished_task_is_refused() -> None:

@@ -26,6 +26,7 @@ from tests.unit.engine.harness import (
     Result,
     Sim,
     fail,
+    failed_by,
     never,
     never_started,
     ok,
@@ -158,7 +159,8 @@ def test_single_image_that_is_not_a_picture_fails_without_retrying() -> None:
     sim = seed_sim(SINGLE, overrides={"image_convert_resize_ref": terminal_error("not an image: text/html")})
     workflow = sim.run()
     assert workflow.status is WorkflowStatus.FAILED
-    assert workflow.reasonForIncompletion == "not an image: text/html"
+    assert workflow.reasonForIncompletion == failed_by(sim.task("image_convert_resize_ref"),
+                                                       "FAILED_WITH_TERMINAL_ERROR", "not an image: text/html")
     assert len(sim.attempts("image_convert_resize_ref")) == 1
     assert workflow.output == {"fileLocation": None}
 
@@ -297,7 +299,10 @@ def test_sub_workflow_failure_fails_the_branch_and_the_parent() -> None:
     assert sim.child("subworkflow_jpg_ref").workflow.status is WorkflowStatus.FAILED
     assert sim.task("subworkflow_jpg_ref").status is TaskStatus.FAILED
     assert workflow.status is WorkflowStatus.FAILED
-    assert workflow.reasonForIncompletion == "corrupt jpeg"
+    child = sim.child("subworkflow_jpg_ref").workflow
+    child_reason = failed_by(child.tasks[0], "FAILED_WITH_TERMINAL_ERROR", "corrupt jpeg")
+    assert child.reasonForIncompletion == child_reason
+    assert workflow.reasonForIncompletion == failed_by(sim.task("subworkflow_jpg_ref"), "FAILED", child_reason)
 
 
 def test_terminating_the_parent_terminates_the_child() -> None:

@@ -37,11 +37,13 @@ def evaluate(action: EvaluateScript) -> TaskUpdate:
     """The result of an ``EvaluateScript`` action as the task's update — run by the drivers' script workers,
     never by ``decide``.
 
-    COMPLETED with ``{"result", "resultList"}``; a jq error FAILS the task with ``{"error": ...}`` as output.
+    COMPLETED with ``{"result", "resultList"}``; a jq error FAILS the task with jq's own message, no prefix
+    added, as its reason and as ``{"error": ...}`` (as Conductor's JsonJqTransform reports it).
     """
     try:
         output = scripting.jq_transform_output(action.expression, action.input, now_ms=action.nowMs)
     except scripting.ScriptError as error:
-        return TaskUpdate(taskId=action.taskId, status=TaskStatus.FAILED, outputData={"error": str(error)},
-                          reasonForIncompletion=f"task {action.referenceTaskName!r}: {error}")
+        message = str(error).removeprefix("jq: ")
+        return TaskUpdate(taskId=action.taskId, status=TaskStatus.FAILED, outputData={"error": message},
+                          reasonForIncompletion=message)
     return TaskUpdate(taskId=action.taskId, status=TaskStatus.COMPLETED, outputData=output)

@@ -16,7 +16,17 @@ from kondukt.engine import (
     WorkflowStatus,
 )
 from tests.unit.engine.flows import run
-from tests.unit.engine.harness import T0, blueprint, simple, start, step, system, task_def, workflow_def
+from tests.unit.engine.harness import (
+    T0,
+    blueprint,
+    failed_by,
+    simple,
+    start,
+    step,
+    system,
+    task_def,
+    workflow_def,
+)
 
 WORK = task_def("work")
 
@@ -33,7 +43,7 @@ def test_json_jq_transform(query: str, data: dict[str, Any], output: dict[str, A
 
 @pytest.mark.parametrize(("inputs", "message"), [
     pytest.param({"queryExpression": ".a | error(\"nope\")", "a": 1}, "nope", id="jq-error"),
-    pytest.param({"queryExpression": "{{{"}, "jq", id="syntax-error"),
+    pytest.param({"queryExpression": "{{{"}, "syntax error", id="syntax-error"),
     pytest.param({}, "queryExpression must be a jq program", id="missing-query"),
 ])
 def test_json_jq_transform_errors_fail_the_workflow(inputs: dict[str, Any], message: str) -> None:
@@ -63,7 +73,7 @@ def test_json_jq_transform_is_handed_to_the_driver_never_evaluated_in_the_engine
                                                 outputData={"error": reason}, reasonForIncompletion=reason)],
                 now=T0 + 5000)
     assert done.workflow.status is WorkflowStatus.FAILED
-    assert done.workflow.reasonForIncompletion == reason
+    assert done.workflow.reasonForIncompletion == failed_by(task, "FAILED", reason)
 
 
 def test_json_jq_transform_canceled_with_its_workflow_abandons_the_evaluation() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from kondukt.engine import Operation, OperationKind, StartTask, TaskStatus, TaskUpdate, WorkflowStatus
 from tests.unit.engine.flows import WORK, run
-from tests.unit.engine.harness import T0, Sim, blueprint, simple, start, step, system, workflow_def
+from tests.unit.engine.harness import T0, Sim, blueprint, failed_by, simple, start, step, system, workflow_def
 
 
 @pytest.mark.parametrize(("inputs", "ends"), [
@@ -82,4 +82,4 @@ def test_human_task_failed_by_an_operation_fails_the_workflow() -> None:
     sim.run()
     sim.operate(OperationKind.COMPLETE, taskReferenceName="approve", status=TaskStatus.FAILED, reason="rejected")
     assert sim.run().status is WorkflowStatus.FAILED
-    assert sim.workflow.reasonForIncompletion == "rejected"
+    assert sim.workflow.reasonForIncompletion == failed_by(sim.task("approve"), "FAILED", "rejected")
