@@ -112,8 +112,17 @@ def _evaluate(run: Evaluation, observations: Sequence[Observation]) -> Decision:
             heap = run.idx.deadlines
             if not heap or heap[0][0] > run.now or run.loop_budget <= 0:
                 break
-        if run.status is WorkflowStatus.RUNNING:
+        for _ in range(_SETTLE_ROUNDS):
+            if run.status is not WorkflowStatus.RUNNING:
+                break
             dispatch.dispatch(run)
+            if not run.idx.unexecuted:
+                break
+            # An attempt failed as it was handed out (an unreadable START_WORKFLOW request): retry or end now.
+            progression.execute_pending(run)
+        else:
+            run.wake_candidates.append(run.now)
+        if run.status is WorkflowStatus.RUNNING:
             lifecycle.check_completion(run)
     return _decision(run)
 

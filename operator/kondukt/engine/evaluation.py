@@ -154,11 +154,16 @@ class Evaluation:
 
     def task_input(self, workflow_task: WorkflowTask, task_def: TaskDef | None,
                    overlay: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """A task's input: its inputParameters resolved, over its TaskDef's inputTemplate, under ``overlay``."""
-        resolved = self.resolve(workflow_task.inputParameters)
+        """A task's input: its inputParameters resolved, over its TaskDef's inputTemplate, under ``overlay``.
+
+        Resolved just before the attempt is created, so ``${CPEWF_TASK_ID}`` is the id that attempt gets
+        (the next seq's): a new one per attempt, as in Conductor.
+        """
+        task_id = task_id_for(self.original.workflowId, self.next_seq)
+        resolved = self.resolve(workflow_task.inputParameters, task_id)
         data: dict[str, Any] = resolved if isinstance(resolved, dict) else {}
         if task_def is not None and task_def.inputTemplate:
-            template = self.resolve(task_def.inputTemplate)
+            template = self.resolve(task_def.inputTemplate, task_id)
             if isinstance(template, dict):
                 data = {**template, **data}
         if overlay:

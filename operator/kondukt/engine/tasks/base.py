@@ -2,7 +2,8 @@
 
 A ``Scheduler`` (Conductor's TaskMapper, one per task type) receives the ``Evaluation`` and a ``Reached``
 (which WorkflowTask, under which reference, in which loop iteration and fork) and appends the attempt(s)
-it creates, returning the attempt that stands for the WorkflowTask. Engine-run types (SWITCH, INLINE,
+it creates, returning the attempt that stands for the WorkflowTask (None when it ended the workflow
+instead, as a Conductor mapper that throws TerminateWorkflowException). Engine-run types (SWITCH, INLINE,
 JSON_JQ_TRANSFORM, ...) are evaluated on the spot and appended already final with ``append_result``.
 """
 
@@ -39,7 +40,7 @@ class Reached(NamedTuple):
 class Scheduler(Protocol):
     """Create the attempt(s) for a reached WorkflowTask of one task family; return the one that stands for it."""
 
-    def __call__(self, run: Evaluation, at: Reached) -> Task: ...
+    def __call__(self, run: Evaluation, at: Reached) -> Task | None: ...
 
 
 def append_result(run: Evaluation, at: Reached, task_type: str, input_data: dict[str, Any],

@@ -2,7 +2,8 @@
 
 The fork attempt (taskType FORK, as Conductor records it) completes as it runs; its JOIN is created at
 once with the references it waits for (the static branches' ends, or the dynamic tasks). A dynamic fork
-reads its branches from its input in either of Conductor's two forms (``_dynamic_branches``).
+reads its branches from its input in either of Conductor's two forms (``_dynamic_branches``); input it
+cannot read fails the workflow before any task is recorded, as Conductor's mapper does.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kondukt.engine import lifecycle
 from kondukt.engine.evaluation import Evaluation
 from kondukt.engine.models import (
     FORK_TASK_TYPE,
@@ -17,6 +19,7 @@ from kondukt.engine.models import (
     Task,
     TaskStatus,
     TaskType,
+    WorkflowStatus,
     WorkflowTask,
 )
 from kondukt.engine.plan import Next, iteration_ref
@@ -42,7 +45,7 @@ def schedule(run: Evaluation, at: Reached) -> Task:
     return fork
 
 
-def schedule_dynamic(run: Evaluation, at: Reached) -> Task:
+def schedule_dynamic(run: Evaluation, at: Reached) -> Task | None:
     wt = at.wt
     input_data = at.input(run)
     branches, problem = _dynamic_branches(wt, input_data)
@@ -64,10 +67,13 @@ def schedule_dynamic(run: Evaluation, at: Reached) -> Task:
     fork_input = {k: v for k, v in input_data.items()
                   if k not in (wt.dynamicForkTasksParam, wt.dynamicForkTasksInputParamName)}
     fork_input["forkedTasks"] = refs
-    fork = append_result(run, at, FORK_TASK_TYPE, fork_input, {}, executed=problem is None)
     if problem is not None:
-        return _fail(run, fork, problem)
+        # As Conductor's ForkJoinDynamicTaskMapper: the input is rejected before anything is scheduled, and
+        # the workflow FAILS with the reason (no FORK task is recorded).
+        lifecycle.end(run, WorkflowStatus.FAILED, problem)
+        return None
     assert join_wt is not None
+    fork = append_result(run, at, FORK_TASK_TYPE, fork_input, {}, executed=True)
     for branch, branch_input in branches:
         run.schedule(run, branch, iteration, loop_ref, at.ref, overlay=branch_input, dynamic=True)
         if run.status.terminal:

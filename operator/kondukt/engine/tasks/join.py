@@ -4,8 +4,10 @@ Everything a join does is here: created with its fork (``create``) or reached by
 told when a reference it waits for becomes final (``notify_final``), evaluated (``evaluate``), and settled
 again when an operation reopens it (``settle_reopened``). Which references it waits for is index
 bookkeeping (``index.join_refs`` / ``Index.register_join``): the index is rebuilt from a bare task list.
-A JOIN completes when all its references are final (FAILED_WITH_TERMINAL_ERROR when one failed); an
-EXCLUSIVE_JOIN when the first one is.
+A JOIN completes when all its references are final, as Conductor's Join does: FAILED when one failed (an
+optional task that failed is absorbed as COMPLETED_WITH_ERRORS first; a permissive one stays FAILED),
+COMPLETED_WITH_ERRORS when one completed with errors, else COMPLETED. An EXCLUSIVE_JOIN completes when the
+first one is final.
 """
 
 from __future__ import annotations
@@ -87,19 +89,23 @@ def evaluate(run: Evaluation, join: Task) -> None:
         return
     output: dict[str, Any] = {}
     failure: str | None = None
+    with_errors = False
     for ref in refs:
         done = run.latest(ref)
         if done is None:
             continue
         if done.outputData:
             output[ref] = done.outputData
+        with_errors = with_errors or done.status is TaskStatus.COMPLETED_WITH_ERRORS
         if failure is None and done.status in FAILED_TASK_STATUSES:
             failure = f"task {ref!r} ended {done.status.value}" + (
                 f": {done.reasonForIncompletion}" if done.reasonForIncompletion else "")
-    _finish(run, join, output, failure)
+    _finish(run, join, output, failure, with_errors=with_errors)
 
 
-def _finish(run: Evaluation, join: Task, output: dict[str, Any], failure: str | None) -> None:
+def _finish(run: Evaluation, join: Task, output: dict[str, Any], failure: str | None, *,
+            with_errors: bool = False) -> None:
     run.idx.join_wait.pop(join.taskId, None)
-    run.replace(join, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR if failure else TaskStatus.COMPLETED,
-                outputData=output, endTime=run.now, reasonForIncompletion=failure)
+    status = TaskStatus.FAILED if failure else \
+        TaskStatus.COMPLETED_WITH_ERRORS if with_errors else TaskStatus.COMPLETED
+    run.replace(join, status=status, outputData=output, endTime=run.now, reasonForIncompletion=failure)

@@ -1,0 +1,155 @@
+"""Conductor fidelity (issue 9): behaviour taken from Conductor OSS's own specs, checked on the engine.
+
+Each test names the Conductor rule it holds the engine to; the local runner's black-box checks of the same
+rules are in ``tests/unit/test_kondukt_run_fidelity.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kondukt.engine import StartWorkflow, TaskStatus, WorkflowStatus
+from tests.unit.engine.flows import WORK, dynamic_fork, fork, join, run
+from tests.unit.engine.harness import Result, fail, failed_by, ok, simple, system, task_def, terminal_error
+
+# ------------------------------------------------------------------------------ 2. ${CPEWF_TASK_ID}
+
+
+def test_cpewf_task_id_is_the_attempts_own_id_new_for_every_attempt() -> None:
+    sim = run([simple("a", inputs={"me": "${CPEWF_TASK_ID}", "nested": {"id": "x-${CPEWF_TASK_ID}"}})],
+              {"a": [fail("once"), ok()]}, defs=[task_def("work", retryCount=1, retryDelaySeconds=0)])
+    first, second = sim.attempts("a")
+    assert first.inputData == {"me": first.taskId, "nested": {"id": f"x-{first.taskId}"}}
+    assert second.inputData == {"me": second.taskId, "nested": {"id": f"x-{second.taskId}"}}
+    assert first.taskId != second.taskId
+
+
+def test_cpewf_task_id_in_an_engine_run_task() -> None:
+    sim = run([system("i", "INLINE", {"evaluatorType": "javascript", "expression": "$.me", "me": "${CPEWF_TASK_ID}"})])
+    assert sim.task("i").outputData == {"result": sim.task("i").taskId}
+
+
+# -------------------------------------------------------------------------------------------- 6. JOIN
+
+
+@pytest.mark.parametrize(("branch_a", "result_a", "join_status", "workflow_status"), [
+    pytest.param({}, ok(), TaskStatus.COMPLETED, WorkflowStatus.COMPLETED, id="all-completed"),
+    pytest.param({"optional": True}, fail("flaky"), TaskStatus.COMPLETED_WITH_ERRORS, WorkflowStatus.COMPLETED,
+                 id="optional-failed"),
+    pytest.param({"optional": True}, terminal_error("broken"), TaskStatus.COMPLETED_WITH_ERRORS,
+                 WorkflowStatus.COMPLETED, id="optional-terminal-error"),
+    pytest.param({"permissive": True}, fail("tolerated"), TaskStatus.FAILED, WorkflowStatus.FAILED,
+                 id="permissive-failed"),
+])
+def test_join_status_follows_the_joined_tasks(branch_a: dict[str, Any], result_a: Any, join_status: TaskStatus,
+                                              workflow_status: WorkflowStatus) -> None:
+    sim = run([fork("f", [simple("a", **branch_a)], [simple("b")]), join("j", "a", "b"), simple("after")],
+              {"a": result_a})
+    assert sim.task("j").status is join_status
+    assert sim.workflow.status is workflow_status
+    assert ("after" in sim.refs()) is (workflow_status is WorkflowStatus.COMPLETED)
+
+
+def test_join_failed_by_a_permissive_task_fails_the_workflow_in_conductors_words() -> None:
+    sim = run([fork("f", [simple("a", permissive=True)], [simple("b")]), join("j", "a", "b")],
+              {"a": fail("tolerated")})
+    joined = sim.task("j")
+    assert joined.status is TaskStatus.FAILED
+    assert joined.reasonForIncompletion == "task 'a' ended FAILED: tolerated"
+    assert sim.workflow.reasonForIncompletion == failed_by(joined, "FAILED", "task 'a' ended FAILED: tolerated")
+
+
+def test_join_over_a_task_that_completed_with_errors_completes_with_errors() -> None:
+    # What a driver reports for a sub-workflow whose child completed with errors.
+    sim = run([fork("f", [simple("s")], [simple("b")]), join("j", "s", "b"), simple("after")],
+              {"s": Result(TaskStatus.COMPLETED_WITH_ERRORS)})
+    assert sim.task("j").status is TaskStatus.COMPLETED_WITH_ERRORS
+    assert sim.workflow.status is WorkflowStatus.COMPLETED and "after" in sim.refs()
+
+
+# ------------------------------------------------------------------------------ 7. the failure reason
+
+
+@pytest.mark.parametrize(("task_spec", "result", "status", "reason"), [
+    pytest.param({}, fail("disk full"), "FAILED", "disk full", id="failed"),
+    pytest.param({}, terminal_error("not a picture"), "FAILED_WITH_TERMINAL_ERROR", "not a picture",
+                 id="terminal-error"),
+    pytest.param({"permissive": True}, fail("tolerated"), "FAILED", "tolerated", id="permissive-at-the-end"),
+])
+def test_a_workflow_failed_by_a_task_says_so_in_conductors_words(task_spec: dict[str, Any], result: Any,
+                                                                 status: str, reason: str) -> None:
+    sim = run([simple("a", **task_spec), simple("b")], {"a": result})
+    assert sim.workflow.status is WorkflowStatus.FAILED
+    assert sim.workflow.reasonForIncompletion == \
+        f"Task {sim.task('a').taskId} failed with status: {status} and reason: '{reason}'"
+
+
+def test_a_task_that_failed_without_a_reason_reads_null_as_conductor_prints_it() -> None:
+    sim = run([simple("a")], {"a": fail("")})
+    assert sim.workflow.reasonForIncompletion in (failed_by(sim.task("a"), "FAILED", "null"),
+                                                  failed_by(sim.task("a"), "FAILED", ""))
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    pytest.param('error("nope")', "nope", id="error-call"),
+    pytest.param(".a.b", 'Cannot index number with string ("b")', id="index"),
+    pytest.param("{{{", "syntax error, unexpected '{' at <top-level>, line 1, column 2", id="syntax"),
+])
+def test_jq_failure_reason_and_error_are_jqs_own_message(query: str, message: str) -> None:
+    sim = run([system("jq", "JSON_JQ_TRANSFORM", {"queryExpression": query, "a": 1})])
+    task = sim.task("jq")
+    assert (task.status, task.reasonForIncompletion, task.outputData) == (TaskStatus.FAILED, message,
+                                                                          {"error": message})
+
+
+# ---------------------------------------------------------------- 8. FORK_JOIN_DYNAMIC with invalid input
+
+
+@pytest.mark.parametrize(("gen_output", "reason"), [
+    pytest.param({"tasks": "not-a-list", "inputs": {}},
+                 "task 'df': input 'tasks' must be a list of tasks, got str", id="tasks-not-a-list"),
+    pytest.param({"tasks": [{"name": "work", "taskReferenceName": "d0"}], "inputs": ["x"]},
+                 "task 'df': input 'inputs' must be a map of task reference to input map, got list",
+                 id="inputs-not-a-map"),
+    pytest.param({"tasks": [{"name": "work", "taskReferenceName": "d0"}], "inputs": {"d0": "x"}},
+                 "task 'df': input 'inputs'['d0'] must be a map, got str", id="an-input-not-a-map"),
+])
+def test_dynamic_fork_with_invalid_input_fails_the_workflow_before_recording_a_fork(
+        gen_output: dict[str, Any], reason: str) -> None:
+    sim = run([simple("gen"), dynamic_fork(), join("j")], {"gen": ok(gen_output)})
+    assert sim.workflow.status is WorkflowStatus.FAILED
+    assert sim.workflow.reasonForIncompletion == reason
+    assert sim.refs() == ["gen"]  # no FORK task, no JOIN
+
+
+# -------------------------------------------------------------------------- 9. START_WORKFLOW requests
+
+
+@pytest.mark.parametrize(("request_value", "reason"), [
+    pytest.param("just a name", "input startWorkflow must be a map (a start request), got str", id="not-a-map"),
+    pytest.param({"input": {}}, "startWorkflow.name is missing (it names the workflow to start)", id="no-name"),
+    pytest.param({"name": "other", "version": "two"}, "startWorkflow.version must be an integer, got str",
+                 id="version-not-an-integer"),
+    pytest.param({"name": "other", "input": [1]}, "startWorkflow.input must be a map, got list",
+                 id="input-not-a-map"),
+    pytest.param({"name": "other", "workflowDefinition": "x"},
+                 "startWorkflow.workflowDefinition must be a workflow definition (a map), got str",
+                 id="definition-not-a-map"),
+])
+def test_start_workflow_with_an_invalid_request_fails_the_task_not_terminally(request_value: Any,
+                                                                                reason: str) -> None:
+    spec = system("sw", "START_WORKFLOW", {"startWorkflow": "${workflow.input.request}"})
+    sim = run([spec], input={"request": request_value})
+    task = sim.task("sw")
+    assert (task.status, task.reasonForIncompletion) == (TaskStatus.FAILED, f"task 'sw': {reason}")
+    assert not sim.actions(StartWorkflow)
+    assert sim.workflow.status is WorkflowStatus.FAILED
+
+
+def test_start_workflow_with_an_invalid_request_is_retried_by_its_task_def() -> None:
+    spec = system("sw", "START_WORKFLOW", {"startWorkflow": "${workflow.input.request}"}, name="starter")
+    sim = run([spec], input={"request": {}}, defs=[WORK, task_def("starter", retryCount=2, retryDelaySeconds=0)])
+    assert [t.status for t in sim.attempts("sw")] == [TaskStatus.FAILED] * 3
+    assert sim.workflow.status is WorkflowStatus.FAILED
