@@ -161,6 +161,8 @@ def _reopened(container: Task, target: Task) -> dict[str, Any]:
                                    reasonForIncompletion=None)
     if container.taskType == TaskType.DO_WHILE.value:
         changes["outputData"] = do_while.rewound_output(container, target)
+        if not container.loopTaskRef:
+            changes["iteration"] = changes["outputData"]["iteration"]
     else:
         changes["outputData"] = {}
     return changes

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kondukt.engine import StartWorkflow, TaskStatus, WorkflowStatus
-from tests.unit.engine.flows import WORK, dynamic_fork, fork, join, run
+from tests.unit.engine.flows import WORK, dynamic_fork, fork, join, loop, run, switch
 from tests.unit.engine.harness import Result, fail, failed_by, ok, simple, system, task_def, terminal_error
 
 # ------------------------------------------------------------------------------ 2. ${CPEWF_TASK_ID}
@@ -153,3 +153,64 @@ def test_start_workflow_with_an_invalid_request_is_retried_by_its_task_def() -> 
     sim = run([spec], input={"request": {}}, defs=[WORK, task_def("starter", retryCount=2, retryDelaySeconds=0)])
     assert [t.status for t in sim.attempts("sw")] == [TaskStatus.FAILED] * 3
     assert sim.workflow.status is WorkflowStatus.FAILED
+
+
+# ------------------------------------------------------------------------------------- 3. DO_WHILE
+
+
+@pytest.mark.parametrize("passes", [pytest.param(1, id="one-pass"), pytest.param(3, id="three-passes")])
+def test_do_while_iteration_is_the_loop_counter(passes: int) -> None:
+    body = [simple("a", inputs={"dot": "${lp.iteration}", "bracket": "${lp['iteration']}",
+                                "output": "${lp.output.iteration}"})]
+    sim = run([loop("lp", body, f"$.lp['iteration'] < {passes} && $.lp.iteration < {passes}")])
+    assert sim.workflow.status is WorkflowStatus.COMPLETED
+    assert sim.task("lp").iteration == passes
+    assert [(t.iteration, t.inputData) for t in sim.workflow.tasks if t.taskDefName == "work"] == [
+        (n, {"dot": n, "bracket": n, "output": n}) for n in range(1, passes + 1)]
+
+
+def test_do_while_counter_is_exact_after_500_passes_of_a_synchronous_body() -> None:
+    body = [system("step", "INLINE", {"evaluatorType": "javascript", "expression": "$.n + 1",
+                                      "n": "${lp.iteration}"})]
+    sim = run([loop("lp", body, "$.lp['iteration'] < 500")])
+    loop_task = sim.task("lp")
+    assert sim.workflow.status is WorkflowStatus.COMPLETED
+    assert (loop_task.iteration, loop_task.outputData["iteration"]) == (500, 500)
+    assert loop_task.outputData["500"] == {"step": {"result": 501}}
+    assert [t.iteration for t in sim.workflow.tasks if t.referenceTaskName.startswith("step__")] == \
+        list(range(1, 501))
+
+
+def test_do_while_with_switch_and_wait_in_its_body_iterates() -> None:
+    parity = switch("sw", evaluator="javascript", expression="$.i % 2 == 0 ? 'even' : 'odd'",
+                    inputs={"i": "${lp.iteration}"},
+                    cases={"even": [system("pause", "WAIT", {"duration": "1 seconds"})]},
+                    default=[simple("odd_work")])
+    sim = run([loop("lp", [parity, simple("after_switch")], "$.lp.iteration < 4")])
+    assert sim.workflow.status is WorkflowStatus.COMPLETED
+    assert sim.task("lp").iteration == 4
+    assert [t.referenceTaskName for t in sim.workflow.tasks] == [
+        "lp", "sw__1", "odd_work__1", "after_switch__1", "sw__2", "pause__2", "after_switch__2",
+        "sw__3", "odd_work__3", "after_switch__3", "sw__4", "pause__4", "after_switch__4"]
+    assert {t.iteration for t in sim.workflow.tasks if t.referenceTaskName.endswith("__2")} == {2}
+
+
+# --------------------------------------------------------------------------------------------- 4. LAMBDA
+
+
+@pytest.mark.parametrize(("value", "result"), [
+    pytest.param(3, {"x": 6}, id="returns-an-object"),
+    pytest.param(0, "small", id="returns-a-string"),
+])
+def test_lambda_runs_a_function_body_and_returns_its_result(value: int, result: Any) -> None:
+    script = "if ($.value > 1) { return {x: $.value * 2}; } return 'small';"
+    sim = run([system("l", "LAMBDA", {"value": "${workflow.input.v}", "scriptExpression": script}),
+               simple("after", inputs={"r": "${l.output.result}"})], input={"v": value})
+    assert sim.task("l").outputData == {"result": result}
+    assert sim.task("after").inputData == {"r": result}
+
+
+def test_lambda_script_error_fails_the_task_with_the_reason() -> None:
+    sim = run([system("l", "LAMBDA", {"scriptExpression": "return $.missing.deeper;"})])
+    assert sim.task("l").status is TaskStatus.FAILED
+    assert "TypeError" in (sim.task("l").reasonForIncompletion or "")

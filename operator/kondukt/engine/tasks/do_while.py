@@ -5,7 +5,8 @@ an empty ``items``), evaluated when an iteration's last task is executed (``eval
 ``loopCondition`` in JavaScript with the body's outputs, or the next element of ``items``), old iterations
 dropped under ``keepLastN``, and the loop's output put back to an earlier iteration for a rerun
 (``rewound_output``). Body tasks carry ``ref__N`` references (iteration N) and the loop's reference in
-``loopTaskRef``. Each evaluation spends one unit of the call's loop budget, so a loop of engine-only tasks
+``loopTaskRef``; the loop's own ``iteration`` field is its counter (1 on the first pass, n after n). Each
+evaluation spends one unit of the call's loop budget, so a loop of engine-only tasks
 yields to the driver instead of spinning in one call.
 """
 
@@ -39,6 +40,7 @@ def schedule(run: Evaluation, at: Reached) -> Task:
     if isinstance(items, list):
         output.update(loop_item(items, 1))
     loop = append_result(run, at, wt.type, input_data, output, status=TaskStatus.IN_PROGRESS)
+    loop = _count(run, loop, 1)
     run.schedule(run, wt.loopOver[0], 1, wt.taskReferenceName, None)
     return loop
 
@@ -89,7 +91,7 @@ def evaluate(run: Evaluation, loop: Task) -> None:
         # keepLastN iterations stay, the one starting now included: in the task list and in the output.
         oldest_kept = following - keep_last + 1
         output = {k: v for k, v in output.items() if not (k.isdigit() and int(k) < oldest_kept)}
-    run.replace(loop, outputData=output)
+    loop = _count(run, run.replace(loop, outputData=output), following)
     _drop_old_iterations(run, loop, oldest_kept)
     run.schedule(run, workflow_task.loopOver[0], following, workflow_task.taskReferenceName, None)
 
@@ -109,6 +111,15 @@ def loop_item(items: Sequence[Any], iteration: int) -> dict[str, Any]:
     """The current element of a DO_WHILE over ``items`` (Orkes' and conductor-oss' output names)."""
     index = iteration - 1
     return {"item": items[index], "index": index, "loopItem": items[index], "loopIndex": index}
+
+
+def _count(run: Evaluation, loop: Task, iteration: int) -> Task:
+    """The loop's ``iteration`` field is its counter, as in Conductor (``${loop.iteration}``).
+
+    Only for a loop at the top of the flow: a loop inside another one keeps the enclosing loop's iteration
+    there (its reference and successors depend on it); its counter stays readable in ``output.iteration``.
+    """
+    return run.replace(loop, iteration=iteration) if not loop.loopTaskRef else loop
 
 
 def _drop_old_iterations(run: Evaluation, loop: Task, oldest_kept: int) -> None:

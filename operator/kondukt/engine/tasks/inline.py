@@ -1,4 +1,8 @@
-"""INLINE and LAMBDA: a script evaluated on the spot (JavaScript, or another of ``scripting``'s evaluators)."""
+"""INLINE and LAMBDA: a script evaluated on the spot (JavaScript, or another of ``scripting``'s evaluators).
+
+LAMBDA is Conductor's older form: ``scriptExpression`` is the body of a JavaScript function (``return``
+gives the result), with ``$`` bound to the task's input; the result is ``output.result`` as for INLINE.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ def schedule(run: Evaluation, at: Reached) -> Task:
     try:
         if wt.type == TaskType.LAMBDA.value:
             script = wt.scriptExpression or input_data.get("scriptExpression") or ""
-            result = scripting.evaluate_expression("javascript", str(script), input_data, now_ms=run.now)
+            # As Conductor's Lambda: the expression is a function body (it may ``return``), called at once.
+            result = scripting.evaluate_expression("javascript", f"function scriptFun(){{{script}\n}} scriptFun();",
+                                                   input_data, now_ms=run.now)
         else:
             evaluator = str(input_data.get("evaluatorType") or wt.evaluatorType or "javascript")
             expression = str(input_data.get("expression") or wt.expression or "")
