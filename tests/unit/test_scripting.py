@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kondukt.engine.models import TaskStatus
@@ -349,6 +349,8 @@ json_values = st.recursive(
 
 @settings(max_examples=60, deadline=None)
 @given(value=json_values)
+@example(value="\x00")  # found by this property on a fresh clone: QuickJS cut strings at a NUL
+@example(value={"k": "a\x00b"})
 def test_javascript_gives_back_what_it_was_given(value: Any) -> None:
     assert evaluate_javascript("$", {"$": value}) == value
 
@@ -357,3 +359,19 @@ def test_javascript_gives_back_what_it_was_given(value: Any) -> None:
 @given(value=json_values)
 def test_jq_identity_gives_back_what_it_was_given(value: Any) -> None:
     assert evaluate_jq(".", value) == [json.loads(json.dumps(value))]
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param("\x00", id="only-nul"),
+    pytest.param("a\x00b", id="nul-inside"),
+    pytest.param("ab\x00", id="nul-at-the-end"),
+    pytest.param(["\x00", {"k": "\x00v"}], id="nul-in-containers"),
+])
+def test_javascript_round_trips_strings_holding_nul(value: Any) -> None:
+    # The example the property test above found (a string result came back cut at its NUL).
+    assert evaluate_javascript("$", {"$": value}) == value
+    assert evaluate_javascript("$.concat('')" if isinstance(value, str) else "$", {"$": value}) == value
+
+
+def test_javascript_string_built_with_a_nul_comes_back_whole() -> None:
+    assert evaluate_javascript("'x' + String.fromCharCode(0) + 'y'", {}) == "x\x00y"

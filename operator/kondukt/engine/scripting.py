@@ -126,6 +126,10 @@ _CLOCK_UNAVAILABLE: Final = (
     "Date.now() and new Date() need the current time, which this evaluation was not given"
 )
 
+#: The user's script runs as global code (an indirect eval keeps its completion value); the value is kept
+#: so that a string result can be read back exactly.
+_RUN_SCRIPT: Final = "globalThis.__konduktResult = (0, eval)(__konduktScript); globalThis.__konduktResult"
+
 _FRAME: Final = re.compile(r"at (?:(\S+) \()?<input>:(\d+):(\d+)")
 _PRELUDE_FUNCTIONS: Final = frozenset({"currentTime", "KonduktDate"})
 _MAX_SAFE_INTEGER: Final = 2**53
@@ -152,8 +156,18 @@ def evaluate_javascript(
     try:
         context.eval(_PRELUDE % (_CLOCK_UNAVAILABLE, "null" if now_ms is None else int(now_ms)))
         for name, value in bindings.items():
-            context.set(name, context.parse_json(_binding_json(name, value)))
-        result = context.eval(script)
+            text = _binding_json(name, value)
+            if isinstance(value, str):
+                # A string crosses from Python as a C string (cut at a NUL): let JavaScript parse its JSON.
+                context.set("__konduktJson", text)
+                context.eval(f"globalThis[{json.dumps(name)}] = JSON.parse(globalThis.__konduktJson)")
+            else:
+                context.set(name, context.parse_json(text))
+        context.set("__konduktScript", script)
+        result = context.eval(_RUN_SCRIPT)
+        if isinstance(result, str):
+            # QuickJS hands a string over as a C string (cut at its first NUL): read it back as JSON instead.
+            result = json.loads(context.eval("JSON.stringify(globalThis.__konduktResult)"))
         return _javascript_result(result)
     except quickjs.JSException as error:
         raise ScriptError(_javascript_message(str(error), limits)) from None
