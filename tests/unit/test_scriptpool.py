@@ -73,8 +73,8 @@ async def test_results_keep_todays_output_shapes(pool: ScriptPool) -> None:
     assert (done.status, done.outputData) == (TaskStatus.COMPLETED, {"result": 1, "resultList": [1, 2]})
     failed = await pool.evaluate(action('error("nope")'))
     assert failed.status is TaskStatus.FAILED
-    assert failed.outputData == {"error": "jq: nope"}
-    assert failed.reasonForIncompletion == "task 'jq': jq: nope"
+    assert failed.outputData == {"error": "nope"}  # jq's own message, as Conductor's JsonJqTransform reports it
+    assert failed.reasonForIncompletion == "nope"
 
 
 async def test_a_program_that_never_ends_fails_naming_the_time_limit_and_its_process_is_replaced() -> None:
