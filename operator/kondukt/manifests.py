@@ -279,7 +279,8 @@ class Bundle:
 
     def _unknown_workflow_names(self, workflow_def: WorkflowDef) -> Iterator[Problem]:
         failure = workflow_def.failureWorkflow
-        if failure and "${" not in failure and self.find_workflow_def(failure) is None:
+        # An expression ($workflow.input.x, ${workflow.input.x}) names it only when the workflow fails.
+        if failure and not failure.startswith("$") and self.find_workflow_def(failure) is None:
             yield Problem(
                 "failureWorkflow",
                 None,

@@ -33,7 +33,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kondukt.engine import dispatch, lifecycle, operations, progression
-from kondukt.engine.decision import Action, CancelTask, Decision, Load, Observation, Operation, TaskUpdate
+from kondukt.engine.decision import (
+    Action,
+    CancelTask,
+    Decision,
+    FailureWorkflowStarted,
+    Load,
+    Observation,
+    Operation,
+    TaskUpdate,
+)
 from kondukt.engine.evaluation import Evaluation, task_id_for
 from kondukt.engine.models import Blueprint, Task, TaskStatus, Workflow, WorkflowStatus
 from kondukt.engine.payloads import oversize
@@ -98,6 +107,8 @@ def _evaluate(run: Evaluation, observations: Sequence[Observation]) -> Decision:
             run.load = dict(observation.byTaskDef)
         elif isinstance(observation, TaskUpdate):
             _apply_update(run, observation)
+        elif isinstance(observation, FailureWorkflowStarted):
+            lifecycle.record_failure_workflow(run, observation.workflowId)
     if not run.status.terminal:
         if not run.tasks and run.status is WorkflowStatus.RUNNING:
             progression.start(run)

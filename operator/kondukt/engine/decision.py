@@ -85,7 +85,18 @@ class Operation(_Value):
     workflowInput: dict[str, Any] | None = Field(None, description="restart / rerun: new workflow input.")
 
 
-Observation = TaskUpdate | Load | Operation
+class FailureWorkflowStarted(_Value):
+    """The driver started the failureWorkflow a ``StartWorkflow(purpose="failureWorkflow")`` asked for.
+
+    ``decide`` records its id in the failed workflow's output under ``conductor.failure_workflow``, as
+    Conductor does (the workflow is already terminal: this is the one observation that changes it).
+    """
+
+    kind: Literal["failure_workflow_started"] = "failure_workflow_started"
+    workflowId: str
+
+
+Observation = TaskUpdate | Load | Operation | FailureWorkflowStarted
 
 
 # --------------------------------------------------------------------------------------------------
@@ -227,6 +238,7 @@ __all__ = [
     "CancelTask",
     "Decision",
     "EvaluateScript",
+    "FailureWorkflowStarted",
     "Load",
     "Observation",
     "Operation",

@@ -135,10 +135,41 @@ def cancel_driver_work(run: Evaluation, task: Task, reason: str) -> None:
                                       taskType=task.taskType, subWorkflowId=task.subWorkflowId, reason=reason))
 
 
+def failure_workflow_name(run: Evaluation) -> str | None:
+    """The failureWorkflow to start: a name, or an expression resolved from the workflow's input.
+
+    Conductor accepts ``$workflow.input.x`` (its own older form) and ``${workflow.input.x}``.
+    """
+    name = run.definition.failureWorkflow
+    if not name or not name.startswith("$"):
+        return name or None
+    expression = name if name.startswith("${") else "${" + name[1:] + "}"
+    resolved = run.resolve(expression)
+    return resolved if isinstance(resolved, str) and resolved else None
+
+
+def record_failure_workflow(run: Evaluation, workflow_id: str) -> None:
+    """The failureWorkflow started: its id goes into the output, as Conductor records it."""
+    if not run.field("failureWorkflowStarted"):
+        run.messages.append(f"ignored the start of failure workflow {workflow_id}: none was requested")
+        return
+    output = run.field("output") or {}
+    if output.get(FAILURE_WORKFLOW_OUTPUT) != workflow_id:
+        run.set(output={**output, FAILURE_WORKFLOW_OUTPUT: workflow_id})
+
+
+#: The output key of the failure workflow's id (Conductor's name, dot included).
+FAILURE_WORKFLOW_OUTPUT = "conductor.failure_workflow"
+
+
 def _start_failure_workflow(run: Evaluation, status: WorkflowStatus, reason: str | None,
                             failed_task: Task | None) -> None:
-    name = run.definition.failureWorkflow
-    if not name or run.field("failureWorkflowStarted"):
+    if not run.definition.failureWorkflow or run.field("failureWorkflowStarted"):
+        return
+    name = failure_workflow_name(run)
+    if name is None:
+        run.messages.append(f"failureWorkflow {run.definition.failureWorkflow!r} resolved to no workflow name: "
+                            "none started")
         return
     run.set(failureWorkflowStarted=True)
     original = run.original

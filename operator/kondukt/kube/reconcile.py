@@ -47,6 +47,7 @@ from kondukt.engine.decision import (
     CallHttp,
     CancelTask,
     EvaluateScript,
+    FailureWorkflowStarted,
     Load,
     Observation,
     Operation,
@@ -906,14 +907,14 @@ class Reconciler:
     # ------------------------------------------------------------------------------------- actions
     async def _act(
         self, owner: OwnerRef, actions: Sequence[Action], blueprint: Blueprint, now: int
-    ) -> tuple[list[TaskUpdate], float | None]:
-        """Carry out ``actions`` (concurrently, bounded); results known at once come back as updates."""
+    ) -> tuple[list[Observation], float | None]:
+        """Carry out ``actions`` (concurrently, bounded); results known at once come back as observations."""
         if not actions:
             return [], None
         gate = asyncio.Semaphore(_PARALLEL_ACTIONS)
         first_start: list[float] = []
 
-        async def one(action: Action) -> list[TaskUpdate]:
+        async def one(action: Action) -> list[Observation]:
             async with gate:
                 updates = await self._carry_out(owner, action, blueprint, now)
                 if isinstance(action, StartTask | StartSubWorkflow) and not first_start:
@@ -921,18 +922,19 @@ class Reconciler:
                 return updates
 
         results = await asyncio.gather(*(one(a) for a in actions), return_exceptions=True)
-        updates: list[TaskUpdate] = []
+        updates: list[Observation] = []
         for result in results:
             if isinstance(result, BaseException):
                 raise result
             updates.extend(result)
         return updates, (first_start[0] if first_start else None)
 
-    async def _carry_out(self, owner: OwnerRef, action: Action, blueprint: Blueprint, now: int) -> list[TaskUpdate]:
+    async def _carry_out(self, owner: OwnerRef, action: Action, blueprint: Blueprint, now: int
+                         ) -> list[Observation]:
         if isinstance(action, StartTask):
-            return await self._start_job(owner, action, blueprint, now)
+            return [*await self._start_job(owner, action, blueprint, now)]
         if isinstance(action, StartSubWorkflow):
-            return await self._start_child(owner, action)
+            return [*await self._start_child(owner, action)]
         if isinstance(action, StartWorkflow):
             return await self._start_workflow(owner, action)
         if isinstance(action, CallHttp):
@@ -1012,7 +1014,7 @@ class Reconciler:
                                reasonForIncompletion=f"the sub workflow could not be created: {err.api_message}")]
         return [TaskUpdate(taskId=action.taskId, subWorkflowId=str(child["metadata"]["uid"]), started=True)]
 
-    async def _start_workflow(self, owner: OwnerRef, action: StartWorkflow) -> list[TaskUpdate]:
+    async def _start_workflow(self, owner: OwnerRef, action: StartWorkflow) -> list[Observation]:
         depth = sub_workflow_depth(self._objects.get((owner.namespace, owner.name)) or {}) + 1
         limit = self.settings.max_sub_workflow_depth
         if depth > limit:
@@ -1039,7 +1041,7 @@ class Reconciler:
                                f"failureWorkflow {action.name} started as {started['metadata']['name']}")
         if action.taskId:
             return [TaskUpdate(taskId=action.taskId, status=TaskStatus.COMPLETED, outputData={"workflowId": uid})]
-        return []
+        return [FailureWorkflowStarted(workflowId=uid)]
 
     def _call_http(self, owner: OwnerRef, action: CallHttp) -> None:
         key = (owner.uid, action.taskId)

@@ -34,6 +34,7 @@ from kondukt.engine import (
     CancelTask,
     Decision,
     EvaluateScript,
+    FailureWorkflowStarted,
     Load,
     Observation,
     Operation,
@@ -648,6 +649,8 @@ class _WorkflowDriver:
         )
         if action.taskId:
             self._report(action.taskId, TaskStatus.COMPLETED, {"workflowId": driver.workflow_id}, None)
+        elif action.purpose == "failureWorkflow":
+            self.observe(FailureWorkflowStarted(workflowId=driver.workflow_id))
 
     def _cancel(self, attempt: _Attempt, reason: str) -> None:
         """Stop an attempt; its result, if one still comes, is not reported (the engine canceled it)."""

@@ -37,6 +37,7 @@ from kondukt.engine import (
     CancelTask,
     Decision,
     EvaluateScript,
+    FailureWorkflowStarted,
     Load,
     Observation,
     Operation,
@@ -439,8 +440,13 @@ class Sim:
         if decision.wakeAt is not None and decision.wakeAt < self.now:
             raise InvariantError(f"{where} wakeAt {decision.wakeAt} is in the past")
         operated = any(isinstance(o, Operation) for o in observations)
+        # The one news that changes a terminal workflow: its failureWorkflow started (its id goes in the output).
+        recorded = any(isinstance(o, FailureWorkflowStarted) for o in observations) and \
+            decision.workflow.model_dump(exclude={"output", "updateTime"}) == before.model_dump(
+                exclude={"output", "updateTime"})
         if before.status.terminal and not operated and (decision.changed or decision.actions
-                                                        or decision.workflow.status is not before.status):
+                                                        or decision.workflow.status is not before.status) \
+                and not (recorded and not decision.actions):
             raise InvariantError(f"{where} a terminal workflow ({before.status.value}) changed without an operation")
         for action in decision.actions:
             key: str | None = None
@@ -482,6 +488,8 @@ class Sim:
                 self._push(self.now + 5, run.run_id, TaskUpdate(
                     taskId=action.taskId, status=TaskStatus.COMPLETED,
                     outputData={"workflowId": f"started-{action.requestId}"}), action.taskId)
+            elif action.purpose == "failureWorkflow":
+                self._push(self.now + 5, run.run_id, FailureWorkflowStarted(workflowId=f"started-{action.requestId}"))
         elif isinstance(action, CancelTask):
             self._canceled.add(action.taskId)
             if action.subWorkflowId and action.subWorkflowId in self.runs:

@@ -214,3 +214,35 @@ def test_lambda_script_error_fails_the_task_with_the_reason() -> None:
     sim = run([system("l", "LAMBDA", {"scriptExpression": "return $.missing.deeper;"})])
     assert sim.task("l").status is TaskStatus.FAILED
     assert "TypeError" in (sim.task("l").reasonForIncompletion or "")
+
+
+# ------------------------------------------------------------------------------------ 1. failureWorkflow
+
+
+@pytest.mark.parametrize("failure_workflow", [
+    pytest.param("cleanup", id="a-name"),
+    pytest.param("$workflow.input.failureWfName", id="conductor-dollar-path"),
+    pytest.param("${workflow.input.failureWfName}", id="expression"),
+])
+def test_failure_workflow_may_be_an_expression_and_its_id_goes_into_the_output(failure_workflow: str) -> None:
+    sim = run([simple("a")], {"a": fail("disk full")}, input={"failureWfName": "cleanup"},
+              failureWorkflow=failure_workflow)
+    (started,) = [action for _, action in sim.started_workflows]
+    assert (started.name, started.purpose) == ("cleanup", "failureWorkflow")
+    assert sim.workflow.status is WorkflowStatus.FAILED
+    assert sim.workflow.output["conductor.failure_workflow"] == f"started-{started.requestId}"
+
+
+def test_a_terminate_with_status_failed_starts_the_failure_workflow_and_records_it() -> None:
+    terminate = system("t", "TERMINATE", {"terminationStatus": "FAILED", "workflowOutput": {"why": "bad"}})
+    sim = run([terminate], input={"name": "cleanup"}, failureWorkflow="${workflow.input.name}")
+    (started,) = [action for _, action in sim.started_workflows]
+    assert sim.workflow.status is WorkflowStatus.FAILED
+    assert sim.workflow.output == {"why": "bad", "conductor.failure_workflow": f"started-{started.requestId}"}
+
+
+def test_a_failure_workflow_expression_that_names_nothing_starts_none() -> None:
+    sim = run([simple("a")], {"a": fail("disk full")}, failureWorkflow="${workflow.input.missing}")
+    assert sim.started_workflows == []
+    assert "conductor.failure_workflow" not in sim.workflow.output
+    assert any("resolved to no workflow name" in m for d in sim.decisions for m in d.messages)
