@@ -88,3 +88,23 @@ def test_start_workflow_with_an_invalid_request_fails_the_task_retriably(tmp_pat
     (start,) = execution["tasks"]
     assert (code, start["status"]) == (1, "FAILED")
     assert "nowhere" in start["reasonForIncompletion"]
+
+
+def test_inline_definitions_for_sub_workflow_and_start_workflow(tmp_path: Path) -> None:
+    child = {"name": "built_child", "version": 1, "tasks": [
+        {"name": "echo", "taskReferenceName": "echo", "type": "INLINE",
+         "inputParameters": {"evaluatorType": "javascript", "expression": "$.w * 2", "w": "$${workflow.input.w}"}}],
+        "outputParameters": {"doubled": "$${echo.output.result}"}}
+    main = conductor_workflow("inline_defs", [
+        {"name": "build", "taskReferenceName": "build", "type": "INLINE",
+         "inputParameters": {"evaluatorType": "javascript", "expression": "$.def", "def": child}},
+        {"name": "sub", "taskReferenceName": "sub", "type": "SUB_WORKFLOW",
+         "inputParameters": {"w": 21},
+         "subWorkflowParam": {"name": "built_child", "workflowDefinition": "${build.output.result}"}},
+        {"name": "start", "taskReferenceName": "start", "type": "START_WORKFLOW",
+         "inputParameters": {"startWorkflow": {"workflowDefinition": "${build.output.result}", "input": {"w": 1}}}},
+    ], outputParameters={"doubled": "${sub.output.doubled}", "started": "${start.output.workflowId}"})
+    code, execution = run_json(tmp_path, main, main="inline_defs")
+    assert (code, execution["status"]) == (0, "COMPLETED"), execution.get("reasonForIncompletion")
+    assert execution["output"]["doubled"] == 42
+    assert isinstance(execution["output"]["started"], str) and execution["output"]["started"]

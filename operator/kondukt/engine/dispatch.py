@@ -139,12 +139,18 @@ def _hand_out(run: Evaluation, task: Task) -> None:
         if evaluation is not None:  # tasks.jq checked the query: always
             run.actions.append(evaluation)
     elif ttype == TaskType.SUB_WORKFLOW.value:
-        task = run.replace(task, dispatched=True, status=TaskStatus.IN_PROGRESS, startTime=now, updateTime=now)
         params = workflow_task.subWorkflowParam if workflow_task is not None else None
-        definition = params.workflowDefinition if params is not None else None
+        definition = task.inputData.get("subWorkflowDefinition")
+        if definition is not None and not isinstance(definition, dict):
+            run.replace(task, status=TaskStatus.FAILED, startTime=now, endTime=now, updateTime=now,
+                        reasonForIncompletion=f"task {task.referenceTaskName!r}: subWorkflowParam.workflowDefinition "
+                        f"must be a workflow definition (a map), got {_type_name(definition)}")
+            return
+        task = run.replace(task, dispatched=True, status=TaskStatus.IN_PROGRESS, startTime=now, updateTime=now)
         name = task.inputData.get("subWorkflowName") or (definition or {}).get("name") or ""
         version = task.inputData.get("subWorkflowVersion")
-        input_data = {k: v for k, v in task.inputData.items() if k not in ("subWorkflowName", "subWorkflowVersion")}
+        input_data = {k: v for k, v in task.inputData.items()
+                      if k not in ("subWorkflowName", "subWorkflowVersion", "subWorkflowDefinition")}
         run.actions.append(StartSubWorkflow(
             taskId=task.taskId, referenceTaskName=task.referenceTaskName, name=str(name),
             version=version if isinstance(version, int) else None, input=input_data, definition=definition,

@@ -244,7 +244,8 @@ class SubWorkflowParams(_Model):
     name: str | None = None
     version: int | None = None
     taskToDomain: dict[str, str] | None = None
-    workflowDefinition: dict[str, Any] | None = Field(None, description="An inline WorkflowDef.")
+    workflowDefinition: dict[str, Any] | str | None = Field(
+        None, description="An inline WorkflowDef, or an expression that yields one (e.g. an INLINE task's output).")
 
 
 class WorkflowTask(_Model):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kondukt.engine import StartWorkflow, TaskStatus, WorkflowStatus
+from kondukt.engine import StartSubWorkflow, StartWorkflow, TaskStatus, WorkflowStatus
 from tests.unit.engine.flows import WORK, dynamic_fork, fork, join, loop, run, switch
 from tests.unit.engine.harness import Result, fail, failed_by, ok, simple, system, task_def, terminal_error
 
@@ -246,3 +246,48 @@ def test_a_failure_workflow_expression_that_names_nothing_starts_none() -> None:
     assert sim.started_workflows == []
     assert "conductor.failure_workflow" not in sim.workflow.output
     assert any("resolved to no workflow name" in m for d in sim.decisions for m in d.messages)
+
+
+# ---------------------------------------------------------------------------------- 5. inline definitions
+
+CHILD_DEF = {"name": "built_child", "version": 1, "tasks": [simple("inner")],
+             "outputParameters": {"got": "${inner.output.r}"}}
+
+
+def test_sub_workflow_definition_may_be_an_expression_built_by_an_inline_task() -> None:
+    # The INLINE task's input is resolved like any input: the child's own expressions are escaped ($${).
+    escaped = {**CHILD_DEF, "outputParameters": {"got": "$${inner.output.r}"}}
+    build = system("build", "INLINE", {"evaluatorType": "javascript", "expression": "$.def", "def": escaped})
+    sub = system("sub", "SUB_WORKFLOW", subWorkflowParam={"name": "built_child",
+                                                          "workflowDefinition": "${build.output.result}"})
+    sim = run([build, sub], {"inner": ok({"r": "from the built child"})})
+    (action,) = sim.actions(StartSubWorkflow)
+    assert isinstance(action, StartSubWorkflow)
+    assert action.definition is not None and action.definition["name"] == "built_child"
+    assert "subWorkflowDefinition" not in action.input
+    assert sim.workflow.status is WorkflowStatus.COMPLETED
+    assert sim.task("sub").outputData == {"got": "from the built child"}
+
+
+@pytest.mark.parametrize(("built", "got"), [
+    pytest.param("not a definition", "str", id="a-string"),
+    pytest.param([1, 2], "list", id="a-list"),
+])
+def test_sub_workflow_definition_expression_that_yields_no_definition_fails_the_task(built: Any, got: str) -> None:
+    sub = system("sub", "SUB_WORKFLOW", subWorkflowParam={"name": "x", "workflowDefinition": "${workflow.input.d}"})
+    sim = run([sub], input={"d": built})
+    task = sim.task("sub")
+    assert (task.status, task.reasonForIncompletion) == (
+        TaskStatus.FAILED, f"task 'sub': subWorkflowParam.workflowDefinition must be a workflow definition (a map), "
+        f"got {got}")
+    assert not sim.actions(StartSubWorkflow)
+
+
+def test_start_workflow_request_may_carry_an_inline_definition() -> None:
+    inline = {"name": "adhoc", "version": 1, "tasks": [simple("x")]}
+    spec = system("sw", "START_WORKFLOW", {"startWorkflow": {"workflowDefinition": inline, "input": {"k": 1}}})
+    sim = run([spec])
+    (action,) = sim.actions(StartWorkflow)
+    assert isinstance(action, StartWorkflow)
+    assert (action.name, action.definition, action.input) == ("adhoc", inline, {"k": 1})
+    assert sim.task("sw").status is TaskStatus.COMPLETED

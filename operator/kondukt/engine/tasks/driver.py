@@ -45,11 +45,20 @@ def schedule(run: Evaluation, at: Reached) -> Task:
 
 
 def with_sub_workflow_params(run: Evaluation, wt: WorkflowTask, input_data: dict[str, Any]) -> dict[str, Any]:
-    """A SUB_WORKFLOW attempt records which workflow it starts (name and version may be expressions)."""
+    """A SUB_WORKFLOW attempt records which workflow it starts (name and version may be expressions).
+
+    An inline ``workflowDefinition`` (a definition, or an expression that yields one) is resolved now and
+    recorded as ``subWorkflowDefinition``, as Conductor's SubWorkflowTaskMapper does.
+    """
     params = wt.subWorkflowParam
-    return {**input_data,
-            "subWorkflowName": run.resolve(params.name) if params else None,
-            "subWorkflowVersion": run.resolve(params.version) if params else None}
+    recorded = {**input_data,
+                "subWorkflowName": run.resolve(params.name) if params else None,
+                "subWorkflowVersion": run.resolve(params.version) if params else None}
+    inline = params.workflowDefinition if params is not None else None
+    if inline is not None:
+        # Only an expression is resolved: a definition's own expressions belong to the child.
+        recorded["subWorkflowDefinition"] = run.resolve(inline) if isinstance(inline, str) else inline
+    return recorded
 
 
 def non_trivial(workflow_task: WorkflowTask) -> bool:
