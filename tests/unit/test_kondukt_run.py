@@ -560,6 +560,8 @@ def test_a_result_too_large_for_a_cluster_fails_locally_too(tmp_path: Path) -> N
     assert execution["status"] == "FAILED"
     assert [(t["referenceTaskName"], t["status"]) for t in execution["tasks"]] == [
         ("big", "FAILED_WITH_TERMINAL_ERROR")]
+    big = execution["tasks"][0]
     assert execution["reasonForIncompletion"] == (
-        "task 'big': its output is 2.4 MiB (2527462 bytes), more than the 256 KiB a value may take in the workflow's "
-        "state; the limit of a Workflow's status in a cluster without external payload storage")
+        f"Task {big['taskId']} failed with status: FAILED_WITH_TERMINAL_ERROR and reason: "
+        "'task 'big': its output is 2.4 MiB (2527462 bytes), more than the 256 KiB a value may take in the workflow's "
+        "state; the limit of a Workflow's status in a cluster without external payload storage'")

@@ -780,7 +780,9 @@ async def test_a_value_too_large_for_the_status_fails_its_task_without_payload_s
     assert task["reasonForIncompletion"] == (
         "task 'big': its output is 296.2 KiB (303289 bytes), more than the 256 KiB a value may take in the "
         "workflow's state; larger values need external payload storage (KONDUKT_PAYLOAD_BUCKET on the operator)")
-    assert status["phase"] == "FAILED" and status["message"].startswith("task 'big': its output is 296.2 KiB")
+    assert status["phase"] == "FAILED" and status["message"].startswith(
+        f"Task {task['taskId']} failed with status: FAILED_WITH_TERMINAL_ERROR and reason: 'task 'big': its output is "
+        "296.2 KiB")
 
 
 async def test_a_status_the_api_refuses_for_its_size_ends_the_workflow_failed(harness: Harness) -> None:
