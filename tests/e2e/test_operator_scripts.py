@@ -91,8 +91,9 @@ def test_a_never_ending_jq_fails_on_its_limit_while_other_namespaces_go_on(
 
         stuck = stuck_ns.wait_phase("stuck", timeout=STUCK_LIMIT_SECONDS * 4)
         reason = f"task 'spin': jq: the evaluation exceeded its time limit of {STUCK_LIMIT_SECONDS} s"
-        assert (stuck["phase"], stuck["reasonForIncompletion"]) == ("FAILED", reason)
         spin = next(t for t in stuck_ns.tasks("stuck") if t["referenceTaskName"] == "spin")
+        assert (stuck["phase"], stuck["reasonForIncompletion"]) == (
+            "FAILED", f"Task {spin['taskId']} failed with status: FAILED and reason: '{reason}'")
         assert spin["status"] == "FAILED"
         print(f"stuck jq: IN_PROGRESS for {spin['endTime'] - spin['startTime']} ms before it FAILED; neighbour: "
               f"{neighbour['endTime'] - neighbour['startTime']} ms start to end")  # figures for the closing note

@@ -56,7 +56,9 @@ def test_a_value_too_large_fails_its_task_naming_size_and_limit(
         reason = ("task 'big': its output is 2.4 MiB (2527462 bytes), more than the 256 KiB a value may take in the "
                   "workflow's state; larger values need external payload storage (KONDUKT_PAYLOAD_BUCKET on the "
                   "operator)")
-        assert (status["phase"], status["reasonForIncompletion"]) == ("FAILED", reason)
+        big_task = cluster.tasks("big")[0]
+        assert (status["phase"], status["reasonForIncompletion"]) == (
+            "FAILED", f"Task {big_task['taskId']} failed with status: FAILED_WITH_TERMINAL_ERROR and reason: '{reason}'")
         assert [(t["referenceTaskName"], t["status"]) for t in cluster.tasks("big")] == [
             ("big", "FAILED_WITH_TERMINAL_ERROR")]
         shown = get_wf(control_plane, namespace)
