@@ -835,3 +835,19 @@ async def test_values_too_large_for_the_status_go_to_payload_storage_and_come_ba
     output = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert output == {"r": stored["result"]}
     assert len(json.dumps(status)) < 200_000
+
+
+async def test_start_workflow_naming_no_definition_fails_the_task_not_terminally(
+        harness: Harness) -> None:
+    # As Conductor's StartWorkflow (issue 9, item 9): FAILED, not FAILED_WITH_TERMINAL_ERROR, and no Workflow made.
+    tasks = [{"name": "start", "taskReferenceName": "start", "type": "START_WORKFLOW",
+              "inputParameters": {"startWorkflow": {"name": "nowhere", "version": 2}}}]
+    harness.cluster.apply({"apiVersion": "kondukt.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "starter"},
+                           "spec": {"definition": {"tasks": tasks}}})
+    await harness.reconcile("starter")
+    status = harness.status("starter")
+    (task,) = harness.tasks("starter")
+    assert (task["status"], task["reasonForIncompletion"]) == (
+        "FAILED", "no WorkflowDef 'nowhere' version 2 in namespace ns")
+    assert status["phase"] == "FAILED"
+    assert [path for path in harness.cluster.objects if "/workflows/" in path] == [f"{GROUP_PATH}ns/workflows/starter"]

@@ -1025,6 +1025,12 @@ class Reconciler:
                 return [TaskUpdate(taskId=action.taskId, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
                                    reasonForIncompletion=reason)]
             return []
+        if action.taskId and not action.definition and \
+                await self._find_workflow_def(owner.namespace, action.name, action.version) is None:
+            # As Conductor's StartWorkflow: a request naming no definition FAILS the task (retriable).
+            which = f"{action.name!r} version {action.version}" if action.version is not None else repr(action.name)
+            return [TaskUpdate(taskId=action.taskId, status=TaskStatus.FAILED,
+                               reasonForIncompletion=f"no WorkflowDef {which} in namespace {owner.namespace}")]
         body = build_started_workflow(owner, action, depth)
         what = f"workflow {owner.namespace}/{body['metadata']['name']}"
         try:
