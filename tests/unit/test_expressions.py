@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kondukt.engine.expressions import (
@@ -21,6 +21,7 @@ from kondukt.engine.expressions import (
     workflow_view,
 )
 from kondukt.engine.models import Task, TaskStatus, Workflow, WorkflowStatus
+from tests.profiles import examples
 
 WORKFLOW: dict[str, Any] = {
     "workflowId": "wf-1",
@@ -397,7 +398,7 @@ templates = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@examples(300)
 @given(
     template=templates,
     workflow=st.dictionaries(st.text(max_size=8), json_values, max_size=4),
@@ -423,13 +424,13 @@ def _without_expressions(value: Any) -> bool:
     return True
 
 
-@settings(max_examples=200, deadline=None)
+@examples(200)
 @given(template=templates.filter(_without_expressions))
 def test_a_template_without_expressions_resolves_to_itself(template: Any) -> None:
     assert resolve(template, WORKFLOW, lookup) == template
 
 
-@settings(max_examples=200, deadline=None)
+@examples(200)
 @given(value=json_values)
 def test_a_single_expression_returns_exactly_the_value_it_names(value: Any) -> None:
     assert resolve("${workflow.input.v}", {"input": {"v": value}}, lookup) == value

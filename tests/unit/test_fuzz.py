@@ -12,8 +12,8 @@ the engine's invariants), and the Conductor ones through ``kondukt run``'s plann
 (tasks are ``true``, HTTP calls never leave the process, a deadline ends what waits). The rule: exit code 0
 or 2, a message that names the file, never an internal error; a loaded definition runs to an end.
 
-CI runs a fixed, derandomized set of examples (a few seconds); ``KONDUKT_FUZZ_EXAMPLES=2000`` searches
-deeper with random seeds. Every case a search found is kept below as an explicit test (``test_found_*``).
+CI runs a fixed, derandomized set of examples (a few seconds); ``HYPOTHESIS_PROFILE=dev HYPOTHESIS_EXAMPLES=2000``
+searches deeper with random seeds. Every case a search found is kept below as an explicit test (``test_found_*``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
 import re
 import shutil
 import sys
@@ -44,18 +43,16 @@ from kondukt.local import runner as local_runner
 from kondukt.local.httpcall import HttpOutcome
 from kondukt.local.runner import LocalRunner
 from kondukt.manifests import Bundle, load_files
+from tests.profiles import examples
 from tests.unit.engine.harness import Sim, fail, ok, terminal_error
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
 CORPUS = REPO / "tests" / "fixtures" / "conductor-corpus"
 
-#: CI: a fixed set of examples; KONDUKT_FUZZ_EXAMPLES=N: N random examples per property.
-_WIDE = int(os.environ.get("KONDUKT_FUZZ_EXAMPLES", "0"))
-
-
 def fuzz_settings(ci_examples: int) -> settings:
-    return settings(max_examples=_WIDE or ci_examples, derandomize=not _WIDE, deadline=None, database=None,
+    """A fixed set of examples in CI; the ``dev`` hypothesis profile searches wider (tests/conftest.py)."""
+    return examples(ci_examples, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
 

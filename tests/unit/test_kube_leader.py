@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes_asyncio.client import Configuration
 
@@ -44,6 +44,7 @@ from kondukt.kube.leader import (
     released_record,
     standby_delay,
 )
+from tests.profiles import examples
 
 NOW = dt.datetime(2026, 12, 6, 17, 0, 0, 123456, tzinfo=dt.UTC)
 TIMING = LeaseTiming()
@@ -187,13 +188,13 @@ def test_a_lease_request_leaves_time_for_another_before_the_deadline() -> None:
     assert TIMING.request_timeout == 5.0 and LeaseTiming(renew_deadline=0.6, retry_period=0.1).request_timeout == 0.5
 
 
-@settings(derandomize=True, deadline=None)
+@examples(100)
 @given(jitter=st.floats(min_value=0.0, max_value=0.999))
 def test_a_standby_retries_between_one_and_2_2_retry_periods(jitter: float) -> None:
     assert 2.0 <= standby_delay(TIMING, jitter) < 2.0 * 2.2
 
 
-@settings(derandomize=True, deadline=None, max_examples=300)
+@examples(300)
 @given(
     duration=st.integers(min_value=1, max_value=120),
     deadline_fraction=st.floats(min_value=0.05, max_value=0.99),

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from kondukt.engine.models import TaskStatus
@@ -19,6 +19,7 @@ from kondukt.engine.scripting import (
     evaluate_jq,
     jq_transform_output,
 )
+from tests.profiles import examples
 
 TASK_INPUT: dict[str, Any] = {
     "loop": {"iteration": 2},
@@ -347,7 +348,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@examples(60)
 @given(value=json_values)
 @example(value="\x00")  # found by this property on a fresh clone: QuickJS cut strings at a NUL
 @example(value={"k": "a\x00b"})
@@ -355,7 +356,7 @@ def test_javascript_gives_back_what_it_was_given(value: Any) -> None:
     assert evaluate_javascript("$", {"$": value}) == value
 
 
-@settings(max_examples=60, deadline=None)
+@examples(60)
 @given(value=json_values)
 def test_jq_identity_gives_back_what_it_was_given(value: Any) -> None:
     assert evaluate_jq(".", value) == [json.loads(json.dumps(value))]

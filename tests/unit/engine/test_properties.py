@@ -14,11 +14,10 @@ is identical to the in-memory one.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from kondukt.engine import (
@@ -36,6 +35,7 @@ from kondukt.engine import (
 )
 from kondukt.engine.models import RetryLogic
 from kondukt.engine.policies import retry_delay_seconds
+from tests.profiles import examples
 from tests.unit.engine.harness import (
     T0,
     Attempt,
@@ -55,10 +55,9 @@ from tests.unit.engine.harness import (
     workflow_def,
 )
 
-#: CI runs a fixed, moderate set of examples; KONDUKT_PROPERTY_EXAMPLES=2000 searches deeper (random seeds).
-_DEEP = int(os.environ.get("KONDUKT_PROPERTY_EXAMPLES", "0"))
-PROPERTY_SETTINGS = settings(max_examples=_DEEP or 60, deadline=None, derandomize=not _DEEP,
-                             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+#: CI runs a fixed, moderate set of examples; the ``dev`` hypothesis profile searches deeper (tests/conftest.py).
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+PROPERTY_SETTINGS = examples(60, suppress_health_check=_SLOW_OK)
 
 TASK_DEFS = [
     task_def("work"),
@@ -296,8 +295,7 @@ def test_engine_invariants_hold_for_generated_workflows_and_worlds(definition: d
         assert sim.workflow.reasonForIncompletion
 
 
-@settings(max_examples=_DEEP or 25, deadline=None, derandomize=not _DEEP,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@examples(25, suppress_health_check=_SLOW_OK)
 @given(definitions(), worlds())
 def test_decisions_from_a_json_round_trip_equal_the_in_memory_ones(definition: dict[str, Any],
                                                                    world: dict[str, Any]) -> None:
@@ -363,7 +361,7 @@ task_defs_strategy = st.builds(
     st.sampled_from(list(RetryLogic)), st.integers(0, 600), st.integers(1, 10), st.one_of(st.none(), st.integers(0, 900)))
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@examples(300)
 @given(task_defs_strategy, st.integers(0, 80))
 def test_retry_delays_follow_the_formulas(definition: TaskDef, n: int) -> None:
     delay = retry_delay_seconds(definition, n)
@@ -377,7 +375,7 @@ def test_retry_delays_follow_the_formulas(definition: TaskDef, n: int) -> None:
     assert delay >= 0
 
 
-@settings(max_examples=30, deadline=None, derandomize=True)
+@examples(30)
 @given(st.sampled_from(list(RetryLogic)), st.integers(0, 20), st.integers(1, 3), st.one_of(st.none(), st.integers(1, 30)),
        st.integers(1, 4))
 def test_the_engine_waits_the_formula_delay_between_attempts(logic: RetryLogic, delay: int, scale: int,
@@ -391,8 +389,7 @@ def test_the_engine_waits_the_formula_delay_between_attempts(logic: RetryLogic, 
     assert [b - a - 100 for a, b in itertools.pairwise(times)] == expected
 
 
-@settings(max_examples=_DEEP or 40, deadline=None, derandomize=not _DEEP,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@examples(40, suppress_health_check=_SLOW_OK)
 @given(definitions(), st.lists(st.tuples(st.integers(-5, 10**6), st.integers(0, 12), st.sampled_from(list(TaskStatus)),
                                          st.booleans()), max_size=25))
 def test_decide_never_raises_on_arbitrary_observation_streams(definition: dict[str, Any],
