@@ -195,10 +195,19 @@ def _apply_update(run: Evaluation, update: TaskUpdate) -> None:
             status=status,
             endTime=at,
             startTime=task.startTime or changes.get("startTime") or at,
-            reasonForIncompletion=reason[:_MAX_RESULT_REASON] if reason else None,
+            reasonForIncompletion=_shortened(reason) if reason else None,
         )
     if changes:
         run.replace(task, **changes)
+
+
+def _shortened(reason: str) -> str:
+    """A reason within the limit, its start and its end kept: a failure passed up through nested
+    sub-workflows is quoted in Conductor's words at every level, and its cause is at the end."""
+    if len(reason) <= _MAX_RESULT_REASON:
+        return reason
+    half = (_MAX_RESULT_REASON - 3) // 2
+    return f"{reason[:half]} … {reason[-half:]}"
 
 
 def _internal_error(workflow: Workflow, now: int, error: Exception) -> Decision:

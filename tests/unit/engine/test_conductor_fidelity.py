@@ -291,3 +291,11 @@ def test_start_workflow_request_may_carry_an_inline_definition() -> None:
     assert isinstance(action, StartWorkflow)
     assert (action.name, action.definition, action.input) == ("adhoc", inline, {"k": 1})
     assert sim.task("sw").status is TaskStatus.COMPLETED
+
+
+def test_a_long_reason_keeps_its_start_and_its_cause_at_the_end() -> None:
+    # Nested sub-workflows quote the failure at every level (Conductor's words): the cause is at the end.
+    reason = "start " + "x" * 5000 + " the cause"
+    sim = run([simple("a")], {"a": fail(reason)})
+    kept = sim.task("a").reasonForIncompletion or ""
+    assert len(kept) <= 2000 and kept.startswith("start xxx") and kept.endswith("x the cause") and " … " in kept
