@@ -11,8 +11,19 @@ from typing import Any
 import pytest
 
 from kondukt.engine import StartSubWorkflow, StartWorkflow, TaskStatus, WorkflowStatus
-from tests.unit.engine.flows import WORK, dynamic_fork, fork, join, loop, run, switch
-from tests.unit.engine.harness import Result, fail, failed_by, ok, simple, system, task_def, terminal_error
+from tests.unit.engine.flows import CHILD, WORK, dynamic_fork, fork, join, loop, run, sub, switch
+from tests.unit.engine.harness import (
+    Result,
+    Sim,
+    fail,
+    failed_by,
+    ok,
+    simple,
+    system,
+    task_def,
+    terminal_error,
+    workflow_def,
+)
 
 # ------------------------------------------------------------------------------ 2. ${CPEWF_TASK_ID}
 
@@ -299,3 +310,13 @@ def test_a_long_reason_keeps_its_start_and_its_cause_at_the_end() -> None:
     sim = run([simple("a")], {"a": fail(reason)})
     kept = sim.task("a").reasonForIncompletion or ""
     assert len(kept) <= 2000 and kept.startswith("start xxx") and kept.endswith("x the cause") and " … " in kept
+
+
+def test_join_over_an_optional_sub_workflow_whose_child_failed_completes_with_errors() -> None:
+    sim = Sim(workflow_def([fork("f", [sub(optional=True)], [simple("b")]), join("j", "sub", "b"), simple("after")]),
+              [WORK], children={"child": {"definition": CHILD}}, results={"inner": fail("child broke")})
+    assert sim.run().status is WorkflowStatus.COMPLETED
+    assert sim.child("sub").workflow.status is WorkflowStatus.FAILED
+    assert sim.task("sub").status is TaskStatus.COMPLETED_WITH_ERRORS
+    assert sim.task("j").status is TaskStatus.COMPLETED_WITH_ERRORS
+    assert "after" in sim.refs()
