@@ -189,3 +189,14 @@ async def test_nothing_is_processed_before_the_caches_are_ready() -> None:
         await asyncio.sleep(0.01)
     await queue.stop()
     assert calls == ["a"]
+
+
+async def test_a_retry_waits_at_least_what_the_server_asked() -> None:
+    async def handler(key: str) -> None:
+        pass
+
+    queue: WorkQueue[str] = WorkQueue(handler, workers=1, base_backoff=0.02)
+    assert queue.add_rate_limited("a", at_least=3.0) == 3.0, "Retry-After beats a shorter backoff"
+    assert queue.add_rate_limited("a") == 0.04
+    assert queue.add_rate_limited("a", at_least=0.01) == 0.08, "a longer backoff beats a shorter Retry-After"
+    queue.cancel_timer("a")

@@ -48,6 +48,8 @@ class ApiError(Exception):
         self.what = what
         #: The Status object's ``details`` (``name``, ``kind``, ``causes``), when the server sent one.
         self.details: Mapping[str, Any] = details or {}
+        #: Seconds the server asked us to wait before retrying (its ``Retry-After`` header on 429/503), if any.
+        self.retry_after: float | None = None
 
 
 class NotFound(ApiError):
@@ -77,6 +79,24 @@ _TOO_LARGE_MARKERS = ("request is too large", "larger than max", "entity too lar
 
 class TransientApiError(ApiError):
     """Worth retrying: server errors, throttling, timeouts, refused connections, missing permissions."""
+
+
+#: The longest ``Retry-After`` honoured (a misbehaving proxy must not park a workflow for hours).
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (the API server sends whole seconds), capped; None if absent or
+    not a number (the HTTP-date form is not used by the API server)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return min(seconds, MAX_RETRY_AFTER_SECONDS)
 
 
 class NotLeader(TransientApiError):
@@ -144,6 +164,15 @@ class KubeClient:
         self._session: aiohttp.ClientSession | None = None
         #: Whether writes may be sent now (None: always); see the module's docstring.
         self.fence: Callable[[], bool] | None = None
+        #: Called with every transient failure of a request or watch (5xx, 429, timeouts, broken connections:
+        #: the API misbehaving, not answers such as 404 or 409) — the operator counts them in
+        #: ``kondukt_api_errors_total``. Never called for :class:`NotLeader` (nothing was sent).
+        self.on_error: Callable[[TransientApiError], None] | None = None
+
+    def _failed(self, error: ApiError) -> ApiError:
+        if self.on_error is not None and isinstance(error, TransientApiError):
+            self.on_error(error)
+        return error
 
     def _ssl(self) -> ssl.SSLContext | bool:
         cfg = self.configuration
@@ -211,11 +240,14 @@ class KubeClient:
             async with session.request(method, url, data=data, headers=headers) as response:
                 text = await response.text()
                 status = response.status
+                retry_after = response.headers.get("Retry-After")
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            raise TransientApiError(0, type(err).__name__, str(err) or repr(err), what) from err
+            raise self._failed(TransientApiError(0, type(err).__name__, str(err) or repr(err), what)) from err
         if 200 <= status < 300:
             return json.loads(text) if text else None
-        raise error_from_response(status, text, what, on_conflict)
+        error = error_from_response(status, text, what, on_conflict)
+        error.retry_after = retry_after_seconds(retry_after)
+        raise self._failed(error)
 
     async def watch(
         self, path: str, *, what: str, params: Mapping[str, str], read_timeout: float
@@ -235,7 +267,9 @@ class KubeClient:
             async with session.get(self.server + path, params={**params, "watch": "1"}, headers=headers,
                                    timeout=timeout) as response:
                 if response.status != 200:
-                    raise error_from_response(response.status, await response.text(), what)
+                    error = error_from_response(response.status, await response.text(), what)
+                    error.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                    raise self._failed(error)
                 pending = b""
                 async for chunk in response.content.iter_any():
                     *lines, pending = (pending + chunk).split(b"\n")
@@ -243,7 +277,7 @@ class KubeClient:
                         if line.strip():
                             yield json.loads(line)
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            raise TransientApiError(0, type(err).__name__, str(err) or repr(err), what) from err
+            raise self._failed(TransientApiError(0, type(err).__name__, str(err) or repr(err), what)) from err
 
     # --------------------------------------------------------------------------------------- helpers
     @staticmethod

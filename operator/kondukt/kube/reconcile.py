@@ -370,8 +370,12 @@ class Reconciler:
         except (TransientApiError, TransientError) as err:
             result = "retry"
             self.metrics.reconcile_errors.labels("transient").inc()
-            delay = self.queue.add_rate_limited(key)
-            logger.warning("workflow %s/%s: %s (retrying in %.2fs)", key[0], key[1], err, delay)
+            asked = err.retry_after if isinstance(err, TransientApiError) else None
+            delay = self.queue.add_rate_limited(key, at_least=asked or 0.0)
+            if asked:
+                self.metrics.api_retry_after.inc(asked)
+            logger.warning("workflow %s/%s: %s (retrying in %.2fs%s)", key[0], key[1], err, delay,
+                           f", the server asked Retry-After {asked:g}s" if asked else "")
         finally:
             self.metrics.reconcile_duration.labels(result).observe(time.perf_counter() - started)
 

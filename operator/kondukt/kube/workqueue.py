@@ -117,11 +117,12 @@ class WorkQueue(Generic[K]):
         if old is not None:
             old.cancel()
 
-    def add_rate_limited(self, key: K) -> float:
-        """Retry ``key`` after a failure, backing off exponentially; returns the delay chosen."""
+    def add_rate_limited(self, key: K, at_least: float = 0.0) -> float:
+        """Retry ``key`` after a failure, backing off exponentially but no sooner than ``at_least`` seconds
+        (what the server asked for, e.g. its ``Retry-After``); returns the delay chosen."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
-        delay = float(min(self._max_backoff, self._base_backoff * (2.0**failures)))
+        delay = max(float(at_least), float(min(self._max_backoff, self._base_backoff * (2.0**failures))))
         self.add_after(key, delay)
         return delay
 
