@@ -14,7 +14,13 @@ from kubernetes_asyncio.client import Configuration
 from kondukt.kube import cache
 from kondukt.kube import resources as r
 from kondukt.kube.informer import IndexStore, Informer
-from kondukt.kube.kubeapi import KubeClient
+from kondukt.kube.kubeapi import (
+    MAX_RETRY_AFTER_SECONDS,
+    KubeClient,
+    NotFound,
+    TransientApiError,
+    retry_after_seconds,
+)
 
 
 def pod(name: str, version: int, state: dict[str, Any] | None = None, phase: str = "Pending") -> dict[str, Any]:
@@ -96,8 +102,10 @@ async def test_list_watch_gone_and_relist(server: tuple[FakeServer, KubeClient])
         record = next(iter(now.values()), None) or next(iter(before.values()))
         changes.append((kind, f"{record.name}:{record.phase}"))
 
+    restarts: list[str] = []
     informer = Informer(client, "/api/v1/namespaces/ns/pods", label_selector=r.LABEL_WORKFLOW_UID,
-                        index=cache.index_pod, store=store, on_change=on_change, what="pods")
+                        index=cache.index_pod, store=store, on_change=on_change, what="pods",
+                        on_restart=restarts.append)
     informer.start()
     try:
         await asyncio.wait_for(informer.synced.wait(), 60)
@@ -114,6 +122,7 @@ async def test_list_watch_gone_and_relist(server: tuple[FakeServer, KubeClient])
     assert ("job", "ns", "job-b") not in store
     assert all(q["labelSelector"] == r.LABEL_WORKFLOW_UID for q in fake.queries)
     assert fake.queries[1]["resourceVersion"] == "100" and fake.queries[1]["watch"] == "1"
+    assert restarts == ["expired"], "the 410 was reported (kondukt_watch_restarts_total)"
 
 
 def test_index_store_moves_an_object_between_keys() -> None:
@@ -124,3 +133,40 @@ def test_index_store_moves_an_object_between_keys() -> None:
     store.replace("u1", {"k3": "a2"})
     assert list(store["k1"]) == ["b"] and "k2" not in store and list(store["k3"]) == ["a2"]
     assert store.discard("u2") == {"k1": "b"} and "k1" not in store and len(store) == 1
+
+
+async def test_throttling_429_carries_retry_after_and_is_reported() -> None:
+    """A 429 with Retry-After comes out as a TransientApiError that carries the wait, and is counted."""
+    async def throttled(request: web.Request) -> web.Response:
+        return web.json_response({"kind": "Status", "code": 429, "reason": "TooManyRequests",
+                                  "message": "slow down"}, status=429, headers={"Retry-After": "3"})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/ns/pods", throttled)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    configuration = Configuration()
+    configuration.host = f"http://127.0.0.1:{port}"
+    client = KubeClient(configuration)
+    seen: list[TransientApiError] = []
+    client.on_error = seen.append
+    try:
+        with pytest.raises(TransientApiError) as raised:
+            await client.request("GET", "/api/v1/namespaces/ns/pods", what="pods")
+        with pytest.raises(NotFound):  # an answer, not a fault: not reported
+            await client.request("GET", "/api/v1/namespaces/ns/nothing", what="nothing")
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert raised.value.status == 429 and raised.value.retry_after == 3.0
+    assert [e.status for e in seen] == [429]
+
+
+@pytest.mark.parametrize(("header", "seconds"), [(None, None), ("", None), ("2", 2.0), (" 1.5 ", 1.5),
+                                                 ("-1", None), ("nan", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+                                                 ("86400", MAX_RETRY_AFTER_SECONDS)])
+def test_retry_after_header_is_read_in_seconds_and_capped(header: str | None, seconds: float | None) -> None:
+    assert retry_after_seconds(header) == seconds

@@ -82,6 +82,8 @@ class IndexStore(Generic[R]):
 
 #: (event type, the object's records now, its records before) — called for every change.
 OnChange = Callable[[str, Mapping[Key, Any], Mapping[Key, Any]], None]
+#: Called with ``"expired"`` (410 Gone) or ``"error"`` each time the watch starts over.
+OnRestart = Callable[[str], None]
 
 
 class Informer:
@@ -97,9 +99,11 @@ class Informer:
         store: IndexStore[Any],
         on_change: OnChange,
         what: str,
+        on_restart: OnRestart | None = None,
     ) -> None:
         self.api, self.path, self.label_selector = api, path, label_selector
         self.index, self.store, self.on_change, self.what = index, store, on_change, what
+        self.on_restart = on_restart
         self.synced = asyncio.Event()
         self._mine: set[str] = set()  # uids listed by this informer (several may share a store)
         self._task: asyncio.Task[None] | None = None
@@ -125,7 +129,10 @@ class Informer:
             except asyncio.CancelledError:
                 raise
             except (ApiError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
+                self._restarted("expired" if isinstance(err, ApiError) and err.status == 410 else "error")
                 delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
+                if isinstance(err, ApiError) and err.retry_after is not None:
+                    delay = max(delay, err.retry_after)
                 failures += 1
                 logger.warning("watching %s failed (%s); listing again in %.1fs", self.what, err, delay)
                 await asyncio.sleep(delay)
@@ -169,10 +176,17 @@ class Informer:
         async with contextlib.aclosing(events):  # leaving early closes the stream at once
             async for event in events:
                 seen = self._event(event)
-                if seen is None:
-                    return None  # 410 Gone: the version is too old, list again
+                if seen is None:  # 410 Gone: the version is too old, list again
+                    logger.info("the watch of %s expired (410 Gone: resourceVersion %s is too old); listing again",
+                                self.what, version)
+                    self._restarted("expired")
+                    return None
                 version = seen or version
         return version
+
+    def _restarted(self, reason: str) -> None:
+        if self.on_restart is not None:
+            self.on_restart(reason)
 
     def _event(self, event: Mapping[str, Any]) -> str | None:
         """Apply one watch event; the object's resourceVersion, None for "410 Gone"."""

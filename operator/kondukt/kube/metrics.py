@@ -15,7 +15,14 @@ Names follow Prometheus conventions (``kondukt_`` prefix, ``_total`` counters, `
 - ``kondukt_events_dropped_total``: task-transition Events not posted because the queue was full;
 - ``kondukt_leader{lease,identity}``: 1 while this replica holds the Lease and acts, 0 while it stands by
   (set once the replica has led; with ``--standalone`` there is no Lease and no series);
-- ``kondukt_leaderships_total``: how often this replica became the leader.
+- ``kondukt_leaderships_total``: how often this replica became the leader;
+- ``kondukt_api_errors_total{code}``: API requests and watches of the operator's own client that failed
+  transiently — ``code`` is the HTTP status (429 throttled, 5xx) or ``0`` for a timeout or a refused or
+  broken connection (Kopf's watches of Workflows and definitions are not counted: Kopf retries them itself);
+- ``kondukt_api_retry_after_seconds_total``: seconds of waiting the API server asked for (``Retry-After``)
+  and the reconciles honoured;
+- ``kondukt_watch_restarts_total{resource,reason}``: the Job and pod informers' watches started over —
+  ``expired`` (410 Gone, "too old resource version": listed again), ``error`` (broken or refused).
 """
 
 from __future__ import annotations
@@ -60,6 +67,12 @@ class Metrics:
                             "it stands by.", ["lease", "identity"], registry=r)
         self.leaderships = Counter("kondukt_leaderships_total", "Times this replica became the leader.",
                                    registry=r)
+        self.api_errors = Counter("kondukt_api_errors_total", "API calls that failed transiently, by HTTP status "
+                                  "(0: timeout or connection refused/broken).", ["code"], registry=r)
+        self.api_retry_after = Counter("kondukt_api_retry_after_seconds_total",
+                                       "Seconds of Retry-After asked by the API server and honoured.", registry=r)
+        self.watch_restarts = Counter("kondukt_watch_restarts_total", "Informer watches started over: expired "
+                                      "(410 Gone, listed again) or error.", ["resource", "reason"], registry=r)
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         """Expose ``/metrics`` on ``address:port`` (a daemon thread; never blocks the event loop)."""

@@ -35,7 +35,7 @@ import secrets
 import socket
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,7 @@ from kondukt.kube import resources as r
 from kondukt.kube.builders import JobOptions
 from kondukt.kube.events import EventRecorder
 from kondukt.kube.informer import IndexStore, Informer
-from kondukt.kube.kubeapi import KubeClient, load_configuration
+from kondukt.kube.kubeapi import KubeClient, TransientApiError, load_configuration
 from kondukt.kube.leader import LeaderElector, LeaseTiming
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
@@ -171,6 +171,7 @@ class Controller:
                                      workers=options.workers, ready=self.kopf_indexed)
         #: The leader election (None: a single replica that always acts); see run_operator_async.
         self.elector: LeaderElector | None = None
+        api.on_error = self.on_api_error
         self.job_store: IndexStore[cache.JobRecord] = IndexStore()
         self.pod_store: IndexStore[cache.PodRecord] = IndexStore()
         self.informers = self._informers()
@@ -183,11 +184,22 @@ class Controller:
             scope = f"/namespaces/{namespace}" if namespace else ""
             informers.append(Informer(self.api, f"/apis/batch/v1{scope}/jobs", label_selector=selector,
                                       index=cache.index_job, store=self.job_store, on_change=self.on_job_change,
-                                      what=f"Jobs{' in ' + namespace if namespace else ''}"))
+                                      what=f"Jobs{' in ' + namespace if namespace else ''}",
+                                      on_restart=self._restart_counter("jobs")))
             informers.append(Informer(self.api, f"/api/v1{scope}/pods", label_selector=selector,
                                       index=cache.index_pod, store=self.pod_store, on_change=self.on_pod_change,
-                                      what=f"pods{' in ' + namespace if namespace else ''}"))
+                                      what=f"pods{' in ' + namespace if namespace else ''}",
+                                      on_restart=self._restart_counter("pods")))
         return informers
+
+    def _restart_counter(self, resource: str) -> Callable[[str], None]:
+        def restarted(reason: str) -> None:
+            self.metrics.watch_restarts.labels(resource, reason).inc()
+        return restarted
+
+    def on_api_error(self, error: TransientApiError) -> None:
+        """Count a transient API failure (``kondukt_api_errors_total{code}``)."""
+        self.metrics.api_errors.labels(str(error.status)).inc()
 
     async def start(self, indices: Mapping[str, Any]) -> None:
         self.indices.update(indices)
@@ -361,6 +373,7 @@ async def run_operator_async(
             metrics=controller.metrics, on_started=controller.reconciler.lead,
             on_stopped=controller.reconciler.stand_by,
         )
+        elector.api.on_error = controller.on_api_error
         controller.elector = elector
         controller.reconciler.leading = elector.is_leader
         api.fence = elector.is_leader
