@@ -38,7 +38,7 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.lists: list[list[dict[str, Any]]] = []
-        self.watches: list[list[dict[str, Any]]] = []
+        self.watches: list[list[dict[str, Any]] | str] = []  # "FAIL": answer that watch 503
         self.queries: list[dict[str, str]] = []
         self.closing = asyncio.Event()
 
@@ -47,9 +47,12 @@ class FakeServer:
         if request.query.get("watch") != "1":
             items = self.lists.pop(0) if self.lists else []
             return web.json_response({"metadata": {"resourceVersion": "100"}, "items": items})
+        script = self.watches.pop(0) if self.watches else []
+        if script == "FAIL":  # the server in trouble: refuse this watch
+            return web.json_response({"kind": "Status", "code": 503, "message": "try later"}, status=503)
         response = web.StreamResponse()
         await response.prepare(request)
-        for event in self.watches.pop(0) if self.watches else []:
+        for event in script:
             line = json.dumps(event).encode() + b"\n"
             await response.write(line[:10])  # split lines across chunks
             await response.write(line[10:])
@@ -133,6 +136,29 @@ def test_index_store_moves_an_object_between_keys() -> None:
     store.replace("u1", {"k3": "a2"})
     assert list(store["k1"]) == ["b"] and "k2" not in store and list(store["k3"]) == ["a2"]
     assert store.discard("u2") == {"k1": "b"} and "k1" not in store and len(store) == 1
+
+
+async def test_a_failed_watch_resumes_from_the_last_version_without_listing_again(
+        server: tuple[FakeServer, KubeClient]) -> None:
+    fake, client = server
+    fake.lists = [[pod("a", 1)]]
+    fake.watches = [[{"type": "MODIFIED", "object": pod("a", 3, {"running": {}}, "Running")}], "FAIL",
+                    [{"type": "MODIFIED", "object": pod("a", 7, {"terminated": {"exitCode": 0}}, "Succeeded")}]]
+    store: IndexStore[cache.PodRecord] = IndexStore()
+    restarts: list[str] = []
+    informer = Informer(client, "/api/v1/namespaces/ns/pods", label_selector=r.LABEL_WORKFLOW_UID,
+                        index=cache.index_pod, store=store, on_change=lambda *_: None, what="pods",
+                        on_restart=restarts.append)
+    informer.start()
+    try:
+        await wait_until(lambda: ("job", "ns", "job-a") in store
+                         and [p.phase for p in store[("job", "ns", "job-a")]] == ["Succeeded"])
+    finally:
+        await informer.stop()
+    watched_from = [q.get("resourceVersion") for q in fake.queries if q.get("watch") == "1"]
+    assert watched_from[:3] == ["100", "3", "3"], "resumed from the last version seen, before and after the 503"
+    assert sum(q.get("watch") != "1" for q in fake.queries) == 1, "listed once"
+    assert restarts == ["error"]
 
 
 async def test_throttling_429_carries_retry_after_and_is_reported() -> None:

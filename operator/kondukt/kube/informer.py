@@ -7,8 +7,11 @@ cost. These two kinds need none of it: their events only update an in-memory ind
 workflow. So they are watched here, client-go style:
 
 - list, then watch from the list's resourceVersion, with a server-side label selector (only Kondukt's
-  attempts reach the operator) and bookmarks; on "410 Gone" or a broken stream, list again; changes missed
-  meanwhile are found by comparing the new list with the index;
+  attempts reach the operator) and bookmarks; a watch that ends or breaks (refused or cut connection,
+  429, 5xx) is resumed from the last resourceVersion seen, as client-go's reflector does — relisting
+  thousands of pods after every network blip would cost the API server and the operator dearly; on
+  "410 Gone" (that version is compacted away), another error or repeated failures, list again: changes
+  missed meanwhile are found by comparing the new list with the index;
 - the index (:class:`IndexStore`) has the shape of Kopf's indexes (key -> records, one or more keys per
   object), so :class:`~kondukt.kube.cache.ClusterView` reads both alike;
 - :attr:`Informer.synced` is set once the first list is in the index: the work queue starts reconciling
@@ -28,7 +31,7 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 
-from kondukt.kube.kubeapi import ApiError, KubeClient
+from kondukt.kube.kubeapi import ApiError, KubeClient, TransientApiError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ Key = Hashable
 
 WATCH_SECONDS = 300
 _RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+#: Consecutive failed watches resumed from their resourceVersion before listing again.
+_RESUMES_BEFORE_RELIST = 5
 
 
 class IndexStore(Generic[R]):
@@ -107,6 +112,9 @@ class Informer:
         self.synced = asyncio.Event()
         self._mine: set[str] = set()  # uids listed by this informer (several may share a store)
         self._task: asyncio.Task[None] | None = None
+        #: The resourceVersion to watch from; None: list first.
+        self._version: str | None = None
+        self._failures = 0  # consecutive failed lists or watches
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"informer {self.what}")
@@ -119,22 +127,30 @@ class Informer:
 
     # -------------------------------------------------------------------------------- list + watch
     async def _run(self) -> None:
-        failures = 0
         while True:
             try:
-                version: str | None = await self._list()
-                failures = 0
-                while version is not None:  # watch on from the last version seen; None: list again
-                    version = await self._watch(version)
+                if self._version is None:
+                    self._version = await self._list()
+                    self._failures = 0
+                self._version = await self._watch(self._version)  # None after a 410: list again
             except asyncio.CancelledError:
                 raise
             except (ApiError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
-                self._restarted("expired" if isinstance(err, ApiError) and err.status == 410 else "error")
-                delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
+                expired = isinstance(err, ApiError) and err.status == 410
+                self._restarted("expired" if expired else "error")
+                # client-go's reflector: a refused or broken connection, throttling or a server error leaves
+                # the watch's resourceVersion good — resume from it (the server replays what was missed, or
+                # answers 410); anything else, and a run of failures, starts over with a list.
+                resume = (self._version is not None and isinstance(err, TransientApiError) and not expired
+                          and self._failures < _RESUMES_BEFORE_RELIST)
+                if not resume:
+                    self._version = None
+                delay = _RETRY_DELAYS[min(self._failures, len(_RETRY_DELAYS) - 1)]
                 if isinstance(err, ApiError) and err.retry_after is not None:
                     delay = max(delay, err.retry_after)
-                failures += 1
-                logger.warning("watching %s failed (%s); listing again in %.1fs", self.what, err, delay)
+                self._failures += 1
+                logger.warning("watching %s failed (%s); %s in %.1fs", self.what, err,
+                               f"watching again from {self._version}" if resume else "listing again", delay)
                 await asyncio.sleep(delay)
 
     async def _list(self) -> str:
@@ -182,6 +198,8 @@ class Informer:
                     self._restarted("expired")
                     return None
                 version = seen or version
+                self._version = version  # where to resume should the stream break
+                self._failures = 0  # the connection works
         return version
 
     def _restarted(self, reason: str) -> None:
