@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import base64
 import contextlib
 import ctypes
 import ipaddress
@@ -382,6 +383,57 @@ class ControlPlane:
             shutil.rmtree(self.workdir, ignore_errors=True)
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
+
+    # -- faults (tests/e2e/test_operator_faults.py): one component down and up again, same data and ports
+    _STARTERS = {"etcd": "_start_etcd", "kube-apiserver": "_start_apiserver",
+                 "kube-controller-manager": "_start_controller_manager", "kube-scheduler": "_start_scheduler",
+                 "kwok": "_start_kwok"}
+
+    def stop_component(self, name: str, grace: float = 10.0) -> None:
+        """Stop one component (SIGTERM, SIGKILL after ``grace``); its data dir and ports are kept."""
+        pid = self.pids.pop(name, None)
+        if pid is not None:
+            kill_group(pid, self.procs.pop(name, None), grace=grace)
+
+    def start_component(self, name: str, timeout: float = 60) -> None:
+        """Start a stopped component again with its usual flags, and wait until it is healthy."""
+        if name in self.pids:
+            raise ControlPlaneError(f"{name} is running")
+        getattr(self, self._STARTERS[name])()
+        deadline = time.monotonic() + timeout
+        if name == "etcd":
+            self._wait("etcd (restarted)", deadline, self._etcd_healthy)
+        elif name == "kube-apiserver":
+            self._wait("kube-apiserver (restarted)", deadline, self._apiserver_ready)
+
+    def restart_component(self, name: str, down_seconds: float = 0.0) -> None:
+        """Stop ``name``, leave it down ``down_seconds``, start it again and wait until it is healthy."""
+        self.stop_component(name)
+        time.sleep(down_seconds)
+        self.start_component(name)
+
+    def etcd(self, method: str, body: Any) -> Any:
+        """A call to etcd's v3 JSON gateway on loopback (e.g. ``("kv/compaction", {"revision": n})``)."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.ports['etcd']}/v3/{method}",
+                                     data=json.dumps(body).encode(), method="POST")
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def etcd_revision(self) -> int:
+        """etcd's current revision (from the header of a one-key range read)."""
+        return int(self.etcd("kv/range", {"key": "AA==", "limit": 1})["header"]["revision"])
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to a new revision: every resourceVersion seen so far is gone (410).
+
+        A key outside the API server's ``/registry`` prefix is written first, so that the compacted revision
+        is newer than anything a client has seen."""
+        self.etcd("kv/put", {"key": base64.b64encode(b"/kondukt-e2e/compaction-marker").decode(),
+                             "value": base64.b64encode(str(time.time_ns()).encode()).decode()})
+        revision = self.etcd_revision()
+        self.etcd("kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
 
     def state(self) -> dict[str, Any]:
         return {"workdir": str(self.workdir), "binaries": str(self.binaries), "pids": self.pids,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.parse
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
@@ -168,6 +169,9 @@ class KubeClient:
         #: the API misbehaving, not answers such as 404 or 409) — the operator counts them in
         #: ``kondukt_api_errors_total``. Never called for :class:`NotLeader` (nothing was sent).
         self.on_error: Callable[[TransientApiError], None] | None = None
+        #: Called with (method, seconds) when a request (not a watch) ends, however it ended: the operator's
+        #: ``kondukt_api_request_duration_seconds{method}`` — a slow API server shows there.
+        self.on_done: Callable[[str, float], None] | None = None
 
     def _failed(self, error: ApiError) -> ApiError:
         if self.on_error is not None and isinstance(error, TransientApiError):
@@ -236,6 +240,7 @@ class KubeClient:
         session = await self.session()
         if self.fence is not None and method != "GET" and not self.fence():
             raise NotLeader(0, "NotLeader", "this replica does not lead (it stands by or lost the lease)", what)
+        started = time.monotonic()
         try:
             async with session.request(method, url, data=data, headers=headers) as response:
                 text = await response.text()
@@ -243,6 +248,9 @@ class KubeClient:
                 retry_after = response.headers.get("Retry-After")
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             raise self._failed(TransientApiError(0, type(err).__name__, str(err) or repr(err), what)) from err
+        finally:
+            if self.on_done is not None:
+                self.on_done(method, time.monotonic() - started)
         if 200 <= status < 300:
             return json.loads(text) if text else None
         error = error_from_response(status, text, what, on_conflict)

@@ -19,6 +19,8 @@ Names follow Prometheus conventions (``kondukt_`` prefix, ``_total`` counters, `
 - ``kondukt_api_errors_total{code}``: API requests and watches of the operator's own client that failed
   transiently — ``code`` is the HTTP status (429 throttled, 5xx) or ``0`` for a timeout or a refused or
   broken connection (Kopf's watches of Workflows and definitions are not counted: Kopf retries them itself);
+- ``kondukt_api_request_duration_seconds{method}``: the operator's own API requests (not watches), however
+  they ended — a slow or stalled API server (etcd down behind it) shows here before anything fails;
 - ``kondukt_api_retry_after_seconds_total``: seconds of waiting the API server asked for (``Retry-After``)
   and the reconciles honoured;
 - ``kondukt_watch_restarts_total{resource,reason}``: the Job and pod informers' watches started over —
@@ -30,6 +32,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5, 10)
+_API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 
 
@@ -69,6 +72,9 @@ class Metrics:
                                    registry=r)
         self.api_errors = Counter("kondukt_api_errors_total", "API calls that failed transiently, by HTTP status "
                                   "(0: timeout or connection refused/broken).", ["code"], registry=r)
+        self.api_request_duration = Histogram("kondukt_api_request_duration_seconds",
+                                              "The operator's API requests (not watches), by method.", ["method"],
+                                              buckets=_API_BUCKETS, registry=r)
         self.api_retry_after = Counter("kondukt_api_retry_after_seconds_total",
                                        "Seconds of Retry-After asked by the API server and honoured.", registry=r)
         self.watch_restarts = Counter("kondukt_watch_restarts_total", "Informer watches started over: expired "

@@ -172,6 +172,7 @@ class Controller:
         #: The leader election (None: a single replica that always acts); see run_operator_async.
         self.elector: LeaderElector | None = None
         api.on_error = self.on_api_error
+        api.on_done = self.on_api_done
         self.job_store: IndexStore[cache.JobRecord] = IndexStore()
         self.pod_store: IndexStore[cache.PodRecord] = IndexStore()
         self.informers = self._informers()
@@ -196,6 +197,9 @@ class Controller:
         def restarted(reason: str) -> None:
             self.metrics.watch_restarts.labels(resource, reason).inc()
         return restarted
+
+    def on_api_done(self, method: str, seconds: float) -> None:
+        self.metrics.api_request_duration.labels(method).observe(seconds)
 
     def on_api_error(self, error: TransientApiError) -> None:
         """Count a transient API failure (``kondukt_api_errors_total{code}``)."""
