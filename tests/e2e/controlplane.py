@@ -412,6 +412,25 @@ class ControlPlane:
         time.sleep(down_seconds)
         self.start_component(name)
 
+    def heal(self, timeout: float = 120) -> None:
+        """After faults: start every component that is not running (stopped, or exited by itself), then wait
+        until the controllers work again (a new namespace gets its default ServiceAccount; the controller
+        manager's watches may be backing off after an API server restart), so the next test finds the
+        cluster whole."""
+        for name in COMPONENTS:
+            proc = self.procs.get(name)
+            if name not in self.pids or (proc is not None and proc.poll() is not None):
+                self.pids.pop(name, None)
+                self.procs.pop(name, None)
+                self.start_component(name)
+        probe = f"heal-{secrets.token_hex(3)}"
+        self.kubectl("create", "namespace", probe)
+        try:
+            wait_for(lambda: self.api("GET", f"/api/v1/namespaces/{probe}/serviceaccounts/default")[0] == 200,
+                     "the controllers to work again after the faults", timeout=timeout, interval=0.5)
+        finally:
+            self.kubectl("delete", "namespace", probe, "--wait=false", check=False)
+
     def etcd(self, method: str, body: Any) -> Any:
         """A call to etcd's v3 JSON gateway on loopback (e.g. ``("kv/compaction", {"revision": n})``)."""
         req = urllib.request.Request(f"http://127.0.0.1:{self.ports['etcd']}/v3/{method}",
