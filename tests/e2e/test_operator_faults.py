@@ -192,8 +192,9 @@ def test_etcd_restarted_mid_run_loses_nothing(faulty: Faulty) -> None:
 
 
 def test_watches_expired_410_and_connections_cut_lose_nothing(faulty: Faulty) -> None:
-    """Connections cut by the proxy (watches break, lists again), then the API server restarted over a
-    compacted etcd while the proxy holds reconnections: the resumed watches' resourceVersions are gone (410)."""
+    """Connections cut by the proxy (the watches break and resume from their resourceVersion), then the API
+    server restarted over a compacted etcd while the proxy holds reconnections: the resumed watches'
+    resourceVersions are gone (410 Gone), and the informers list again."""
     operator = faulty.start_operator(through_proxy=True)
     names = faulty.start_workflows()
     faulty.wait_jobs(2)
