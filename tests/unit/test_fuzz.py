@@ -484,7 +484,7 @@ _KUBERNETES_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 
 async def _reconcile_everything(documents: list[dict[str, Any]], answers: list[tuple[int, str]]) -> None:
     from kondukt.kube import reconcile as reconcile_module
-    from tests.unit.test_kube_reconcile import Harness
+    from tests.unit.kube.harness import Harness
 
     harness = Harness()
     try:

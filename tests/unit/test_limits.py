@@ -201,7 +201,7 @@ def test_kondukt_run_refuses_an_input_bomb_with_exit_2(capsys: pytest.CaptureFix
 
 # ------------------------------------------------------------------------- the operator's view
 async def test_the_operator_fails_a_workflow_whose_spec_nests_too_deep() -> None:
-    from tests.unit.test_kube_reconcile import ECHO, Harness, chain, run_of
+    from tests.unit.kube.harness import ECHO, Harness, chain, run_of
 
     harness = Harness()
     harness.cluster.apply(ECHO)

@@ -24,7 +24,7 @@ from kondukt.kube.reconcile import ReconcileSettings
 from kondukt.limits import DEFAULT_MAX_SUB_WORKFLOW_DEPTH, MAX_SUB_WORKFLOW_DEPTH_ENV
 from kondukt.local.runner import LocalRunner, RunResult
 from kondukt.manifests import Bundle
-from tests.unit.test_kube_reconcile import Harness
+from tests.unit.kube.harness import Harness
 
 SELF_STARTING = """\
 apiVersion: kondukt.io/v1alpha1

@@ -1,11 +1,11 @@
-"""Informer-like caches of what the reconcile reads besides the Workflow: Jobs, pods, child Workflows,
-TaskDefs and WorkflowDefs, kept in memory from Kopf's watches (``kopf.index``).
+"""The records the reconcile reads besides the Workflow: Jobs, pods, child Workflows, TaskDefs, WorkflowDefs.
 
-Each ``index_*`` function turns one object into small immutable records under a few keys; Kopf keeps
-them current (replacing an object's records on every event, dropping them when it is deleted) and — the
-reason to use Kopf's indexes rather than a dict of our own — holds back every other handler until the
-initial listing of every indexed kind is complete, so the first reconcile after a start never mistakes
-"not listed yet" for "gone". :class:`ClusterView` is the reconcile's read-only access to them.
+Each ``index_*`` function turns one object into small immutable records under a few keys. Two kinds of
+watch keep them current, replacing an object's records on every event and dropping them when it is deleted:
+the lightweight informers of :mod:`kondukt.kube.informer` for the attempts' Jobs and pods (the busiest
+kinds), and Kopf's indexes (``kopf.index``) for child Workflows, TaskDefs and WorkflowDefs. The work queue
+starts only once the first listing of every kind is indexed, so the first reconcile after a start never
+mistakes "not listed yet" for "gone". :class:`ClusterView` is the reconcile's read-only access to them.
 
 The records hold only what the operator needs (a Job's conditions, a pod's termination message, a
 child's phase and output), so memory stays small with thousands of attempts. Nothing here talks to the

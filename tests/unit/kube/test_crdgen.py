@@ -10,7 +10,7 @@ import yaml
 
 from kondukt.kube import crdgen
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _walk(schema: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:

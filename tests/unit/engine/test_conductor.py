@@ -24,7 +24,7 @@ from kondukt.engine.conductor import (
 from kondukt.errors import ManifestError
 from kondukt.manifests import load_files
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "conductor-examples"
+EXAMPLES = Path(__file__).resolve().parents[4] / "shared" / "conductor-examples"
 CORPUS = sorted(EXAMPLES.glob("*.json"))
 INVALID_UPSTREAM = {
     "workflow__image_convert_resize_multipleformat.json": (85, 2, "Extra data"),

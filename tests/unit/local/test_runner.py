@@ -26,7 +26,7 @@ from kondukt.local.objectstore import open_task_storage
 from kondukt.local.process import INPUT_ENV_LIMIT_BYTES
 from kondukt.local.runner import LocalRunner, RunEvent, RunResult, TaskEvent, WorkflowEvent
 from kondukt.manifests import Bundle
-from tests.unit.test_local_process import FAKE_WORKER, process_alive, wait_until
+from tests.unit.local.processes import FAKE_WORKER, process_alive, wait_until
 
 
 def fake_def(name: str = "fake", **policy: Any) -> TaskDef:

@@ -21,32 +21,13 @@ import pytest
 from PIL import Image
 
 from tests.bigvalues import incompressible_inline
-from tests.unit.test_local_process import FAKE_WORKER, process_alive, wait_until
+from tests.unit.cli.runs import ENDPOINT_VARIABLES, kondukt_run, write
+from tests.unit.local.processes import FAKE_WORKER, process_alive, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
 SAMPLE_IMAGE = EXAMPLES / "images" / "sample.jpg"
 SEED = Path(os.environ.get("KONDUKT_CONDUCTOR_EXAMPLES", REPO.parent / "shared" / "conductor-examples"))
-_ENDPOINT_VARIABLES = (
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "KONDUKT_S3_ENDPOINT",
-    "KONDUKT_OUTPUT_PREFIX",
-)
-
-
-def kondukt_run(
-    *args: str, cwd: Path, data_dir: Path, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in _ENDPOINT_VARIABLES}
-    return subprocess.run(
-        [sys.executable, "-m", "kondukt.cli", "run", "--data-dir", str(data_dir), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def local_file(uri: str, data_dir: Path) -> Path:
@@ -113,12 +94,6 @@ spec:
   workflowDefRef: {{name: fake_flow}}
   input: {input_yaml}
 """
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -434,7 +409,7 @@ def test_a_signal_terminates_the_run_and_leaves_no_process(signum: signal.Signal
         f"{{spawnChild: true, pidFile: {json.dumps(str(pid_file))}, sleepSeconds: 120}}}}"
     )
     manifest = write(tmp_path, "flow.yaml", fake_manifests(tasks))
-    env = {k: v for k, v in os.environ.items() if k not in _ENDPOINT_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in ENDPOINT_VARIABLES}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -521,7 +496,7 @@ def test_the_script_limit_flags_are_checked(tmp_path: Path) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_ends_the_run_while_jq_is_evaluated(signum: signal.Signals, tmp_path: Path) -> None:
     flow = write(tmp_path, "forever.json", json.dumps(FOREVER_JQ))
-    env = {k: v for k, v in os.environ.items() if k not in _ENDPOINT_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in ENDPOINT_VARIABLES}
     process = subprocess.Popen(
         [sys.executable, "-m", "kondukt.cli", "run", "--data-dir", str(tmp_path / "d"), str(flow), "-o", "json",
          "--script-time-limit", "600"],

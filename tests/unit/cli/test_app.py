@@ -12,7 +12,7 @@ import pytest
 
 from kondukt.cli import app, inspect
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CLUSTER_COMMAND_MODULES = ("kondukt.cli.inspect", "kondukt.cli.operations", "kondukt.cli.graph", "kondukt.cli.cluster")
 HEAVY = ("kubernetes", "kubernetes_asyncio", "kopf", "aiohttp", "kondukt.kube.operator", "kondukt.local.runner")
 

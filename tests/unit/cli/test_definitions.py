@@ -17,8 +17,8 @@ from kondukt.cli import app as cli
 from kondukt.cli import definitions as cli_definitions
 from kondukt.errors import KonduktError, ManifestError
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "conductor-examples"
-REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = Path(__file__).resolve().parents[4] / "shared" / "conductor-examples"
+REPO = Path(__file__).resolve().parents[3]
 KONDUKT = REPO / ".venv" / "bin" / "kondukt"
 INVALID = ["workflow__image_convert_resize_multipleformat.json", "workflow__image_effects_pipeline.json"]
 VALID = [p for p in sorted(EXAMPLES.glob("*.json")) if p.name not in INVALID]

@@ -26,7 +26,7 @@ from kondukt.engine.validation import (
 )
 from kondukt.engine.waits import parse_wait_duration, parse_wait_until
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "conductor-examples"
+EXAMPLES = Path(__file__).resolve().parents[4] / "shared" / "conductor-examples"
 INVALID_UPSTREAM = {
     "workflow__image_convert_resize_multipleformat.json",
     "workflow__image_effects_pipeline.json",

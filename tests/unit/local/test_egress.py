@@ -16,7 +16,7 @@ from kondukt.engine.models import TaskStatus
 from kondukt.local.httpcall import call_http
 from kondukt_workers.egress import EgressPolicy
 from tests.loopback_http import recording_server
-from tests.unit.test_kondukt_run import kondukt_run, write
+from tests.unit.cli.runs import kondukt_run, write
 
 
 def http_manifests(uri: str) -> str:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.unit.test_kondukt_run import kondukt_run
+from tests.unit.cli.runs import kondukt_run
 
 
 def conductor_workflow(name: str, tasks: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

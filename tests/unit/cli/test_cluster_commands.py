@@ -31,7 +31,7 @@ from kondukt.kube import kubeapi
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "conductor-examples"
+EXAMPLES = Path(__file__).resolve().parents[4] / "shared" / "conductor-examples"
 
 PIPELINE = WorkflowDef(
     name="image_convert_resize",

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,27 +20,7 @@ from kondukt.local.process import (
     outcome_from_result,
     template_environment,
 )
-
-FAKE_WORKER = Path(__file__).parents[1] / "fixtures" / "workers" / "fake_worker.py"
-
-
-def process_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_until(predicate: object, timeout: float = 120.0) -> bool:
-    """Poll ``predicate`` until it holds: a readiness wait, bounded generously (a loaded machine is slow)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return bool(predicate())  # type: ignore[operator]
+from tests.unit.local.processes import FAKE_WORKER, process_alive, wait_until
 
 
 def request(tmp_path: Path, task_input: dict[str, object], timeout: int | None = None, **env: str) -> AttemptRequest:
