@@ -1,8 +1,8 @@
 """Kondukt's worker SDK and built-in workers.
 
 A Kondukt task attempt is a process (a Kubernetes Job's container, or a local process under
-``kondukt run``) that follows the worker protocol (DESIGN §5): it reads its input from the environment
-and writes a Conductor-style TaskResult to a file. This package hides the protocol behind a decorator,
+``kondukt run``) that follows the worker protocol (docs/worker-protocol.md): it reads its input from the
+environment and writes a Conductor-style TaskResult to a file. This package hides the protocol behind a decorator,
 as Conductor's Python SDK does::
 
     from kondukt_workers import TerminalError, worker_task

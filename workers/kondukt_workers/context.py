@@ -47,7 +47,7 @@ def _non_negative_int(environ: Mapping[str, str], name: str) -> int:
 
 @dataclass(frozen=True)
 class TaskContext:
-    """The attempt a worker is running (the worker protocol's environment, DESIGN §5)."""
+    """The attempt a worker is running (the worker protocol's environment, docs/worker-protocol.md)."""
 
     workflow_id: str = "no-workflow"
     task_id: str = ""

@@ -18,7 +18,7 @@ COMPLETED: Final = "COMPLETED"
 FAILED: Final = "FAILED"
 FAILED_WITH_TERMINAL_ERROR: Final = "FAILED_WITH_TERMINAL_ERROR"
 
-#: The statuses a worker may report (the worker protocol, DESIGN §5).
+#: The statuses a worker may report (the worker protocol, docs/worker-protocol.md).
 RESULT_STATUSES: Final = frozenset({COMPLETED, FAILED, FAILED_WITH_TERMINAL_ERROR})
 
 #: Reasons are shown in ``kubectl get`` columns and termination messages: keep them short.

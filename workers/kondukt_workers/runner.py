@@ -1,4 +1,4 @@
-"""Running one task attempt under the worker protocol (DESIGN §5).
+"""Running one task attempt under the worker protocol (docs/worker-protocol.md).
 
 :func:`execute` runs a worker function in this process and turns whatever happens into a
 :class:`TaskResult` (it never raises for an ordinary exception). :func:`run_attempt` is the whole
