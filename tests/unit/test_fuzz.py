@@ -40,7 +40,6 @@ from kondukt.cli.runplan import plan_run
 from kondukt.engine import Blueprint, TaskType, WorkflowDef
 from kondukt.errors import KonduktUserError
 from kondukt.local import runner as local_runner
-from kondukt.local.httpcall import HttpOutcome
 from kondukt.local.runner import LocalRunner
 from kondukt.manifests import Bundle, load_files
 from tests.profiles import examples
@@ -340,16 +339,10 @@ def test_mutated_conductor_json_imports_validates_and_decides(
         decide_every_definition(load_files([path]), outcomes)
 
 
-def _no_network_http(request: Mapping[str, Any], timeout_seconds: int | None, egress: Any = None) -> HttpOutcome:
-    """HTTP tasks of fuzzed workflows never leave the process (this machine's network rule)."""
-    from kondukt.engine import TaskStatus
-
-    return HttpOutcome(TaskStatus.FAILED, {"response": {"statusCode": 503}}, "fuzz: no network")
-
-
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_runner, "call_http", _no_network_http)
+    """HTTP tasks of fuzzed workflows never leave the process (this machine's network rule)."""
+    monkeypatch.setattr(local_runner, "perform_http_task", _no_network_http_task)
 
 
 TRUE = shutil.which("true") or "/bin/true"
@@ -496,7 +489,7 @@ async def _reconcile_everything(documents: list[dict[str, Any]], answers: list[t
 
 async def _no_network_http_task(task_id: str, request: Mapping[str, Any], timeout: int | None,
                                 session: Any, policy: Any = None) -> Any:
-    """The operator's HTTP tasks of fuzzed workflows never leave the process (this machine's network rule)."""
+    """The drivers' HTTP tasks of fuzzed workflows never leave the process (this machine's network rule)."""
     from kondukt.engine import TaskStatus, TaskUpdate
 
     return TaskUpdate(taskId=task_id, status=TaskStatus.FAILED, reasonForIncompletion="fuzz: no network")

@@ -16,10 +16,10 @@ Modules, from pure to I/O:
 - ``leader``: leader election among replicas with a Lease (client-go's semantics): who may act, when;
 - ``opsannotations``: the format of the ``ops.kondukt.io/<op>`` operation requests (the CLI writes them);
 - ``reconcile``: one level-based reconcile of one Workflow: observe, ``decide``, act, write status;
-- ``httptask``: the HTTP system task, performed by the operator;
 - ``events``, ``metrics``: Kubernetes Events and Prometheus metrics;
 - ``operator``: Kopf settings and handlers, and ``run_operator`` (``kondukt operator`` is in ``kondukt.cli``).
 
+The HTTP system task and the sizes both drivers share are in ``kondukt.driver``.
 The engine (``kondukt.engine``) is the only place that decides anything about a workflow; this package
 observes, calls ``decide`` and carries out the actions. It never writes a user's ``spec``.
 """

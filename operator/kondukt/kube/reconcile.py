@@ -41,6 +41,8 @@ from typing import Any, Final
 import aiohttp
 import pydantic
 
+from kondukt.driver.http import checked_session, perform_http_task
+from kondukt.driver.limits import INPUT_ENV_LIMIT_BYTES
 from kondukt.engine import decide, new_workflow
 from kondukt.engine.decision import (
     Action,
@@ -95,7 +97,6 @@ from kondukt.kube.cache import (
     workflowdef_record,
 )
 from kondukt.kube.events import EventRecorder, describe_transition, describe_workflow
-from kondukt.kube.httptask import checked_session, perform_http_task
 from kondukt.kube.kubeapi import Conflict, Invalid, KubeClient, NotFound, TooLarge, TransientApiError
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.status import (
@@ -120,8 +121,6 @@ logger = logging.getLogger(__name__)
 
 WorkflowKey = tuple[str, str]
 
-#: Inputs up to this size travel in KONDUKT_INPUT; larger ones through external payload storage.
-MAX_INPUT_ENV_BYTES: Final = 32 * 1024
 _TERMINAL_PHASES: Final = frozenset(s.value for s in WorkflowStatus if s.terminal)
 _PARALLEL_ACTIONS: Final = 32
 #: See the status write in Reconciler.reconcile: how long a workflow's news is gathered, per task.
@@ -955,12 +954,12 @@ class Reconciler:
 
     async def _input_env(self, owner: OwnerRef, start: StartTask) -> str:
         inline = json.dumps(start.inputData, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        if len(inline.encode("utf-8")) <= MAX_INPUT_ENV_BYTES:
+        if len(inline.encode("utf-8")) <= INPUT_ENV_LIMIT_BYTES:
             return inline
         context = TaskContext(workflow_id=owner.uid, task_id=start.taskId, task_ref=start.referenceTaskName,
                               task_name=start.taskDefName, retry_count=start.retryCount, iteration=start.iteration)
         return await asyncio.to_thread(encode_task_input, start.inputData, context, self.settings.payload_settings,
-                                       MAX_INPUT_ENV_BYTES)
+                                       INPUT_ENV_LIMIT_BYTES)
 
     async def _start_job(self, owner: OwnerRef, start: StartTask, blueprint: Blueprint, now: int) -> list[TaskUpdate]:
         task_def = start.taskDef or blueprint.task_def(start.taskDefName)
@@ -969,7 +968,7 @@ class Reconciler:
         except Exception as err:  # no payload storage, or it failed: the attempt cannot start
             terminal = getattr(err, "terminal", True)
             size = len(json.dumps(start.inputData, default=str))
-            reason = (f"the task input is {size} bytes, more than the {MAX_INPUT_ENV_BYTES} an environment variable "
+            reason = (f"the task input is {size} bytes, more than the {INPUT_ENV_LIMIT_BYTES} an environment variable "
                       f"carries, and it could not be stored externally: {err}")
             if not terminal:
                 raise TransientError(reason) from err

@@ -26,12 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kondukt.driver.limits import INPUT_ENV_LIMIT_BYTES
 from kondukt.engine.models import ContainerTemplate, TaskStatus
 from kondukt_workers.context import TaskContext
-
-#: Inputs whose JSON is larger than this travel through external payload storage, not the environment
-#: (Linux caps one environment string at 128 KiB).
-INPUT_ENV_LIMIT_BYTES = 128 * 1024
 
 #: How long a process group gets between SIGTERM and SIGKILL when an attempt is stopped.
 KILL_GRACE_SECONDS = 1.0

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from kondukt.driver.http import checked_session, perform_http_task
 from kondukt.engine import (
     Blueprint,
     CallHttp,
@@ -60,7 +61,6 @@ from kondukt.limits import (
     is_sub_workflow_depth_reason,
     sub_workflow_depth_reason,
 )
-from kondukt.local.httpcall import call_http
 from kondukt.local.process import (
     AttemptOutcome,
     AttemptProcess,
@@ -532,11 +532,13 @@ class _WorkflowDriver:
     ) -> None:
         self.observe(TaskUpdate(taskId=attempt.task_id, started=True, at=now_ms()))
         try:
-            outcome = await asyncio.to_thread(call_http, request, timeout_seconds, self.runner.egress)
+            async with checked_session(self.runner.egress) as session:
+                update = await perform_http_task(attempt.task_id, request, timeout_seconds, session,
+                                                 self.runner.egress)
         finally:
             self._attempts.pop(attempt.task_id, None)
         if not attempt.canceled:
-            self._report(attempt.task_id, outcome.status, outcome.output_data, outcome.reason)
+            self.observe(update.model_copy(update={"at": now_ms()}))
         else:
             self._wake.set()
 

@@ -8,12 +8,14 @@ resolver (``call_http``), so no packet goes to a link-local address.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 from kondukt.cli.run import egress_policy
+from kondukt.driver.http import checked_session, perform_http_task
+from kondukt.engine.decision import TaskUpdate
 from kondukt.engine.models import TaskStatus
-from kondukt.local.httpcall import call_http
 from kondukt_workers.egress import EgressPolicy
 from tests.loopback_http import recording_server
 from tests.unit.cli.runs import kondukt_run, write
@@ -75,10 +77,17 @@ def test_a_bad_allowlist_entry_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_the_local_policy_refuses_the_metadata_address_whatever_the_name() -> None:
     """The fake resolver answers 169.254.169.254: the call fails before any socket exists."""
-    outcome = call_http({"uri": "http://metadata.google.internal/computeMetadata/v1/"}, 5,
-                        egress_policy("local", [], []), resolver=lambda host, port: ["169.254.169.254"])
+    policy = egress_policy("local", [], [])
+
+    async def call() -> TaskUpdate:
+        async with checked_session(policy, resolver=lambda host, port: ["169.254.169.254"]) as session:
+            return await perform_http_task("t1", {"uri": "http://metadata.google.internal/computeMetadata/v1/"},
+                                           5, session, policy)
+
+    outcome = asyncio.run(call())
     assert outcome.status == TaskStatus.FAILED_WITH_TERMINAL_ERROR
-    assert outcome.reason is not None and "169.254.169.254" in outcome.reason and "'link-local'" in outcome.reason
+    reason = outcome.reasonForIncompletion
+    assert reason is not None and "169.254.169.254" in reason and "'link-local'" in reason
 
 
 def test_task_processes_get_the_runs_policy(tmp_path: Path) -> None:

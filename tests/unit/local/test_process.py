@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from kondukt.driver.limits import INPUT_ENV_LIMIT_BYTES
 from kondukt.engine.models import ContainerTemplate, TaskStatus
 from kondukt.local.process import (
-    INPUT_ENV_LIMIT_BYTES,
     AttemptProcess,
     AttemptRequest,
     TemplateError,

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from kondukt.cli.progress import ProgressView
+from kondukt.driver.limits import INPUT_ENV_LIMIT_BYTES
 from kondukt.engine import TaskDef, TaskStatus, WorkflowDef, WorkflowStatus
 from kondukt.local.objectstore import open_task_storage
-from kondukt.local.process import INPUT_ENV_LIMIT_BYTES
 from kondukt.local.runner import LocalRunner, RunEvent, RunResult, TaskEvent, WorkflowEvent
 from kondukt.manifests import Bundle
 from tests.unit.local.processes import FAKE_WORKER, process_alive, wait_until
