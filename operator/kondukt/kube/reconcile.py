@@ -41,8 +41,10 @@ from typing import Any, Final
 import aiohttp
 import pydantic
 
+from kondukt.driver.dispatch import dispatch
 from kondukt.driver.http import checked_session, perform_http_task
 from kondukt.driver.limits import INPUT_ENV_LIMIT_BYTES
+from kondukt.driver.load import is_limited, rate_window_ms, task_load
 from kondukt.engine import decide, new_workflow
 from kondukt.engine.decision import (
     Action,
@@ -199,12 +201,6 @@ def _newer(current: Any, candidate: Any) -> bool:
         return bool(candidate != current)
 
 
-def _is_limited(task_def: TaskDef | None) -> bool:
-    return task_def is not None and bool(
-        task_def.concurrentExecLimit or (task_def.rateLimitPerFrequency and task_def.rateLimitFrequencyInSeconds)
-    )
-
-
 def _simple_task_names(tasks: Iterable[WorkflowTask]) -> set[str]:
     found: set[str] = set()
     for task in tasks:
@@ -227,6 +223,39 @@ def _evaluation_outcome(update: TaskUpdate) -> str:
     if "evaluation process" in reason:
         return "died"
     return "failed"
+
+
+
+@dataclasses.dataclass(frozen=True)
+class _Acting:
+    """The operator's :class:`~kondukt.driver.dispatch.ActionHandler` for one workflow's actions: each
+    returns the updates known at once (a failed start, a child that already exists)."""
+
+    reconciler: Reconciler
+    owner: OwnerRef
+    blueprint: Blueprint
+    now: int
+
+    async def start_task(self, action: StartTask) -> list[Observation]:
+        return [*await self.reconciler._start_job(self.owner, action, self.blueprint, self.now)]
+
+    async def start_sub_workflow(self, action: StartSubWorkflow) -> list[Observation]:
+        return [*await self.reconciler._start_child(self.owner, action)]
+
+    async def start_workflow(self, action: StartWorkflow) -> list[Observation]:
+        return await self.reconciler._start_workflow(self.owner, action)
+
+    async def call_http(self, action: CallHttp) -> list[Observation]:
+        self.reconciler._call_http(self.owner, action)
+        return []
+
+    async def evaluate_script(self, action: EvaluateScript) -> list[Observation]:
+        self.reconciler._evaluate_script(self.owner, action)
+        return []
+
+    async def cancel_task(self, action: CancelTask) -> list[Observation]:
+        await self.reconciler._cancel(self.owner, action)
+        return []
 
 
 class Reconciler:
@@ -875,7 +904,7 @@ class Reconciler:
         """How busy each limited TaskDef is across the namespace, from the Jobs that exist."""
         by_def: dict[str, TaskLoad] = {}
         for name, task_def in task_defs.items():
-            if not _is_limited(task_def):
+            if not is_limited(task_def):
                 continue
             jobs = self.view.jobs_of_task_def(namespace, name)
             seen = {job.name for job in jobs}
@@ -884,20 +913,15 @@ class Reconciler:
                 reserved.pop(job_name, None)
             running = sum(1 for job in jobs if not job.finished and not self._pod_finished(namespace, job.name))
             running += len(reserved)
-            window = (task_def.rateLimitFrequencyInSeconds or 0) * 1000
-            starts: list[int] = []
-            if window and task_def.rateLimitPerFrequency:
-                horizon = now - window
-                starts = [job.dispatched_at_ms for job in jobs if job.dispatched_at_ms > horizon]
-                starts += [at for at in reserved.values() if at > horizon]
-            by_def[name] = TaskLoad(running=running, recentStarts=tuple(sorted(starts)))
+            starts = [job.dispatched_at_ms for job in jobs] + list(reserved.values())
+            by_def[name] = task_load(running, starts, rate_window_ms(task_def), now)
         return Load(byTaskDef=by_def)
 
     def _reserve(self, namespace: str, owner: OwnerRef, actions: Sequence[Action],
                  task_defs: Mapping[str, TaskDef], now: int) -> None:
         """Count Jobs about to be created against their limits at once (before any await)."""
         for action in actions:
-            if isinstance(action, StartTask) and _is_limited(task_defs.get(action.taskDefName)):
+            if isinstance(action, StartTask) and is_limited(task_defs.get(action.taskDefName)):
                 job_name = names.job_name(owner.name, owner.uid, action.referenceTaskName, action.taskId)
                 self._reservations.setdefault((namespace, action.taskDefName), {})[job_name] = now
 
@@ -934,23 +958,7 @@ class Reconciler:
 
     async def _carry_out(self, owner: OwnerRef, action: Action, blueprint: Blueprint, now: int
                          ) -> list[Observation]:
-        if isinstance(action, StartTask):
-            return [*await self._start_job(owner, action, blueprint, now)]
-        if isinstance(action, StartSubWorkflow):
-            return [*await self._start_child(owner, action)]
-        if isinstance(action, StartWorkflow):
-            return await self._start_workflow(owner, action)
-        if isinstance(action, CallHttp):
-            self._call_http(owner, action)
-            return []
-        if isinstance(action, EvaluateScript):
-            self._evaluate_script(owner, action)
-            return []
-        if isinstance(action, CancelTask):
-            await self._cancel(owner, action)
-            return []
-        logger.warning("unknown action %r", action)
-        return []
+        return await dispatch(action, _Acting(self, owner, blueprint, now))
 
     async def _input_env(self, owner: OwnerRef, start: StartTask) -> str:
         inline = json.dumps(start.inputData, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -22,13 +22,14 @@ import contextlib
 import os
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from kondukt.driver.dispatch import dispatch
 from kondukt.driver.http import checked_session, perform_http_task
+from kondukt.driver.load import LoadTracker
 from kondukt.engine import (
     Blueprint,
     CallHttp,
@@ -36,15 +37,12 @@ from kondukt.engine import (
     Decision,
     EvaluateScript,
     FailureWorkflowStarted,
-    Load,
     Observation,
     Operation,
     OperationKind,
     StartSubWorkflow,
     StartTask,
     StartWorkflow,
-    TaskDef,
-    TaskLoad,
     TaskStatus,
     TaskUpdate,
     Workflow,
@@ -188,39 +186,6 @@ class RunResult:
     @property
     def status(self) -> WorkflowStatus:
         return self.workflow.status
-
-
-# --------------------------------------------------------------------------------------------------
-# Load: what runs locally, per TaskDef (concurrentExecLimit and rate limits)
-# --------------------------------------------------------------------------------------------------
-
-
-class _LoadTracker:
-    def __init__(self) -> None:
-        self._running: dict[str, int] = {}
-        self._starts: dict[str, deque[int]] = {}
-        self._windows_ms: dict[str, int] = {}
-
-    def dispatched(self, task_def_name: str, task_def: TaskDef | None, at_ms: int) -> None:
-        self._running[task_def_name] = self._running.get(task_def_name, 0) + 1
-        window = (task_def.rateLimitFrequencyInSeconds or 0) * 1000 if task_def else 0
-        self._windows_ms[task_def_name] = max(window, self._windows_ms.get(task_def_name, 0))
-        if self._windows_ms[task_def_name] > 0:
-            self._starts.setdefault(task_def_name, deque()).append(at_ms)
-
-    def finished(self, task_def_name: str) -> None:
-        self._running[task_def_name] = max(0, self._running.get(task_def_name, 0) - 1)
-
-    def observation(self, at_ms: int) -> Load:
-        by_def: dict[str, TaskLoad] = {}
-        for name in set(self._running) | set(self._starts):
-            starts = self._starts.get(name)
-            if starts is not None:
-                horizon = at_ms - self._windows_ms.get(name, 0)
-                while starts and starts[0] <= horizon:
-                    starts.popleft()
-            by_def[name] = TaskLoad(running=self._running.get(name, 0), recentStarts=tuple(starts or ()))
-        return Load(byTaskDef=by_def)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -383,20 +348,7 @@ class _WorkflowDriver:
         for message in decision.messages:
             self.runner.emit(MessageEvent(at, self.path, message))
         for action in decision.actions:
-            if isinstance(action, StartTask):
-                self._start_task(action)
-            elif isinstance(action, StartSubWorkflow):
-                self._start_sub_workflow(action)
-            elif isinstance(action, StartWorkflow):
-                self._start_workflow(action)
-            elif isinstance(action, CallHttp):
-                self._call_http(action.taskId, action.request, action.timeoutSeconds)
-            elif isinstance(action, EvaluateScript):
-                self._evaluate_script(action)
-            elif isinstance(action, CancelTask):
-                attempt = self._attempts.get(action.taskId)
-                if attempt is not None:
-                    self._cancel(attempt, action.reason or "canceled by the engine")
+            dispatch(action, self)
 
     # -- actions ----------------------------------------------------------------------------------
 
@@ -413,7 +365,7 @@ class _WorkflowDriver:
             )
         )
 
-    def _start_task(self, action: StartTask) -> None:
+    def start_task(self, action: StartTask) -> None:
         if action.taskId in self._attempts:
             return  # already running: actions are idempotent
         if action.taskType == "HTTP":
@@ -520,6 +472,14 @@ class _WorkflowDriver:
             )
         return AttemptOutcome(outcome.status, payload, outcome.reason, outcome.exit_code, path)
 
+    def call_http(self, action: CallHttp) -> None:
+        self._call_http(action.taskId, action.request, action.timeoutSeconds)
+
+    def cancel_task(self, action: CancelTask) -> None:
+        attempt = self._attempts.get(action.taskId)
+        if attempt is not None:
+            self._cancel(attempt, action.reason or "canceled by the engine")
+
     def _call_http(self, task_id: str, request: Mapping[str, Any], timeout_seconds: int | None) -> None:
         if task_id in self._attempts:
             return
@@ -542,7 +502,7 @@ class _WorkflowDriver:
         else:
             self._wake.set()
 
-    def _evaluate_script(self, action: EvaluateScript) -> None:
+    def evaluate_script(self, action: EvaluateScript) -> None:
         if action.taskId in self._attempts:
             return
         attempt = _Attempt(action.taskId, "script")
@@ -560,7 +520,7 @@ class _WorkflowDriver:
         else:
             self.observe(update.model_copy(update={"at": now_ms()}))
 
-    def _start_sub_workflow(self, action: StartSubWorkflow) -> None:
+    def start_sub_workflow(self, action: StartSubWorkflow) -> None:
         if action.taskId in self._attempts:
             return
         limit = self.runner.max_sub_workflow_depth
@@ -608,7 +568,7 @@ class _WorkflowDriver:
             reason = f"sub-workflow {final.workflowId} ended {final.status.value}"
         self._report(attempt.task_id, status, final.output, reason)
 
-    def _start_workflow(self, action: StartWorkflow) -> None:
+    def start_workflow(self, action: StartWorkflow) -> None:
         runner = self.runner
         if runner.interrupted:
             runner.emit(
@@ -749,7 +709,7 @@ class LocalRunner:
         #: Where HTTP tasks and the task processes' URI reader may connect (``kondukt run --egress*``).
         self.egress = egress or EgressPolicy.local()
         self.stats = RunnerStats()
-        self.load = _LoadTracker()
+        self.load = LoadTracker()
         self.interrupted = False
         self._drivers: list[_WorkflowDriver] = []
         self._jobs: list[asyncio.Task[None]] = []
