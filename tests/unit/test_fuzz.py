@@ -476,12 +476,12 @@ _KUBERNETES_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 
 
 async def _reconcile_everything(documents: list[dict[str, Any]], answers: list[tuple[int, str]]) -> None:
-    from kondukt.kube import reconcile as reconcile_module
+    from kondukt.kube import actions as actions_module
     from tests.unit.kube.harness import Harness
 
     harness = Harness()
     try:
-        with mock.patch.object(reconcile_module, "perform_http_task", _no_network_http_task):
+        with mock.patch.object(actions_module, "perform_http_task", _no_network_http_task):
             await _reconcile_with(harness, documents, answers)
     finally:
         await harness.reconciler.stop()

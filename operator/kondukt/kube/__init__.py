@@ -15,6 +15,11 @@ Modules, from pure to I/O:
   by the leader election);
 - ``leader``: leader election among replicas with a Lease (client-go's semantics): who may act, when;
 - ``opsannotations``: the format of the ``ops.kondukt.io/<op>`` operation requests (the CLI writes them);
+- ``memo``: the reconcile's settings, what it remembers about a Workflow, what one reconcile returns;
+- ``offload``: values too large for the status, kept in external payload storage;
+- ``start``: starting a Workflow's run (finding and validating its definitions, waiting for them);
+- ``actions``: carrying out the engine's actions (Jobs, child Workflows, HTTP, jq) and the namespace's load;
+- ``observe``: what a reconcile observes (TaskDefs, operations, news about the attempts in flight);
 - ``reconcile``: one level-based reconcile of one Workflow: observe, ``decide``, act, write status;
 - ``events``, ``metrics``: Kubernetes Events and Prometheus metrics;
 - ``operator``: Kopf settings and handlers, and ``run_operator`` (``kondukt operator`` is in ``kondukt.cli``).

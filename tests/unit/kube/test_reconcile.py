@@ -344,8 +344,8 @@ def jq_run(name: str, query: str) -> dict[str, Any]:
 
 async def evaluations_done(reconciler: Reconciler) -> None:
     """Wait until the pool has answered every evaluation this operator handed it."""
-    while reconciler._scripts:  # the operator's own background work
-        await asyncio.wait(list(reconciler._scripts.values()))
+    while reconciler.actor.evaluations:  # the operator's own background work
+        await asyncio.wait(list(reconciler.actor.evaluations.values()))
 
 
 async def test_jq_is_evaluated_by_the_pool_and_its_result_recorded(harness: Harness) -> None:
