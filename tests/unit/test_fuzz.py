@@ -39,7 +39,7 @@ from kondukt.cli.app import EXIT_INTERNAL_ERROR
 from kondukt.cli.runplan import plan_run
 from kondukt.engine import Blueprint, TaskType, WorkflowDef
 from kondukt.errors import KonduktUserError
-from kondukt.local import runner as local_runner
+from kondukt.local import workflow as local_workflow
 from kondukt.local.runner import LocalRunner
 from kondukt.manifests import Bundle, load_files
 from tests.profiles import examples
@@ -342,7 +342,7 @@ def test_mutated_conductor_json_imports_validates_and_decides(
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """HTTP tasks of fuzzed workflows never leave the process (this machine's network rule)."""
-    monkeypatch.setattr(local_runner, "perform_http_task", _no_network_http_task)
+    monkeypatch.setattr(local_workflow, "perform_http_task", _no_network_http_task)
 
 
 TRUE = shutil.which("true") or "/bin/true"

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from kondukt.cli.text import clock_time, elapsed_duration
 from kondukt.engine import TaskStatus, WorkflowStatus
 from kondukt.engine.models import CONTAINER_TASK_TYPES
-from kondukt.local.runner import MessageEvent, RunEvent, RunResult, TaskEvent, WorkflowEvent
+from kondukt.local.events import MessageEvent, RunEvent, RunResult, TaskEvent, WorkflowEvent
 
 _RESET = "\x1b[0m"
 _COLOURS = {
