@@ -1,4 +1,4 @@
-"""What one ``decide`` costs as workflows grow: 10, 1,000 and 10,000 tasks (DESIGN §11: <= 5 ms per event).
+"""What one ``decide`` costs as workflows grow: 10, 1,000 and 10,000 tasks (target: <= 5 ms per event).
 
 A lean driver (no invariant checks, no simulated pods) runs each workflow to completion on a fake clock,
 calling ``decide`` once per event, where one event is one task result observed (a TaskUpdate with a

@@ -1,4 +1,4 @@
-"""The operator on the local control plane (DESIGN §11): step latency, throughput, a 2,000-branch fork.
+"""The operator on the local control plane: step latency, throughput, a 2,000-branch fork.
 
 Starts its own control plane (``tests.e2e.controlplane``, kwok fake pods that finish 10 ms after they
 start) and ``kondukt operator`` as a subprocess, exactly as a user runs it.

@@ -1,4 +1,4 @@
-"""A real, local Kubernetes control plane for the e2e tests (DESIGN.md §9), without Docker.
+"""A real, local Kubernetes control plane for the e2e tests, without Docker.
 
 Runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (fake nodes whose pods are
 driven by ``hack/control-plane/kwok-stages.yaml``) from the binaries that ``hack/control-plane/build.sh``

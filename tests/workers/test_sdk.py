@@ -1,4 +1,4 @@
-"""The worker SDK: the decorator, results and exceptions, the protocol of one process (DESIGN §5),
+"""The worker SDK: the decorator, results and exceptions, the protocol of one process (docs/worker-protocol.md),
 external payloads, logs, heartbeats, and ``kondukt-worker`` as a real subprocess."""
 
 from __future__ import annotations

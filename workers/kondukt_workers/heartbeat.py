@@ -3,8 +3,9 @@
 Conductor workers prove they are alive by updating the task before ``responseTimeoutSeconds`` runs out.
 A Kondukt attempt is a process, so the signal is a file: when the driver sets ``KONDUKT_HEARTBEAT_FILE``,
 :func:`heartbeat` rewrites it with ``{"heartbeatTime": <epoch ms>, "progress": {...}}`` and the driver
-watches it. When the variable is not set (today's default: the drivers map ``responseTimeoutSeconds`` to
-the start deadline instead) it does nothing, so workers may call it freely.
+watches it (``kondukt run`` does; see docs/worker-protocol.md §5). When the variable is not set (in a cluster:
+a pod has no heartbeat channel to the operator, so ``responseTimeoutSeconds`` has no effect there) it does
+nothing, so workers may call it freely.
 
 It must stay cheap and must never fail the task: an unwritable file is ignored (and reported as False).
 """

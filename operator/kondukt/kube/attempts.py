@@ -1,7 +1,7 @@
 """What the cluster says about a workflow's running attempts, as the engine's ``TaskUpdate`` observations.
 
 For every attempt the engine has handed out and not yet seen finish, the reconcile asks this module
-what its Job, its pod or its child Workflow says. The mapping (DESIGN §4, §5):
+what its Job, its pod or its child Workflow says. The mapping (docs/architecture.md, docs/worker-protocol.md):
 
 - pod container running (or already terminated)  -> ``started`` (SCHEDULED -> IN_PROGRESS);
 - pod terminated: the termination message is the worker protocol's result JSON. Exit code 0 and no
@@ -62,7 +62,7 @@ class AttemptResult:
 
 
 def parse_termination(task_id: str, pod: PodRecord, at_ms: int | None = None) -> AttemptResult:
-    """The result of a terminated pod under the worker protocol (DESIGN §5)."""
+    """The result of a terminated pod under the worker protocol (docs/worker-protocol.md)."""
     code = pod.exit_code or 0
     text = (pod.message or "").strip()
     document: Mapping[str, Any] | None = None

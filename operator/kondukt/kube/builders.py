@@ -1,7 +1,7 @@
 """Pure ``build_*`` functions for every object the operator creates: Jobs, Workflows, Events.
 
 A task attempt's Job carries everything needed to find it again and to run it under the worker protocol
-(DESIGN §4, §5): a deterministic name, an owner reference to its Workflow, labels and annotations with the
+(docs/architecture.md, docs/worker-protocol.md): a deterministic name, an owner reference to its Workflow, labels and annotations with the
 attempt's identity, ``backoffLimit: 0`` (Kondukt does the retrying, with Conductor's policies),
 ``restartPolicy: Never``, ``activeDeadlineSeconds`` from the attempt's timeout, a TTL so finished Jobs go
 away (their results are in the Workflow's status by then), the restricted Pod Security profile unless the

@@ -7,7 +7,7 @@ Names follow Prometheus conventions (``kondukt_`` prefix, ``_total`` counters, `
 - ``kondukt_task_attempts_total{task_type,outcome}``: task attempts that ended;
 - ``kondukt_task_duration_seconds{outcome}``: their start to end;
 - ``kondukt_step_latency_seconds``: from the moment something woke a workflow (a Job finished, a timer
-  fired) to the moment the next attempt's Job (or child) was created — the latency DESIGN §11 targets;
+  fired) to the moment the next attempt's Job (or child) was created — the step latency the benchmarks measure;
 - ``kondukt_reconcile_duration_seconds{result}`` and ``kondukt_reconcile_errors_total{kind}``;
 - ``kondukt_workqueue_depth``: workflows waiting for a reconcile;
 - ``kondukt_status_bytes``: size of the last status written (compactness of big workflows);

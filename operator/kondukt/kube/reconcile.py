@@ -8,7 +8,7 @@ except caches, in-flight HTTP requests and script evaluations (a JSON_JQ_TRANSFO
 :class:`~kondukt.scriptpool.ScriptPool`'s processes, never here; one found IN_PROGRESS with no evaluation
 running — after a restart — is evaluated again: it is pure).
 
-Order of a reconcile, and why (kill-safety, DESIGN §11):
+Order of a reconcile, and why (kill-safety):
 
 1. read the Workflow; build observations: operations (``spec.suspend`` / ``spec.terminate`` edges and
    ``ops.kondukt.io/*`` annotations, each applied once through the engine's nonce record), task updates

@@ -7,7 +7,7 @@ S3 implementation that follows the clients' changes (checksums, chunked uploads)
 (readable without signature, so the object URLs ``upload_toS3`` returns can be fetched while the run lasts)
 and hands the task processes the endpoint, the bucket, the output prefix and dummy credentials. When an
 endpoint is configured (``KONDUKT_S3_ENDPOINT`` or ``AWS_ENDPOINT_URL[_S3]``), the tasks use it as it is.
-Oversized task inputs (DESIGN §5) go to the same store, and results stored externally by workers are read
+Oversized task inputs (docs/worker-protocol.md) go to the same store, and results stored externally by workers are read
 back from it.
 
 moto keeps objects in the memory of this process, so the run's objects are copied to the data directory

@@ -1,4 +1,4 @@
-"""One SIMPLE task attempt as a local process, under the worker protocol of DESIGN §5.
+"""One SIMPLE task attempt as a local process, under the worker protocol of docs/worker-protocol.md.
 
 ``kondukt run`` executes a SIMPLE task attempt the way a Job's container would: the TaskDef's
 ``template.command`` + ``template.args`` with ``template.env``, the attempt's identity and input in
@@ -125,7 +125,7 @@ class AttemptRequest:
 
 
 def protocol_environment(request: AttemptRequest, input_json: str, output_file: Path) -> dict[str, str]:
-    """The worker protocol's variables (DESIGN §5) for one attempt."""
+    """The worker protocol's variables (docs/worker-protocol.md) for one attempt."""
     return {
         "KONDUKT_INPUT": input_json,
         "KONDUKT_WORKFLOW_ID": request.workflow_id,
@@ -169,7 +169,7 @@ def _exit_description(exit_code: int) -> str:
 
 
 def outcome_from_result(result_text: str, exit_code: int, stderr_tail: str) -> AttemptOutcome:
-    """Interpret the result file and the exit code (DESIGN §5).
+    """Interpret the result file and the exit code (docs/worker-protocol.md).
 
     The file's ``status`` wins when present; without one, exit code 0 means COMPLETED and anything else
     FAILED with the end of stderr as the reason. A file that is not a JSON object fails the attempt.

@@ -2,7 +2,7 @@
 
 Timeouts: when they fire, what each policy does, and that the engine wakes exactly then.
 
-Kubernetes mapping (DESIGN §4): ``timeoutSeconds`` counts from the attempt's start (its pod running),
+Kubernetes mapping (docs/architecture.md): ``timeoutSeconds`` counts from the attempt's start (its pod running),
 ``pollTimeoutSeconds`` from the hand-out to the driver (a pod that never starts), ``responseTimeoutSeconds``
 from the last heartbeat, and only once the worker has sent one.
 """
