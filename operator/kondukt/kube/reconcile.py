@@ -492,11 +492,6 @@ class Reconciler:
             self._memos.pop(p.owner.uid, None)
             return Outcome()
         wake_at = p.wake_at
-        if p.owner.uid in self.actor.found_existing:
-            # A Job this reconcile meant to create was already there and may have finished before the status
-            # recorded its attempt: read it at once (nothing else would wake this workflow for it).
-            self.actor.found_existing.discard(p.owner.uid)
-            p.extra_wakes.append(p.now)
         if p.extra_wakes:
             wake_at = min([*p.extra_wakes, *([wake_at] if wake_at is not None else [])])
         return Outcome(wake_at_ms=wake_at, waiting_on=p.waiting_on)

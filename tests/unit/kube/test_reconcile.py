@@ -606,26 +606,3 @@ async def test_start_workflow_naming_no_definition_fails_the_task_not_terminally
         "FAILED", "no WorkflowDef 'nowhere' version 2 in namespace ns")
     assert status["phase"] == "FAILED"
     assert [path for path in harness.cluster.objects if "/workflows/" in path] == [f"{GROUP_PATH}ns/workflows/starter"]
-
-
-async def test_a_job_found_already_there_is_read_at_once(harness: Harness) -> None:
-    """The operator created the next attempt's Job and died before writing the status, and the Job finished
-    while no operator acted (found by the HA e2e test: the new leader waited for ever). The restarted operator's
-    create finds the Job there; no watch event will announce it again, so the reconcile asks to come back at
-    once, and that reconcile reads the result."""
-    harness.cluster.apply(run_of("run"))
-    await harness.reconcile("run")
-    first = harness.only_new_job(set())
-    harness.cluster.echo(first)
-    harness.cluster.crash_on = ("PUT", "/apis/kondukt.io")
-    with pytest.raises(Crash):
-        await harness.reconcile("run")  # the second attempt's Job is created, the status write dies
-    second = harness.only_new_job({first})
-    harness.cluster.echo(second)  # and it runs to the end meanwhile
-    harness.reconciler = harness.new_reconciler()
-    outcome = await harness.reconcile("run")
-    assert [t["status"] for t in harness.tasks("run")] == ["COMPLETED", "SCHEDULED"]
-    assert outcome.wake_at_ms is not None and outcome.wake_at_ms <= harness.clock(), "come back at once"
-    await harness.reconcile("run")
-    assert harness.status("run")["phase"] == "COMPLETED"
-    assert len(harness.cluster.jobs()) == 2
