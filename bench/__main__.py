@@ -45,6 +45,11 @@ def _machine() -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["peers"]:  # its own options (--json, --systems): see bench/bench_peers.py
+        from bench import bench_peers
+
+        return bench_peers.main(arguments[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", help="benchmarks to run (e.g. engine image); default: all")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
