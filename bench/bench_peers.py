@@ -341,6 +341,9 @@ class Floor(System):
         self.recorder = recorder
         recorder.on_succeeded = self.succeeded
 
+    def version(self) -> str:
+        return f"bare {'Jobs' if self.jobs else 'pods'} created by this harness"
+
     def stop(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -693,9 +696,10 @@ class Run:
         return self.results
 
 
-def run_system(key: str, quick: bool, scratch: Path) -> dict[str, object]:
+def run_system(key: str, quick: bool, scratch: Path, sizes: dict[str, int] | None = None) -> dict[str, object]:
+    """One system on a fresh control plane in ``scratch``/key: every workload, its figures (and "error")."""
     system = SYSTEM_CLASSES[key]()
-    sizes = sizes_for(quick)
+    sizes = sizes or sizes_for(quick)
     if key == "argo_stock":
         # Stock Argo requeues every 10 s and its client is limited to 20 requests/s: one chain (not three),
         # and no 10,000-branch fork (over 17 minutes of pod creates and label patches at 20/s alone).
