@@ -49,7 +49,8 @@ lint: setup control-plane
 
 test: lint unit e2e realnode
 
-bench: setup
+# Every bench/bench_*.py, including `peers` (the race with Argo Workflows; it builds Argo's controller once).
+bench: setup control-plane
 	$(BIN)/python -m bench
 
 crds: setup

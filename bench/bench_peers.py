@@ -150,6 +150,7 @@ def argo_dir() -> Path:
 
 
 def start_control_plane(workdir: Path, with_argo: bool) -> ControlPlane:
+    subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, timeout=3600)  # a no-op once cached
     binaries = bin_dir()
     check_binaries(binaries)
     workdir.mkdir(parents=True, exist_ok=True)
