@@ -42,6 +42,8 @@ import errno
 import json
 import os
 import platform
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -92,6 +94,7 @@ ARGO_HEALTHZ_PORT = 6060
 CLIENTS = 16
 SETTLE_SECONDS = 2.0  # after a workload is done, trailing writes (labels, final status) still count for it
 ALL_SYSTEMS = ("floor", "floor_jobs", "kondukt", "argo_stock", "argo_tuned")
+WORKLOADS = ("chain", "fanout_small", "fanout_large", "throughput_small", "throughput_large", "fork")
 
 
 # ------------------------------------------------------------------------------------------ sizes
@@ -185,6 +188,53 @@ def peak_rss_mib(pgids: set[int]) -> float:
                 if line.startswith("VmHWM:"):
                     total += int(line.split()[1])
     return round(total / 1024, 1)
+
+
+@contextlib.contextmanager
+def profiled(system: System, out: Path) -> Iterator[None]:
+    """py-spy (if on PATH) samples the controller's processes while the block runs; the collapsed stacks go to
+    ``out`` and a summary (the most sampled functions, self and inclusive) to ``out`` + ``.top.txt``."""
+    spy = shutil.which("py-spy")
+    if spy is None or system.pgid is None:
+        print("   (no py-spy on PATH: not profiling)", flush=True)
+        yield
+        return
+    proc = subprocess.Popen([spy, "record", "--pid", str(system.pgid), "--subprocesses", "--rate", "50",
+                             "--format", "raw", "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if out.exists():
+            out.with_name(out.name + ".top.txt").write_text(summarize_profile(out.read_text()))
+
+
+def summarize_profile(collapsed: str, top: int = 30) -> str:
+    """The most sampled functions of py-spy's collapsed stacks ("frame;frame;... count" lines)."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        total += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+    lines = [f"{total} samples", "", "self:"]
+    lines += [f"{100 * n / max(total, 1):5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    lines += ["", "inclusive (kondukt frames):"]
+    lines += [f"{100 * n / max(total, 1):5.1f}%  {frame}" for frame, n in inclusive.most_common()
+              if "kondukt" in frame][:top]
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------- watcher
@@ -589,8 +639,9 @@ class Run:
     """One system on its own control plane: the workloads in order, each measured the same way."""
 
     def __init__(self, system: System, cp: ControlPlane, recorder: Recorder, sizes: dict[str, int],
-                 quick: bool) -> None:
+                 quick: bool, profile: Path | None = None, only: frozenset[str] | None = None) -> None:
         self.system, self.cp, self.recorder, self.sizes, self.quick = system, cp, recorder, sizes, quick
+        self.profile, self.only = profile, only
         self.results: dict[str, object] = {f"size_{k}": v for k, v in sizes.items()}
 
     def control_plane_pgids(self) -> set[int]:
@@ -638,7 +689,10 @@ class Run:
         size = self.sizes[label]
         name = f"{shape}-{size}"
         prefix = f"{label}_" if shape == "fanout" else "fork_"
-        with self.measured(prefix, 1):
+        profiling = self.profile is not None and label == "fanout_large" and isinstance(self.system, Kondukt)
+        with self.measured(prefix, 1), contextlib.ExitStack() as stack:
+            if profiling and self.profile is not None:
+                stack.enter_context(profiled(self.system, self.profile))
             created = time.monotonic()
             self.system.submit(name, shape, size)
             self.recorder.wait_done([name], self.timeout(size + 1, 2))
@@ -676,6 +730,8 @@ class Run:
         self.warm_up()
         errors: dict[str, str] = {}
         for name, workload in self.workloads():
+            if self.only is not None and name not in self.only:
+                continue
             if name in self.system.skip:
                 self.results[f"{name}_skipped"] = self.system.skip[name]
                 continue
@@ -697,7 +753,8 @@ class Run:
         return self.results
 
 
-def run_system(key: str, quick: bool, scratch: Path, sizes: dict[str, int] | None = None) -> dict[str, object]:
+def run_system(key: str, quick: bool, scratch: Path, sizes: dict[str, int] | None = None,
+               profile: Path | None = None, only: frozenset[str] | None = None) -> dict[str, object]:
     """One system on a fresh control plane in ``scratch``/key: every workload, its figures (and "error")."""
     system = SYSTEM_CLASSES[key]()
     sizes = sizes or sizes_for(quick)
@@ -723,7 +780,7 @@ def run_system(key: str, quick: bool, scratch: Path, sizes: dict[str, int] | Non
             stack.enter_context(watch(cp, f"/api/v1/namespaces/{system.namespace}/pods", recorder.pod_event))
             if system.workflows_path is not None:
                 stack.enter_context(watch(cp, system.workflows_path, recorder.workflow_event))
-            results = Run(system, cp, recorder, sizes, quick).run()
+            results = Run(system, cp, recorder, sizes, quick, profile, only).run()
     except Exception as error:
         traceback.print_exc()
         results["error"] = f"{type(error).__name__}: {error}"
@@ -754,14 +811,17 @@ def versions() -> dict[str, str]:
     return {"control_plane": key(BUILD_SCRIPT), "argo": key(ARGO_BUILD)}
 
 
-def run(quick: bool = False, systems: tuple[str, ...] = ALL_SYSTEMS, command: str | None = None) -> dict[str, object]:
+def run(quick: bool = False, systems: tuple[str, ...] = ALL_SYSTEMS, command: str | None = None,
+        profile: bool = False, only: frozenset[str] | None = None) -> dict[str, object]:
     """Every system in turn, {system: figures}; also written to bench/results/peers-<UTC>.{json,md}. The entry
     point of ``python -m bench`` (all benchmarks) as well as of ``python -m bench peers``."""
     results: dict[str, object] = {}
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = REPO / "bench" / "results" / f"peers-{stamp}-kondukt-fanout.pyspy" if profile else None
     with tempfile.TemporaryDirectory(prefix="kondukt-peers-") as scratch:
         for key in systems:
             print(f"== peers: {key}", flush=True)
-            results[key] = run_system(key, quick, Path(scratch))
+            results[key] = run_system(key, quick, Path(scratch), profile=out, only=only)
             print(json.dumps(results[key], default=str), flush=True)
     command = command or f"python -m bench peers{' --quick' if quick else ''}"
     markdown = write_results(results, command, quick, REPO / "bench" / "results")
@@ -799,6 +859,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes (under 10 minutes)")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write {system: figures} to FILE")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample Kondukt's operator with py-spy (if on PATH) during the larger fan-out")
+    parser.add_argument("--workloads", help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)")
     parser.add_argument("--systems", default=",".join(ALL_SYSTEMS),
                         help=f"comma-separated, in order (default: {','.join(ALL_SYSTEMS)})")
     args = parser.parse_args(argv)
@@ -806,8 +869,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in systems if s not in SYSTEM_CLASSES]
     if unknown or not systems:
         parser.error(f"unknown system(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(ALL_SYSTEMS)}")
+    only = None
+    if args.workloads:
+        only = frozenset(w.strip() for w in args.workloads.split(",") if w.strip())
+        if only - set(WORKLOADS) or not only:
+            parser.error(f"unknown workload(s) {', '.join(sorted(only - set(WORKLOADS))) or '(none given)'}; "
+                         f"known: {', '.join(WORKLOADS)}")
     command = " ".join(["python", "-m", "bench", "peers", *(argv if argv is not None else sys.argv[1:])])
-    results = run(quick=args.quick, systems=systems, command=command)
+    results = run(quick=args.quick, systems=systems, command=command, profile=args.profile, only=only)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"and to {args.json}")
