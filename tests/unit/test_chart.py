@@ -204,7 +204,8 @@ def test_rbac_grants_no_secrets_no_wildcards_no_escalation(helm_home: Path, shap
         assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"]), f"{where}: {rule}"
         assert "nonResourceURLs" not in rule
         if "delete" in rule["verbs"]:
-            assert rule["resources"] == ["jobs"], f"{where}: only task attempts' Jobs are ever deleted: {rule}"
+            assert rule["resources"] in (["jobs"], ["workflows"]), (
+                f"{where}: only task attempts' Jobs and finished Workflows (TTL) are ever deleted: {rule}")
         if set(rule["verbs"]) & {"create", "update", "patch"} and "pods" in rule["resources"]:
             pytest.fail(f"{where}: pods are only read: {rule}")
 
@@ -224,7 +225,7 @@ def test_the_cluster_role_grants_what_the_operator_needs(helm_home: Path) -> Non
     assert rules == {
         ("kondukt.io", "taskdefs"): {"get", "list", "watch"},
         ("kondukt.io", "workflowdefs"): {"get", "list", "watch"},
-        ("kondukt.io", "workflows"): {"get", "list", "watch", "create", "patch"},
+        ("kondukt.io", "workflows"): {"get", "list", "watch", "create", "patch", "delete"},
         ("kondukt.io", "workflows/status"): {"get", "patch", "update"},
         ("kondukt.io", "workflows/finalizers"): {"update"},
         ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
@@ -484,6 +485,8 @@ def configuration_table() -> str:
     lines = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
     for key, prop in flatten_schema(schema).items():
         kind = prop.get("type", "")
+        if isinstance(kind, list):  # e.g. ["integer", "null"]
+            kind = " \\| ".join(kind)
         if "enum" in prop:
             kind = " \\| ".join(f"`{v}`" for v in prop["enum"])
         default = json.dumps(defaults[key], separators=(",", ":"))

@@ -94,19 +94,19 @@ that exits at start (lease timing) or a PodDisruptionBudget that blocks every no
 {{/*
 The permissions the operator needs inside every namespace it serves (a ClusterRole grants them everywhere,
 a Role in each watched namespace otherwise). Least privilege: no Secrets, no ConfigMaps, no wildcards, and
-nothing is ever deleted but the task attempts' Jobs.
+nothing is ever deleted but the task attempts' Jobs and finished Workflows whose TTL ran out.
 */}}
 {{- define "kondukt.namespacedRules" -}}
 # Kondukt's resources: definitions are only read; Workflows are read and watched, created (SUB_WORKFLOW,
 # START_WORKFLOW, failureWorkflow children) and patched (Kopf's bookkeeping annotations and finalizer,
-# operation nonces, a child's spec.terminate). The operator never deletes a Workflow: children go with their
-# parent through owner references.
+# operation nonces, a child's spec.terminate), and deleted once finished, archived (when the archive is on)
+# and past their ttlStrategy (children go with their parent through owner references).
 - apiGroups: ["kondukt.io"]
   resources: ["taskdefs", "workflowdefs", "workflows"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["kondukt.io"]
   resources: ["workflows"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "delete"]
 - apiGroups: ["kondukt.io"]
   resources: ["workflows/status"]
   verbs: ["get", "patch", "update"]

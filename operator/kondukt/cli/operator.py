@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from kondukt.engine.models import TTLStrategy
 from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES
 from kondukt.errors import KonduktUserError
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
@@ -97,6 +98,16 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
                         help="how deep SUB_WORKFLOW children may nest; a task that would start one deeper fails "
                         f"(default: ${MAX_SUB_WORKFLOW_DEPTH_ENV}, else {DEFAULT_MAX_SUB_WORKFLOW_DEPTH}, as Argo's "
                         "recursion limit)")
+    retention = parser.add_argument_group(
+        "retention of finished workflows",
+        "The default of Workflows whose spec has no ttlStrategy (Argo's fields; the most specific wins). A "
+        "SUB_WORKFLOW child is deleted with its parent; with an archive, nothing is deleted before it is archived.")
+    retention.add_argument("--ttl-after-completion", type=int, metavar="SECONDS",
+                           help="delete a finished Workflow this long after it ended (default: keep it)")
+    retention.add_argument("--ttl-after-success", type=int, metavar="SECONDS",
+                           help="delete a COMPLETED Workflow this long after it ended")
+    retention.add_argument("--ttl-after-failure", type=int, metavar="SECONDS",
+                           help="delete a FAILED, TIMED_OUT or TERMINATED Workflow this long after it ended")
     egress = parser.add_argument_group(
         "egress of HTTP tasks and task pods",
         "By default an HTTP task (performed by the operator) and the workers' URI reader refuse link-local, "
@@ -116,6 +127,20 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
 
 def _listed(values: list[str]) -> tuple[str, ...]:
     return tuple(part for value in values for part in split_list(value))
+
+
+def default_ttl(args: argparse.Namespace) -> TTLStrategy | None:
+    """The operator's default ttlStrategy from ``--ttl-after-*`` (None when none is given)."""
+    values = {"secondsAfterCompletion": args.ttl_after_completion, "secondsAfterSuccess": args.ttl_after_success,
+              "secondsAfterFailure": args.ttl_after_failure}
+    for field, value in values.items():
+        if value is not None and value < 0:
+            flag = {"secondsAfterCompletion": "completion", "secondsAfterSuccess": "success",
+                    "secondsAfterFailure": "failure"}[field]
+            raise KonduktUserError(f"--ttl-after-{flag} must not be negative (got {value})")
+    if all(value is None for value in values.values()):
+        return None
+    return TTLStrategy(**values)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         egress_deny=_listed(args.egress_deny),
         service_cidrs=_listed(args.service_cidr),
         pod_cidrs=_listed(args.pod_cidr),
+        default_ttl=default_ttl(args),
     )
     try:
         egress_policy(options, [])

@@ -431,6 +431,25 @@ class TerminateRequest(_Model):
     reason: str = Field("terminated by user", description="Recorded as reasonForIncompletion.")
 
 
+class TTLStrategy(_Model):
+    """How long a finished Workflow stays in the cluster (Argo's ``ttlStrategy``).
+
+    Data only: the engine never reads it (it has no clock); the Kubernetes driver deletes the Workflow when
+    its time has come (``kondukt.kube.retention``). The most specific field set wins: secondsAfterSuccess for
+    a COMPLETED workflow, secondsAfterFailure for FAILED / TIMED_OUT / TERMINATED, else
+    secondsAfterCompletion; none set: the Workflow stays.
+    """
+
+    secondsAfterCompletion: int | None = Field(
+        None, ge=0, description="Delete the Workflow this many seconds after it ended, whatever its outcome.")
+    secondsAfterSuccess: int | None = Field(
+        None, ge=0, description="Delete a COMPLETED Workflow this many seconds after it ended (wins over "
+        "secondsAfterCompletion).")
+    secondsAfterFailure: int | None = Field(
+        None, ge=0, description="Delete a FAILED, TIMED_OUT or TERMINATED Workflow this many seconds after it "
+        "ended (wins over secondsAfterCompletion).")
+
+
 class WorkflowSpec(_Model):
     """What a user asks for: which definition to run, with which input, and pause / terminate requests."""
 
@@ -442,5 +461,9 @@ class WorkflowSpec(_Model):
     taskToDomain: dict[str, str] | None = None
     suspend: bool = Field(False, description="true = PAUSED (running attempts finish, nothing new starts).")
     terminate: TerminateRequest | None = Field(None, description="Set to end the workflow TERMINATED.")
+    ttlStrategy: TTLStrategy | None = Field(
+        None, description="When the finished Workflow is deleted from the cluster (after it is archived when "
+        "the archive is on); when omitted, the operator's default (chart value ttlStrategy) applies. A "
+        "SUB_WORKFLOW child is deleted with its parent.")
     parentWorkflowId: str | None = Field(None, description="Set by Kondukt on child (SUB_WORKFLOW) workflows.")
     parentWorkflowTaskId: str | None = None

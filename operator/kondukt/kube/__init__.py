@@ -17,6 +17,7 @@ Modules, from pure to I/O:
 - ``opsannotations``: the format of the ``ops.kondukt.io/<op>`` operation requests (the CLI writes them);
 - ``memo``: the reconcile's settings, what it remembers about a Workflow, what one reconcile returns;
 - ``offload``: values too large for the status, kept in external payload storage;
+- ``retention``: finished Workflows archived (when the archive is on) and deleted after their ttlStrategy;
 - ``start``: starting a Workflow's run (finding and validating its definitions, waiting for them);
 - ``actions``: carrying out the engine's actions (Jobs, child Workflows, HTTP, jq) and the namespace's load;
 - ``observe``: what a reconcile observes (TaskDefs, operations, news about the attempts in flight);

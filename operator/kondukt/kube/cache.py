@@ -95,6 +95,8 @@ class ChildRecord:
     output: Mapping[str, Any] = field(default_factory=dict, compare=False)
     reason: str | None = None
     resource_version: str = ""
+    #: Its ``Archived`` condition is True (the parent's TTL waits for this when the archive is on).
+    archived: bool = False
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,8 @@ def child_record(body: Mapping[str, Any]) -> ChildRecord | None:
         output=output if isinstance(output, Mapping) else {},
         reason=status.get("reasonForIncompletion"),
         resource_version=str(meta.get("resourceVersion", "")),
+        archived=any(isinstance(c, Mapping) and c.get("type") == "Archived" and c.get("status") == "True"
+                     for c in status.get("conditions") or []),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kondukt.engine.models import PayloadLimits
+from kondukt.engine.models import PayloadLimits, TTLStrategy
 from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES, MAX_STORED_VALUE_BYTES
 from kondukt.kube import attempts
 from kondukt.kube.builders import JobOptions
@@ -45,6 +45,8 @@ class ReconcileSettings:
     max_sub_workflow_depth: int = DEFAULT_MAX_SUB_WORKFLOW_DEPTH
     #: Where HTTP tasks may connect (the operator's --egress-* flags); task pods get the same policy.
     egress: EgressPolicy = field(default_factory=EgressPolicy.cluster)
+    #: The TTL of finished Workflows whose spec has no ``ttlStrategy`` (``--ttl-after-*``); None: keep them.
+    default_ttl: TTLStrategy | None = None
 
     def payload_limits(self) -> PayloadLimits:
         """What the engine may keep: with payload storage, up to Conductor's maximum payload (larger values are
@@ -77,3 +79,5 @@ class Outcome:
 
     wake_at_ms: int | None = None
     waiting_on: tuple[str, ...] = ()
+    #: Retention (archive, TTL) has had its turn on this finished workflow (see kube.retention).
+    settled: bool = False

@@ -24,7 +24,13 @@ Names follow Prometheus conventions (``kondukt_`` prefix, ``_total`` counters, `
 - ``kondukt_api_retry_after_seconds_total``: seconds of waiting the API server asked for (``Retry-After``)
   and the reconciles honoured;
 - ``kondukt_watch_restarts_total{resource,reason}``: the Job and pod informers' watches started over —
-  ``expired`` (410 Gone, "too old resource version": listed again), ``error`` (broken or refused).
+  ``expired`` (410 Gone, "too old resource version": listed again), ``error`` (broken or refused);
+- ``kondukt_workflows_deleted_total``: finished Workflows deleted because their TTL ran out;
+- ``kondukt_archive_writes_total{result}``: archive writes, ``archived`` or ``failed`` (retried with backoff);
+- ``kondukt_archive_pending``: finished workflows waiting for the archive (it could not be written): their
+  deletion waits too;
+- ``kondukt_archive_up``: 1 when the last archive operation succeeded, 0 when it failed (database down);
+- ``kondukt_archive_pruned_total``: archived workflows removed after the archive's retention period.
 """
 
 from __future__ import annotations
@@ -79,6 +85,17 @@ class Metrics:
                                        "Seconds of Retry-After asked by the API server and honoured.", registry=r)
         self.watch_restarts = Counter("kondukt_watch_restarts_total", "Informer watches started over: expired "
                                       "(410 Gone, listed again) or error.", ["resource", "reason"], registry=r)
+
+        self.workflows_deleted = Counter("kondukt_workflows_deleted_total",
+                                         "Finished Workflows deleted because their TTL ran out.", registry=r)
+        self.archive_writes = Counter("kondukt_archive_writes_total", "Archive writes by result: archived, failed.",
+                                      ["result"], registry=r)
+        self.archive_pending = Gauge("kondukt_archive_pending", "Finished workflows waiting for the archive "
+                                     "(their deletion waits too).", registry=r)
+        self.archive_up = Gauge("kondukt_archive_up", "1 when the last archive operation succeeded, 0 when it "
+                                "failed.", registry=r)
+        self.archive_pruned = Counter("kondukt_archive_pruned_total", "Archived workflows removed after the "
+                                      "archive's retention period.", registry=r)
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         """Expose ``/metrics`` on ``address:port`` (a daemon thread; never blocks the event loop)."""

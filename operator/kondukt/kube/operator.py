@@ -41,6 +41,7 @@ from typing import Any
 
 import kopf
 
+from kondukt.engine.models import TTLStrategy
 from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES
 from kondukt.kube import cache
 from kondukt.kube import resources as r
@@ -98,6 +99,8 @@ class OperatorOptions:
     egress_deny: tuple[str, ...] = ()
     service_cidrs: tuple[str, ...] = ()
     pod_cidrs: tuple[str, ...] = ()
+    #: The TTL of finished Workflows whose spec has none (``--ttl-after-*``); None: they stay.
+    default_ttl: TTLStrategy | None = None
 
 
 def api_server_addresses(server: str, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -163,6 +166,7 @@ class Controller:
             script_limits=options.script_limits,
             inline_value_bytes=options.inline_value_bytes,
             max_sub_workflow_depth=options.max_sub_workflow_depth,
+            default_ttl=options.default_ttl,
         )
         #: Set when Kopf calls its first event handler: Kopf does that only once every Kopf index (TaskDefs,
         #: WorkflowDefs, children) has its initial listing, and no reconcile may read them before.

@@ -78,6 +78,7 @@ from kondukt.kube.memo import Memo, Outcome, ReconcileSettings, TransientError, 
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.observe import Observer
 from kondukt.kube.offload import fetch_external, offload
+from kondukt.kube.retention import Retention
 from kondukt.kube.start import Starter
 from kondukt.kube.status import (
     StatusError,
@@ -182,6 +183,8 @@ class Reconciler:
         self.observer = Observer(api, view, settings, events, self.actor)
         self.starter = Starter(api, view, events, metrics, clock, settings.definition_grace_seconds,
                                settings.compress_over_bytes, self.observer.task_defs, self.observe, self._memos)
+        #: Finished workflows: archived (when the operator has an archive), deleted after their TTL.
+        self.retention = Retention(api, view, metrics, events, clock, self.observe, settings.default_ttl)
 
     @property
     def settings(self) -> ReconcileSettings:
@@ -195,6 +198,7 @@ class Reconciler:
         self.observer.settings = settings
         self.starter.definition_grace_seconds = settings.definition_grace_seconds
         self.starter.compress_over_bytes = settings.compress_over_bytes
+        self.retention.default_ttl = settings.default_ttl
 
     # ------------------------------------------------------------------------------- entry points
     def enqueue(self, key: WorkflowKey) -> None:
@@ -237,6 +241,8 @@ class Reconciler:
         if uid is not None:
             self._memos.pop(uid, None)
             self.actor.forget(uid)
+            if deleted:
+                self.retention.forget(uid)
 
     def lead(self) -> None:
         """This replica just became the leader: reconcile every Workflow it knows (its watches kept the
@@ -269,6 +275,9 @@ class Reconciler:
         try:
             outcome = await self.reconcile(key)
             self.queue.forget(key)
+            if (outcome is not None and not outcome.settled and outcome.wake_at_ms is None
+                    and self._retention_next(key)):
+                outcome = Outcome(wake_at_ms=self.clock(), waiting_on=outcome.waiting_on)
             if outcome is not None:
                 self._schedule(key, outcome)
         except Conflict:
@@ -334,7 +343,7 @@ class Reconciler:
         annotations = meta.get("annotations") or {}
         if self._settled(raw_status, annotations, generation):
             self.forget(key, uid)
-            return None
+            return await self.retention.settle(obj, owner)
 
         memo = self._memos.get(uid)
         if memo is None or memo.resource_version != meta.get("resourceVersion"):
@@ -495,6 +504,12 @@ class Reconciler:
         if p.extra_wakes:
             wake_at = min([*p.extra_wakes, *([wake_at] if wake_at is not None else [])])
         return Outcome(wake_at_ms=wake_at, waiting_on=p.waiting_on)
+
+    def _retention_next(self, key: WorkflowKey) -> bool:
+        """The reconcile just ended the workflow: its echo brings no reconcile (it is our own write), so come
+        back at once for retention's part (archive, TTL) when it has one."""
+        obj = self._objects.get(key)
+        return obj is not None and self.retention.wants(obj)
 
     @staticmethod
     def _settled(raw_status: Mapping[str, Any], annotations: Mapping[str, str], generation: int) -> bool:
