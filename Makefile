@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit e2e realnode lint bench crds cluster-up cluster-down control-plane images node-images node-packages clean
+.PHONY: setup demo test unit e2e realnode lint bench crds cluster-up cluster-down control-plane images node-images node-packages postgres clean
 
 setup: $(VENV)/.installed
 
@@ -25,13 +25,13 @@ $(VENV)/.installed: pyproject.toml workers/pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/python examples/demo.py
 
-unit: setup
+unit: setup postgres
 	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
 # The e2e tests share two cores with a whole control plane; a test that fails is run once more on its own
 # (--last-failed) and must pass then, so a timing flake under load does not hide the rest of the run's verdict.
 # Both runs' failures are printed; a test that fails twice fails the target.
-e2e: setup control-plane
+e2e: setup control-plane postgres
 	$(BIN)/pytest -m "e2e and not realnode" $(PYTEST_ARGS) || { echo "e2e: running the failed tests once more"; \
 	  $(BIN)/pytest -m "e2e and not realnode" --last-failed --last-failed-no-failures none $(PYTEST_ARGS); }
 
@@ -74,6 +74,10 @@ node-images: setup node-packages
 
 node-packages:
 	bash .ci/install-node-packages
+
+# The PostgreSQL server of the workflow archive's tests (tests/postgres.py makes a throwaway cluster of it).
+postgres:
+	bash .ci/install-postgres
 
 # REAL_NODE=1: a real node too (containerd + kubelet running real pods; needs root, see tests/e2e/realnode.py).
 cluster-up: setup control-plane $(if $(REAL_NODE),node-images)

@@ -313,6 +313,9 @@ UNSAFE_COMBINATIONS = {
     "pdb-blocks-every-drain": (
         {"replicas": "2", "podDisruptionBudget.minAvailable": "2"},
         "podDisruptionBudget.minAvailable (2) must be less than replicas (2)"),
+    "archive-without-secret": (
+        {"archive.enabled": "true"},
+        "archive.enabled needs archive.secretName"),
 }
 
 
@@ -650,3 +653,16 @@ def test_the_kind_config_is_a_kind_cluster() -> None:
     assert config["kind"] == "Cluster" and config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     roles = [node["role"] for node in config["nodes"]]
     assert roles.count("control-plane") == 1 and "worker" in roles
+
+
+def test_retention_and_the_archive_reach_the_operator_and_the_dsn_comes_only_from_the_secret(helm_home: Path) -> None:
+    assert not [a for a in container_args(render(helm_home)) if a.startswith(("--ttl-", "--archive"))]
+    objects = render(helm_home, {"ttlStrategy.secondsAfterSuccess": "600", "ttlStrategy.secondsAfterFailure": "0",
+                                 "archive.enabled": "true", "archive.secretName": "pg", "archive.retentionDays": "30"})
+    args = container_args(objects)
+    assert {"--ttl-after-success=600", "--ttl-after-failure=0", "--archive", "--archive-retention-days=30"} <= set(args)
+    assert not [a for a in args if a.startswith("--ttl-after-completion")]
+    [deployment] = of_kind(objects, "Deployment")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["KONDUKT_ARCHIVE_DSN"] == {"name": "KONDUKT_ARCHIVE_DSN",
+                                          "valueFrom": {"secretKeyRef": {"name": "pg", "key": "dsn"}}}

@@ -72,6 +72,9 @@ that exits at start (lease timing) or a PodDisruptionBudget that blocks every no
 {{- if and .Values.podDisruptionBudget.enabled (gt (int .Values.replicas) 1) (ge (int .Values.podDisruptionBudget.minAvailable) (int .Values.replicas)) }}
 {{- fail (printf "podDisruptionBudget.minAvailable (%v) must be less than replicas (%v): otherwise no operator pod may ever be evicted and every node drain blocks" .Values.podDisruptionBudget.minAvailable .Values.replicas) }}
 {{- end }}
+{{- if and .Values.archive.enabled (not .Values.archive.secretName) }}
+{{- fail "archive.enabled needs archive.secretName: the Secret (in the release's namespace) whose key archive.secretKey holds the PostgreSQL connection string; it is never a value" }}
+{{- end }}
 {{- end }}
 
 {{/* repository:tag or repository@digest; the tag defaults to the chart's appVersion. Argument: (dict "image" X "chart" .Chart) */}}

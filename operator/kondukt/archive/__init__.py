@@ -5,7 +5,13 @@ workflows a minute etcd cannot keep them all. The operator (``kondukt.kube.reten
 Workflow here once (keyed by its uid, an upsert: a restart mid-write archives it once) before its TTL may
 delete it, and ``kondukt get|describe|graph --archived`` read it back.
 
-- ``records``, ``errors``: what one archived workflow is, what can go wrong (pure, no I/O).
+- ``records``, ``errors``: what one archived workflow is, what can go wrong (pure, no I/O);
+- ``selectors``: the filters of ``kondukt get --archived`` (label selectors, times) turned into SQL (pure);
+- ``migrations``: the versioned schema, applied in order under an advisory lock;
+- ``store``: the psycopg 3 client (async): migrate, archive, find, get, prune.
 
 This package never imports the Kubernetes driver, the CLI or Kopf: both the operator and the CLI use it.
 """
+
+#: Where ``kondukt operator --archive`` and ``kondukt get|describe|graph --archived`` find the connection string.
+DSN_ENV = "KONDUKT_ARCHIVE_DSN"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kondukt import graph as graphs
-from kondukt.cli import cluster
+from kondukt.cli import archived, cluster
 from kondukt.cli.app import add_cluster_options
 from kondukt.cli.cluster import ClusterError, WorkflowApi
 from kondukt.cli.workflows import (
@@ -147,7 +147,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
     graph_format = choose_graph_format(args.format, args.output)
     if args.max_branches < 1:
         raise KonduktUserError("--max-branches must be at least 1")
-    if looks_like_file(args.source):
+    if args.archived:
+        record, others = archived.get_one(args, args.source)
+        sys.stderr.write(archived.others_note(others))
+        graph = graph_from_workflow(record.workflow, None, args.max_branches)
+    elif looks_like_file(args.source):
         if not Path(args.source).exists():
             raise KonduktUserError(f"{args.source}: no such file")
         graph = graph_from_files([args.source], args.max_branches, args.definition)
@@ -179,7 +183,9 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
         "JSON file. PNG and SVG need Graphviz's `dot`."
     )
     add_cluster_options(parser)
-    parser.add_argument("source", metavar="NAME|FILE", help="a Workflow in the cluster, or a local file")
+    parser.add_argument("source", metavar="NAME|FILE",
+                        help="a Workflow in the cluster, or a local file; with --archived an archived name or uid")
+    archived.add_archive_options(parser)
     parser.add_argument("--format", choices=graphs.GRAPH_FORMATS, help="default: from -o's suffix, else mermaid")
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     parser.add_argument(

@@ -27,7 +27,7 @@ from typing import IO, Any, Protocol
 import yaml
 
 from kondukt import graph as graphs
-from kondukt.cli import cluster
+from kondukt.cli import archived, cluster
 from kondukt.cli.app import add_cluster_options
 from kondukt.cli.cluster import ClusterError
 from kondukt.cli.text import (
@@ -434,6 +434,12 @@ def _finish(obj: Mapping[str, Any], err: IO[str]) -> int:
 
 # ============================================================================================ commands
 def cmd_get(args: argparse.Namespace) -> int:
+    if args.archived:
+        return cmd_get_archived(args)
+    for flag, value in (("--phase", args.phase), ("-l", args.selector), ("--since", args.since),
+                        ("--until", args.until)):
+        if value:
+            raise KonduktUserError(f"{flag} filters the archive: add --archived")
     if args.name and args.all_namespaces:
         raise KonduktUserError(
             "a workflow cannot be retrieved by name across all namespaces: drop -A or the name"
@@ -459,7 +465,29 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_get_archived(args: argparse.Namespace) -> int:
+    now = dt.datetime.now(dt.UTC)
+    query = archived.query_from_args(args, now)
+    records = archived.find(args, query, with_workflow=args.output in ("json", "yaml"))
+    if args.output in ("json", "yaml"):
+        sys.stdout.write(serialize([dict(r.workflow) for r in records], single=False, fmt=args.output))
+        return 0
+    if not records:
+        where = f"namespace {query.namespace}" if query.namespace else "any namespace"
+        sys.stderr.write(f"No archived workflows found in {where}.\n")
+        return 0
+    sys.stdout.write(archived.archived_rows(records, wide=args.output == "wide") + "\n")
+    return 0
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
+    if args.archived:
+        record, others = archived.get_one(args, args.name)
+        sys.stderr.write(archived.others_note(others))
+        sys.stdout.write(archived.archive_header(record))
+        sys.stdout.write(describe_workflow(record.workflow, None, dt.datetime.now(dt.UTC),
+                                           "not kept in the archive (Events live in the cluster only)"))
+        return 0
     with closing(cluster.connect(cluster.connection_from_args(args))) as api:
         obj = api.get_workflow(args.name)
         events: list[dict[str, Any]] | None = None
@@ -494,12 +522,23 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "-o", "--output", choices=("wide", "json", "yaml"), help="wide table, or the objects as JSON/YAML"
         )
+        archived.add_archive_options(parser)
+        filters = parser.add_argument_group("filters of --archived (every namespace unless -n)")
+        filters.add_argument("--phase", action="append", metavar="PHASE",
+                             help="COMPLETED, FAILED, TIMED_OUT or TERMINATED (repeatable, or comma-separated)")
+        filters.add_argument("-l", "--selector", metavar="SELECTOR",
+                             help="label selector, as kubectl's (team=a,tier!=gold,env in (dev,qa),!temp)")
+        filters.add_argument("--since", metavar="DURATION|TIME",
+                             help="finished at or after this: 30m, 2h, 7d ago, or an RFC 3339 time")
+        filters.add_argument("--until", metavar="DURATION|TIME", help="finished before this (same forms)")
+        filters.add_argument("--limit", type=int, default=500, metavar="N", help="at most N rows, newest first")
         parser.set_defaults(func=cmd_get)
     elif name == "describe":
         parser.description = (
             "Show a Workflow: phase, times, input/output, every task attempt, conditions and recent Events."
         )
-        parser.add_argument("name", metavar="NAME")
+        parser.add_argument("name", metavar="NAME", help="a Workflow; with --archived a name or a uid")
+        archived.add_archive_options(parser)
         parser.set_defaults(func=cmd_describe)
     elif name == "watch":
         parser.description = (

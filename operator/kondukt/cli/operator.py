@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 
+from kondukt.archive import DSN_ENV
+from kondukt.archive.errors import ArchiveError
 from kondukt.engine.models import TTLStrategy
 from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES
 from kondukt.errors import KonduktUserError
@@ -29,6 +32,9 @@ from kondukt.scriptpool import (
     ScriptLimitsError,
 )
 from kondukt_workers.egress import split_list
+
+#: Where ``kondukt operator --archive`` (and the CLI's ``--archived`` commands) find the archive's connection string.
+ARCHIVE_DSN_ENV = DSN_ENV
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -108,6 +114,14 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
                            help="delete a COMPLETED Workflow this long after it ended")
     retention.add_argument("--ttl-after-failure", type=int, metavar="SECONDS",
                            help="delete a FAILED, TIMED_OUT or TERMINATED Workflow this long after it ended")
+    archive = parser.add_argument_group(
+        "the workflow archive",
+        f"Finished workflows are written to PostgreSQL before their TTL may delete them. The connection string "
+        f"comes from ${ARCHIVE_DSN_ENV} only (the chart sets it from a Secret), never from a flag.")
+    archive.add_argument("--archive", action="store_true",
+                         help=f"archive finished workflows in the PostgreSQL database of ${ARCHIVE_DSN_ENV}")
+    archive.add_argument("--archive-retention-days", type=float, default=0.0, metavar="DAYS",
+                         help="remove archived workflows that finished longer ago than this (default 0: keep them)")
     egress = parser.add_argument_group(
         "egress of HTTP tasks and task pods",
         "By default an HTTP task (performed by the operator) and the workers' URI reader refuse link-local, "
@@ -141,6 +155,25 @@ def default_ttl(args: argparse.Namespace) -> TTLStrategy | None:
     if all(value is None for value in values.values()):
         return None
     return TTLStrategy(**values)
+
+
+def archive_dsn(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    """The archive's connection string when ``--archive`` is given (checked, never echoed)."""
+    if args.archive_retention_days < 0:
+        raise KonduktUserError("--archive-retention-days must not be negative")
+    if not args.archive:
+        return None
+    from kondukt.archive.store import check_dsn
+
+    dsn = environ.get(ARCHIVE_DSN_ENV, "")
+    if not dsn.strip():
+        raise KonduktUserError(f"--archive needs the archive's connection string in ${ARCHIVE_DSN_ENV} "
+                               "(the chart sets it from archive.secretName)")
+    try:
+        check_dsn(dsn)
+    except ArchiveError as err:
+        raise KonduktUserError(f"${ARCHIVE_DSN_ENV}: {err}") from None
+    return dsn
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
         service_cidrs=_listed(args.service_cidr),
         pod_cidrs=_listed(args.pod_cidr),
         default_ttl=default_ttl(args),
+        archive_dsn=archive_dsn(args, os.environ),
+        archive_retention_days=args.archive_retention_days,
     )
     try:
         egress_policy(options, [])

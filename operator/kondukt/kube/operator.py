@@ -28,7 +28,9 @@ Never put logic here that belongs to the reconcile (:mod:`kondukt.kube.reconcile
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import os
 import secrets
@@ -41,6 +43,8 @@ from typing import Any
 
 import kopf
 
+from kondukt.archive.errors import ArchiveUnavailable
+from kondukt.archive.store import ArchiveStore
 from kondukt.engine.models import TTLStrategy
 from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES
 from kondukt.kube import cache
@@ -62,6 +66,9 @@ logger = logging.getLogger("kondukt.operator")
 
 #: How soon a pod that started running wakes its workflow (see Controller.on_attempt).
 STARTED_DEBOUNCE_SECONDS = 0.2
+
+#: How often the archive's retention period is applied (see Controller._prune_archive).
+ARCHIVE_PRUNE_INTERVAL_SECONDS = 600.0
 
 #: Kopf's indexes (the Jobs and pods indexes are the informers' stores).
 INDEX_IDS = (cache.CHILDREN_INDEX, cache.TASKDEFS_INDEX, cache.WORKFLOWDEFS_INDEX)
@@ -101,6 +108,10 @@ class OperatorOptions:
     pod_cidrs: tuple[str, ...] = ()
     #: The TTL of finished Workflows whose spec has none (``--ttl-after-*``); None: they stay.
     default_ttl: TTLStrategy | None = None
+    #: The workflow archive's connection string (``--archive``, from ``$KONDUKT_ARCHIVE_DSN``); None: no archive.
+    archive_dsn: str | None = field(default=None, repr=False)
+    #: Archived workflows older than this many days are removed (0: kept for ever).
+    archive_retention_days: float = 0.0
 
 
 def api_server_addresses(server: str, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -180,6 +191,12 @@ class Controller:
         self.job_store: IndexStore[cache.JobRecord] = IndexStore()
         self.pod_store: IndexStore[cache.PodRecord] = IndexStore()
         self.informers = self._informers()
+        #: The workflow archive (None: off) and the task that applies its retention period.
+        self.archive: ArchiveStore | None = None
+        if options.archive_dsn:
+            self.archive = ArchiveStore(options.archive_dsn)
+            self.reconciler.retention.archive = self.archive
+        self._pruner: asyncio.Task[None] | None = None
 
     def _informers(self) -> list[Informer]:
         namespaces: list[str | None] = list(self.options.namespaces) or [None]
@@ -223,10 +240,16 @@ class Controller:
             self.metrics.serve(self.options.metrics_port, self.options.metrics_address)
         if self.elector is not None:  # campaign only with warm caches: a new leader acts at once
             self.elector.start()
+        if self.archive is not None and self.options.archive_retention_days > 0:
+            self._pruner = asyncio.create_task(self._prune_archive(self.archive), name="kondukt-archive-pruner")
 
     async def stop(self) -> None:
         if self.elector is not None:
             await self.elector.stop()  # stop acting first: every write is refused from here on
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
         for informer in self.informers:
             await informer.stop()
         await self.reconciler.stop()
@@ -234,7 +257,26 @@ class Controller:
         if self.elector is not None:  # nothing acts any more: hand the Lease over to a standby now
             await self.elector.release()
             await self.elector.api.close()
+        if self.archive is not None:
+            await self.archive.close()
         await self.api.close()
+
+    async def _prune_archive(self, archive: ArchiveStore) -> None:
+        """The archive's retention period: every ARCHIVE_PRUNE_INTERVAL_SECONDS, the replica that acts deletes
+        the rows finished longer ago (idempotent: two replicas doing it at once delete nothing twice)."""
+        while True:
+            if self.reconciler.leading is None or self.reconciler.leading():
+                cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=self.options.archive_retention_days)
+                try:
+                    pruned = await archive.prune(cutoff)
+                except ArchiveUnavailable as err:
+                    logger.warning("archive retention: %s (trying again later)", err)
+                else:
+                    self.metrics.archive_pruned.inc(pruned)
+                    if pruned:
+                        logger.info("archive retention: removed %d workflows finished before %s", pruned,
+                                    cutoff.isoformat(timespec="seconds"))
+            await asyncio.sleep(ARCHIVE_PRUNE_INTERVAL_SECONDS)
 
     # ------------------------------------------------------------------------------------ routing
     def on_workflow(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -394,6 +436,10 @@ async def run_operator_async(
         f"namespaces {', '.join(options.namespaces)}" if options.namespaces else "all namespaces", mode,
     )
     logger.info("HTTP tasks and task pods: %s", controller.egress.describe())
+    if controller.archive is not None:
+        keep = (f"kept {options.archive_retention_days:g} days" if options.archive_retention_days > 0
+                else "kept for ever")
+        logger.info("workflow archive: on (PostgreSQL, %s); finished workflows are deleted only once archived", keep)
     await kopf.operator(
         registry=registry,
         identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str

@@ -22,3 +22,18 @@ def test_the_ttl_flags_make_the_default_strategy() -> None:
 def test_a_negative_ttl_is_refused_naming_the_flag() -> None:
     with pytest.raises(KonduktUserError, match="--ttl-after-success must not be negative"):
         default_ttl(app.parse_args(["operator", "--ttl-after-success", "-1"]))
+
+
+def test_the_archive_needs_its_connection_string_from_the_environment_only() -> None:
+    from kondukt.cli.operator import archive_dsn
+
+    assert archive_dsn(app.parse_args(["operator"]), {"KONDUKT_ARCHIVE_DSN": "host=db"}) is None
+    args = app.parse_args(["operator", "--archive", "--archive-retention-days", "30"])
+    assert archive_dsn(args, {"KONDUKT_ARCHIVE_DSN": "host=db dbname=k"}) == "host=db dbname=k"
+    with pytest.raises(KonduktUserError, match=r"--archive needs the archive's connection string in \$KONDUKT_ARCHIVE_DSN"):
+        archive_dsn(args, {})
+    with pytest.raises(KonduktUserError, match="connection string is not valid") as caught:
+        archive_dsn(args, {"KONDUKT_ARCHIVE_DSN": "host=db password='pw-XYZZY"})
+    assert "XYZZY" not in str(caught.value)
+    with pytest.raises(KonduktUserError, match="--archive-retention-days must not be negative"):
+        archive_dsn(app.parse_args(["operator", "--archive-retention-days", "-1"]), {})
