@@ -1,6 +1,7 @@
 """The workflow archive on the real control plane and a real PostgreSQL server (tests/postgres.py).
 
-1. A finished workflow is archived (its row, then its ``Archived`` condition) before its TTL deletes it. With
+1. A finished workflow and its SUB_WORKFLOW child are archived (each its row, then its ``Archived`` condition)
+   before the parent's TTL deletes both. With
    the database stopped while a workflow runs, the workflow still completes; its ``Archived`` condition says
    ``ArchiveUnavailable`` and ``kondukt_archive_up`` / ``kondukt_archive_pending`` say so; it is not deleted.
    Once the database is back, its row appears and then its TTL deletes it.
@@ -73,21 +74,31 @@ def test_archived_before_deletion_and_a_database_outage_delays_both_and_loses_no
     try:
         cluster.apply(taskdef("echo"), taskdef("slow", annotations={"kwok.kondukt.io/echo-input": "true",
                                                                      "kwok.kondukt.io/duration": "3s"}))
-        one = {"name": "one", "tasks": [{"name": "echo", "taskReferenceName": "a", "inputParameters": {"v": 1}}]}
-        # Long enough a TTL to see the condition before the deletion.
+        cluster.apply({"apiVersion": "kondukt.io/v1alpha1", "kind": "WorkflowDef", "metadata": {"name": "inner"},
+                       "spec": {"name": "inner", "tasks": [
+                           {"name": "echo", "taskReferenceName": "deep", "inputParameters": {"v": 2}}]}})
+        one = {"name": "one", "outputParameters": {"v": "${a.output.v}"}, "tasks": [
+            {"name": "echo", "taskReferenceName": "a", "inputParameters": {"v": 1}},
+            {"name": "inner", "taskReferenceName": "sub", "type": "SUB_WORKFLOW", "subWorkflowParam": {"name": "inner"}}]}
+        # Long enough a TTL to see the condition before the deletion; its child is archived on its own and
+        # deleted with it.
         cluster.apply(workflow("first", definition=one, ttlStrategy={"secondsAfterCompletion": 5},
                                input={"k": "v"}))
         cluster.wait_until(lambda: archived_condition(cluster, "first").get("status") == "True",
                            "first archived (its Archived condition)")
         uid = cluster.workflow("first")["metadata"]["uid"]
         assert rows(dsn, uid) == 1, "the row is there before the condition says so"
+        [child] = cluster.list("workflows", selector=f"kondukt.io/parent-workflow-uid={uid}")
         cluster.wait_until(lambda: cluster.get("workflows", "first") is None, "first deleted by its TTL")
+        assert rows(dsn, child["metadata"]["uid"]) == 1, "the child was archived before its parent went"
+        cluster.wait_until(lambda: cluster.get("workflows", child["metadata"]["name"]) is None,
+                           "the child deleted with its parent", timeout=90)
         with psycopg.connect(dsn) as conn:
             found = conn.execute(f"SELECT phase, workflow FROM {TABLE} WHERE uid = %s", (uid,)).fetchone()  # type: ignore[arg-type]
         assert found is not None
         phase, body = found
         assert phase == "COMPLETED" and body["spec"]["input"] == {"k": "v"} and body["status"]["output"] == {"v": 1}
-        assert [t["referenceTaskName"] for t in body["status"]["tasks"]] == ["a"]
+        assert [t["referenceTaskName"] for t in body["status"]["tasks"]] == ["a", "sub"]
 
         # The database goes down while "second" runs: the workflow completes all the same.
         slow = {"name": "slow", "tasks": [{"name": "slow", "taskReferenceName": "s", "inputParameters": {"v": 2}}]}
@@ -110,7 +121,7 @@ def test_archived_before_deletion_and_a_database_outage_delays_both_and_loses_no
         second_uid = cluster.workflow("second")["metadata"]["uid"]
         cluster.wait_until(lambda: cluster.get("workflows", "second") is None, "second archived, then deleted",
                            timeout=120)
-        assert rows(dsn, second_uid) == 1 and rows(dsn) == 2
+        assert rows(dsn, second_uid) == 1 and rows(dsn) == 3
         assert metric(port, "kondukt_archive_pending") == 0
         assert metric(port, "kondukt_archive_up") == 1
         logs = operator.logs()

@@ -10,7 +10,8 @@ minute need no pool). Why it is built the way it is:
 - **A database that is down never stalls the operator.** Connecting and every statement have time limits;
   after a failure the store refuses at once (:class:`ArchiveUnavailable`) until its backoff has passed, so a
   thousand finished workflows waiting for the database cost one connection attempt per backoff, not a
-  thousand timeouts in the reconcile's workers.
+  thousand timeouts in the reconcile's workers; while one request connects, the others are refused at once
+  rather than queued behind it.
 - **No secret leaves it.** The connection string (password included) is only handed to libpq; error
   messages are cleaned of the password before they reach a log line, a condition or an Event.
 - **Retention of the archive itself.** :meth:`ArchiveStore.prune` deletes rows finished before a cut-off, in
@@ -108,6 +109,10 @@ class ArchiveStore:
     async def _run(self, what: str, operation: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
         """Run ``operation`` on the connection (connecting first when needed); a connection or server
         failure closes it and becomes ArchiveUnavailable, with the store's backoff."""
+        if self._lock.locked() and self._conn is None:
+            # Another request is connecting (maybe waiting out a timeout): do not queue behind it.
+            raise ArchiveUnavailable(f"{what}: the archive is being connected to"
+                                     + (f" (last error: {self._last_error})" if self._last_error else ""))
         async with self._lock:
             try:
                 conn = await asyncio.wait_for(self._connect(), self.connect_timeout + self.statement_timeout)

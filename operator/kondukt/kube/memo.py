@@ -79,5 +79,3 @@ class Outcome:
 
     wake_at_ms: int | None = None
     waiting_on: tuple[str, ...] = ()
-    #: Retention (archive, TTL) has had its turn on this finished workflow (see kube.retention).
-    settled: bool = False

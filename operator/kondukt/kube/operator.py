@@ -43,7 +43,7 @@ from typing import Any
 
 import kopf
 
-from kondukt.archive.errors import ArchiveUnavailable
+from kondukt.archive.errors import ArchiveError
 from kondukt.archive.store import ArchiveStore
 from kondukt.engine.models import TTLStrategy
 from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES
@@ -240,8 +240,8 @@ class Controller:
             self.metrics.serve(self.options.metrics_port, self.options.metrics_address)
         if self.elector is not None:  # campaign only with warm caches: a new leader acts at once
             self.elector.start()
-        if self.archive is not None and self.options.archive_retention_days > 0:
-            self._pruner = asyncio.create_task(self._prune_archive(self.archive), name="kondukt-archive-pruner")
+        if self.archive is not None:
+            self._pruner = asyncio.create_task(self._prune_archive(self.archive), name="kondukt-archive")
 
     async def stop(self) -> None:
         if self.elector is not None:
@@ -262,14 +262,23 @@ class Controller:
         await self.api.close()
 
     async def _prune_archive(self, archive: ArchiveStore) -> None:
-        """The archive's retention period: every ARCHIVE_PRUNE_INTERVAL_SECONDS, the replica that acts deletes
-        the rows finished longer ago (idempotent: two replicas doing it at once delete nothing twice)."""
-        while True:
+        """Connect to the archive at once (its migrations, ``kondukt_archive_up``), then apply its retention
+        period every ARCHIVE_PRUNE_INTERVAL_SECONDS: the replica that acts deletes the rows finished longer ago
+        (idempotent: two replicas doing it at once delete nothing twice)."""
+        try:
+            version = await archive.schema_version()
+        except ArchiveError as err:
+            self.metrics.archive_up.set(0)
+            logger.warning("workflow archive: %s (finished workflows wait for it; retrying)", err)
+        else:
+            self.metrics.archive_up.set(1)
+            logger.info("workflow archive: connected, schema version %d", version)
+        while self.options.archive_retention_days > 0:
             if self.reconciler.leading is None or self.reconciler.leading():
                 cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=self.options.archive_retention_days)
                 try:
                     pruned = await archive.prune(cutoff)
-                except ArchiveUnavailable as err:
+                except ArchiveError as err:
                     logger.warning("archive retention: %s (trying again later)", err)
                 else:
                     self.metrics.archive_pruned.inc(pruned)

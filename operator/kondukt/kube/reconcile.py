@@ -275,8 +275,9 @@ class Reconciler:
         try:
             outcome = await self.reconcile(key)
             self.queue.forget(key)
-            if (outcome is not None and not outcome.settled and outcome.wake_at_ms is None
-                    and self._retention_next(key)):
+            # None: nothing more (the settled path included); an Outcome without a wake from a reconcile that
+            # just ended the workflow: retention's turn (archive, TTL) comes at once.
+            if outcome is not None and outcome.wake_at_ms is None and self._retention_next(key):
                 outcome = Outcome(wake_at_ms=self.clock(), waiting_on=outcome.waiting_on)
             if outcome is not None:
                 self._schedule(key, outcome)

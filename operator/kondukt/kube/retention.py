@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol
 
 import pydantic
 
-from kondukt.archive.errors import ArchiveUnavailable
+from kondukt.archive.errors import ArchiveError
 from kondukt.archive.records import ArchivedWorkflow
 from kondukt.engine.models import TTLStrategy
 from kondukt.kube import resources as r
@@ -214,25 +214,25 @@ class Retention:
             self._pending.discard(uid)
             self.metrics.archive_pending.set(len(self._pending))
 
-    async def settle(self, obj: Mapping[str, Any], owner: OwnerRef) -> Outcome:
-        """Archive (when on), then delete when due. Returns when to come back (no wake: nothing left to do,
-        or an event will bring it back).
+    async def settle(self, obj: Mapping[str, Any], owner: OwnerRef) -> Outcome | None:
+        """Archive (when on), then delete when due. Returns when to come back (None: nothing left to do, or
+        an event will bring it back).
         Raises :class:`TransientError` while the archive is unavailable (the work queue retries with backoff)."""
         if self.archive is not None and not is_archived(obj.get("status") or {}):
             obj = await self._archive(obj, owner)
         due = deletion_due_ms(obj, self.default_ttl)
         if due is None:
-            return Outcome(settled=True)
+            return None
         if self.clock() < due:
-            return Outcome(wake_at_ms=due, settled=True)
+            return Outcome(wake_at_ms=due)
         if self.archive is not None:
             waiting = [c.name for c in self.view.children_of(owner.namespace, owner.uid) if not c.archived]
             if waiting:  # a child's Archived condition wakes this parent (its watch event enqueues the parent)
                 logger.info("workflow %s/%s: its TTL ran out; deleting it once its children %s are archived",
                             owner.namespace, owner.name, ", ".join(sorted(waiting)[:5]))
-                return Outcome(settled=True)
+                return None
         await self._delete(owner)
-        return Outcome(settled=True)
+        return None
 
     async def _archive(self, obj: Mapping[str, Any], owner: OwnerRef) -> Mapping[str, Any]:
         assert self.archive is not None
@@ -245,7 +245,7 @@ class Retention:
             record = archive_record(bare)
         try:
             await self.archive.archive(record)
-        except ArchiveUnavailable as err:
+        except ArchiveError as err:
             self.metrics.archive_writes.labels("failed").inc()
             self.metrics.archive_up.set(0)
             if owner.uid not in self._pending:
