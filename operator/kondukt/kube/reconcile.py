@@ -21,6 +21,9 @@ Order of a reconcile, and why (kill-safety):
    else moved it — requeue; nothing done in step 2 is lost or repeated, because it is all idempotent);
 5. Events for the transitions, metrics, and the exact timer at ``decision.wakeAt``.
 
+A finished Workflow with nothing new to apply skips all of this: it goes to retention
+(:mod:`~kondukt.kube.retention`: archived when the archive is on, deleted when its ttlStrategy runs out).
+
 A killed operator loses at most the work of step 2 that was not persisted: the next reconcile decides the
 same actions again (the engine's task ids are deterministic) and finds them already done.
 

@@ -3,13 +3,16 @@ what the archive keeps of a Workflow (its I/O is tested on the real control plan
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
 import pytest
 
+from kondukt.archive.store import ArchiveStore
 from kondukt.engine.models import TTLStrategy
 from kondukt.kube import resources as r
+from kondukt.kube.memo import TransientError
 from kondukt.kube.retention import (
     archive_record,
     deletion_due_ms,
@@ -20,6 +23,8 @@ from kondukt.kube.retention import (
     with_archived_condition,
 )
 from kondukt.kube.status import pack
+from tests.postgres import free_port
+from tests.unit.kube.harness import ECHO, Harness, chain, run_of
 
 END = 1_700_000_000_000
 
@@ -112,3 +117,93 @@ def test_the_archive_record_decodes_the_status_and_drops_bookkeeping() -> None:
     assert meta["annotations"] == {"keep": "me"}
     assert "managedFields" not in meta and "resourceVersion" not in meta
     assert record.workflow["spec"] == obj["spec"]
+
+
+# ------------------------------------------------------------------------- through the reconcile (fake API)
+async def finish(harness: Harness, name: str) -> None:
+    """Run the harness's two-step chain to COMPLETED."""
+    await harness.reconcile(name)
+    first = harness.only_new_job(set())
+    harness.cluster.echo(first)
+    await harness.reconcile(name)
+    second = harness.only_new_job({first})
+    harness.cluster.echo(second)
+    await harness.reconcile(name)
+    assert harness.status(name)["phase"] == "COMPLETED"
+
+
+def ready_harness() -> Harness:
+    harness = Harness()
+    harness.cluster.apply(ECHO)
+    harness.cluster.apply(chain())
+    return harness
+
+
+async def test_the_reconcile_deletes_a_finished_workflow_at_its_time_by_the_operators_clock() -> None:
+    harness = ready_harness()
+    harness.cluster.apply(run_of("run", ttlStrategy={"secondsAfterSuccess": 30}))
+    await finish(harness, "run")
+    end = harness.status("run")["endTime"]
+    outcome = await harness.reconcile("run")
+    assert outcome is not None and outcome.wake_at_ms == end + 30_000, "an exact timer at the due time"
+    assert ("DELETE", "/apis/kondukt.io/v1alpha1/namespaces/ns/workflows/run") not in harness.cluster.calls
+    harness.clock.ms = end + 29_999
+    assert (await harness.reconcile("run")).wake_at_ms == end + 30_000
+    harness.clock.ms = end + 30_000
+    assert await harness.reconcile("run") is None
+    assert "/apis/kondukt.io/v1alpha1/namespaces/ns/workflows/run" not in harness.cluster.objects
+    assert harness.reconciler.metrics.workflows_deleted._value.get() == 1  # type: ignore[attr-defined]
+
+
+async def test_without_a_ttl_a_finished_workflow_stays_and_costs_no_timer() -> None:
+    harness = ready_harness()
+    harness.cluster.apply(run_of("run"))
+    await finish(harness, "run")
+    harness.clock.ms += 10 ** 9
+    assert await harness.reconcile("run") is None
+    assert "/apis/kondukt.io/v1alpha1/namespaces/ns/workflows/run" in harness.cluster.objects
+
+
+async def test_archived_first_then_deleted_at_its_time(archive_dsn: str) -> None:
+    harness = ready_harness()
+    store = ArchiveStore(archive_dsn)
+    harness.reconciler.retention.archive = store
+    try:
+        harness.cluster.apply(run_of("run", ttlStrategy={"secondsAfterCompletion": 5}))
+        await finish(harness, "run")
+        uid = harness.cluster.workflow("run")["metadata"]["uid"]
+        end = harness.status("run")["endTime"]
+        outcome = await harness.reconcile("run")
+        assert outcome is not None and outcome.wake_at_ms == end + 5_000
+        assert await store.count(uid) == 1
+        archived = [c for c in harness.status("run")["conditions"] if c["type"] == "Archived"]
+        assert [(c["status"], c["reason"]) for c in archived] == [("True", "Archived")]
+        harness.clock.ms = end + 5_000
+        assert await harness.reconcile("run") is None
+        assert "/apis/kondukt.io/v1alpha1/namespaces/ns/workflows/run" not in harness.cluster.objects
+        assert await store.count() == 1, "archived once"
+    finally:
+        await store.close()
+
+
+async def test_with_the_archive_down_the_workflow_is_never_deleted_and_the_condition_says_so_once() -> None:
+    harness = ready_harness()
+    nobody_listens = f"postgresql://kondukt:pw-XYZZY@127.0.0.1:{free_port()}/archive"
+    store = ArchiveStore(nobody_listens, connect_timeout=2, max_backoff=0.001)
+    harness.reconciler.retention.archive = store
+    harness.cluster.apply(run_of("run", ttlStrategy={"secondsAfterCompletion": 0}))
+    await finish(harness, "run")
+    for _attempt in range(3):
+        harness.clock.ms += 60_000
+        await asyncio.sleep(0.01)  # past the store's own backoff: every attempt really connects
+        with pytest.raises(TransientError, match="archiving workflow ns/run"):
+            await harness.reconcile("run")
+    condition = [c for c in harness.status("run")["conditions"] if c["type"] == "Archived"]
+    assert [(c["status"], c["reason"]) for c in condition] == [("False", "ArchiveUnavailable")]
+    assert "XYZZY" not in condition[0]["message"]
+    puts = [call for call in harness.cluster.calls if call[0] == "PUT"]
+    assert len(puts) == 4, "three status writes of the run, one for the condition: not one per retry"
+    assert "/apis/kondukt.io/v1alpha1/namespaces/ns/workflows/run" in harness.cluster.objects
+    assert harness.reconciler.metrics.archive_pending._value.get() == 1  # type: ignore[attr-defined]
+    assert harness.reconciler.metrics.archive_up._value.get() == 0  # type: ignore[attr-defined]
+    assert harness.reconciler.metrics.archive_writes.labels("failed")._value.get() == 3  # type: ignore[attr-defined]
