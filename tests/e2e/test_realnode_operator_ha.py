@@ -7,6 +7,10 @@ attempt runs twice (exactly one Job per attempt).
   values) and carries on from the Workflow's status and the cluster's Jobs.
 - Two replicas: the active one's pod is deleted; the standby takes the Lease (the deleted leader releases
   it on its way out) and finishes the workflow. The takeover time is logged, never asserted.
+
+A failure prints what it takes to diagnose it in CI (:class:`OperatorDiagnostics`): every operator pod's log,
+followed from its start to its end (a deleted pod's log is gone from the API once it is), the previous
+container's log of a restarted one, the pods' states, the Lease and the namespace's Events.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import contextlib
 import json
 import logging
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,18 +63,114 @@ def chain(name: str) -> list[dict[str, Any]]:
     ]
 
 
+class OperatorDiagnostics:
+    """The operator pods' logs, followed while a test runs, and the state around them, printed on failure.
+
+    ``kubectl logs -f`` runs for every operator pod seen (:meth:`follow_new`): it ends by itself with the pod's
+    container, so even a deleted leader's last lines — its shutdown, its Lease release — are kept in a file
+    under the control plane's log directory. Every follower is stopped at the end (bounded).
+    """
+
+    TAIL_LINES = 400
+
+    def __init__(self, cp: ControlPlane, namespace: str, release: str) -> None:
+        self.cp, self.namespace, self.release = cp, namespace, release
+        self.directory = cp.logs / f"operator-{namespace}"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.followers: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+
+    def pods(self) -> list[dict[str, Any]]:
+        """Every pod of the release, terminating ones too."""
+        return self.cp.kubectl_json("get", "pods", "-n", self.namespace, "-l",  # type: ignore[no-any-return]
+                                    f"app.kubernetes.io/instance={self.release}")["items"]
+
+    def follow_new(self) -> None:
+        """Follow the log of every operator pod whose container has started and that is not followed yet."""
+        for pod in self.pods():
+            name = pod["metadata"]["name"]
+            states = [c.get("state") or {} for c in (pod.get("status") or {}).get("containerStatuses") or []]
+            if name in self.followers or not any("running" in s or "terminated" in s for s in states):
+                continue
+            path = self.directory / f"{name}.log"
+            with path.open("wb") as out:
+                proc = subprocess.Popen([str(self.cp.bin("kubectl")), "-n", self.namespace, "logs", "-f",
+                                         "--timestamps", f"pod/{name}"], stdout=out, stderr=subprocess.STDOUT,
+                                        env=self.cp.env())
+            self.followers[name] = (proc, path)
+
+    def stop(self) -> None:
+        for proc, _ in self.followers.values():
+            if proc.poll() is None:
+                proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def report(self) -> str:
+        """Everything printed for a failed test: each section bounded (the last TAIL_LINES lines of a log)."""
+        sections: list[str] = []
+
+        def tail(text: str) -> str:
+            return "\n".join(text.splitlines()[-self.TAIL_LINES:])
+
+        def kubectl(*args: str) -> str:
+            try:
+                done = self.cp.kubectl(*args, check=False, timeout=30)
+            except subprocess.TimeoutExpired:
+                return f"(kubectl {' '.join(args)} timed out)"
+            return done.stdout if done.returncode == 0 else f"(kubectl {' '.join(args)}: {done.stderr.strip()})"
+
+        status, lease = self.cp.api("GET", f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/"
+                                    f"{self.release}")
+        shown = json.dumps(lease, indent=1) if isinstance(lease, dict) else str(lease)
+        sections.append(f"== Lease {self.namespace}/{self.release} (HTTP {status}) at {time.time():.1f}\n{shown}")
+        pods = self.pods()
+        for pod in pods:
+            meta, pod_status = pod["metadata"], pod.get("status") or {}
+            sections.append(f"== pod {meta['name']} deletionTimestamp={meta.get('deletionTimestamp')} "
+                            f"phase={pod_status.get('phase')}\n"
+                            + json.dumps(pod_status.get("containerStatuses"), indent=1))
+            restarts = sum(int(c.get("restartCount") or 0) for c in pod_status.get("containerStatuses") or [])
+            if restarts:
+                sections.append(f"== pod {meta['name']}: previous container's log\n"
+                                + tail(kubectl("-n", self.namespace, "logs", "--previous", "--timestamps",
+                                               f"pod/{meta['name']}")))
+            if meta["name"] not in self.followers:
+                sections.append(f"== pod {meta['name']}: log (not followed)\n"
+                                + tail(kubectl("-n", self.namespace, "logs", "--timestamps", f"pod/{meta['name']}")))
+        for name, (_, path) in self.followers.items():
+            text = path.read_text(errors="replace") if path.exists() else "(no log file)"
+            sections.append(f"== pod {name}: log followed since its container started ({path})\n{tail(text)}")
+        sections.append("== Events\n" + tail(kubectl("-n", self.namespace, "get", "events",
+                                                     "--sort-by=.lastTimestamp")))
+        return "\n".join(sections)
+
+
 @contextlib.contextmanager
-def operator_release(cp: ControlPlane, node: RealNode, namespace: str, *values: str) -> Iterator[str]:
-    """The chart installed in `namespace`, all its replicas Ready on the real node; uninstalled afterwards."""
+def operator_release(cp: ControlPlane, node: RealNode, namespace: str, *values: str
+                     ) -> Iterator[tuple[str, OperatorDiagnostics]]:
+    """The chart installed in `namespace`, all its replicas Ready on the real node; uninstalled afterwards.
+    Yields the release and its diagnostics; a failure inside prints the diagnostics' report."""
     release = f"kondukt-{secrets.token_hex(3)}"
     adopt_crds(cp, release, namespace)
     cp.helm("install", release, str(CHART), "--namespace", namespace, *image_values(node), *values, timeout=240)
+    diagnostics = OperatorDiagnostics(cp, namespace, release)
     try:
         rollout = cp.kubectl("-n", namespace, "rollout", "status", f"deployment/{release}", "--timeout=180s",
                              check=False, timeout=200)
         assert rollout.returncode == 0, rollout.stderr
-        yield release
+        diagnostics.follow_new()
+        yield release, diagnostics
+    except BaseException:
+        try:
+            print(f"\n======== operator diagnostics ({namespace}) ========\n{diagnostics.report()}")
+        except Exception as err:  # the report must never hide the failure itself
+            print(f"operator diagnostics failed: {err!r}")
+        raise
     finally:
+        diagnostics.stop()
         cp.helm("uninstall", release, "--namespace", namespace, "--ignore-not-found", check=False)
 
 
@@ -117,7 +219,7 @@ def test_the_operator_pod_deleted_then_its_process_killed_mid_workflow(
         control_plane: ControlPlane, real_node: RealNode, real_namespace: str) -> None:
     cp, namespace = control_plane, real_namespace
     label_restricted(cp, namespace)
-    with operator_release(cp, real_node, namespace, *SHORT_LEASE) as release:
+    with operator_release(cp, real_node, namespace, *SHORT_LEASE) as (release, diagnostics):
         [first] = operator_pods(cp, namespace, release)
         cp.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump_all(chain("chain")))
         wait_jobs(cp, namespace, 1, "chain-1")
@@ -129,6 +231,7 @@ def test_the_operator_pod_deleted_then_its_process_killed_mid_workflow(
 
         second = wait_for(replacement, "the Deployment's replacement operator pod", timeout=120, interval=0.5)
         assert second is not None and second["spec"]["nodeName"] == NODE_NAME
+        diagnostics.follow_new()
         wait_jobs(cp, namespace, 2, "chain-1")
         # SIGKILL the operator's process itself (no shutdown, no Lease release): containerd kills the task.
         container = second["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
@@ -149,7 +252,7 @@ def test_two_replicas_the_standby_takes_over_when_the_leader_pod_is_deleted(
         control_plane: ControlPlane, real_node: RealNode, real_namespace: str) -> None:
     cp, namespace = control_plane, real_namespace
     label_restricted(cp, namespace)
-    with operator_release(cp, real_node, namespace, "--set", "replicas=2", *SHORT_LEASE) as release:
+    with operator_release(cp, real_node, namespace, "--set", "replicas=2", *SHORT_LEASE) as (release, diagnostics):
         pods = operator_pods(cp, namespace, release)
         assert len(pods) == 2 and all(p["spec"]["nodeName"] == NODE_NAME for p in pods)
         names = {p["metadata"]["name"] for p in pods}
@@ -164,11 +267,13 @@ def test_two_replicas_the_standby_takes_over_when_the_leader_pod_is_deleted(
         cp.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump_all(chain("chain")))
         wait_jobs(cp, namespace, 1, "chain-1")
         deleted_at = time.monotonic()
+        print(f"deleting the leader's pod {leader} at {time.time():.1f} (standby {standby})")
         cp.kubectl("-n", namespace, "delete", "pod", leader, "--wait=false")
         wait_for(lambda: lease_holder(cp, namespace, release) == standby, "the standby to take the Lease",
                  timeout=60, interval=0.2)
         takeover = time.monotonic() - deleted_at
         logger.info("takeover by %s %.1f s after the leader's pod was deleted", standby, takeover)
         print(f"takeover {takeover:.1f}s")
+        diagnostics.follow_new()  # the Deployment's replacement pod, should the rest fail
         status = wait_workflow(cp, namespace, "chain-1", release, timeout=240)
         assert_each_attempt_ran_once(cp, namespace, status)
