@@ -151,12 +151,17 @@ class Actor:
         self.scripts = ScriptPool(settings.script_limits)
         #: jq evaluations in flight: (workflow uid, task id) -> the task awaiting the pool.
         self.evaluations: dict[tuple[str, str], asyncio.Task[None]] = {}
+        #: Workflows (uid) whose reconcile found an attempt's Job already there: an earlier process (or the
+        #: previous leader) created it and died before its status write, and the Job may have run meanwhile.
+        #: No watch event will announce it again, so the reconciler comes back at once to read it.
+        self.found_existing: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
 
     def forget(self, uid: str) -> None:
         """The workflow is gone or finished: its requests and evaluations in flight are canceled."""
         self.http_done.pop(uid, None)
         self.results.pop(uid, None)
+        self.found_existing.discard(uid)
         for http_key in [k for k in self.http if k[0] == uid]:
             self.http.pop(http_key).cancel()
         for script_key in [k for k in self.evaluations if k[0] == uid]:
@@ -170,6 +175,7 @@ class Actor:
         self.evaluations.clear()
         self.http_done.clear()
         self.results.clear()
+        self.found_existing.clear()
 
     async def close(self) -> None:
         for task in [*self.http.values(), *self.evaluations.values()]:
@@ -265,6 +271,8 @@ class Actor:
         try:
             created = await self.api.create(KubeClient.job_path(owner.namespace), job, f"job {owner.namespace}/{name}")
             self.metrics.job_creates.labels("created" if created is not None else "existed").inc()
+            if created is None:
+                self.found_existing.add(owner.uid)
         except Invalid as err:
             self.metrics.job_creates.labels("rejected").inc()
             return [TaskUpdate(taskId=start.taskId, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,

@@ -501,10 +501,17 @@ class Reconciler:
                 results.pop(task_id, None)
         if p.first_start_done is not None and p.woke is not None:
             self.metrics.step_latency.observe(p.woke + (p.first_start_done - p.reconcile_started))
+        found_existing = p.owner.uid in self.actor.found_existing
+        self.actor.found_existing.discard(p.owner.uid)
         if p.workflow.status.terminal:
             self._memos.pop(p.owner.uid, None)
             return Outcome()
         wake_at = p.wake_at
+        if found_existing:
+            # A Job this reconcile meant to create was already there, and may have started or finished
+            # before the status recorded its attempt: no watch event will say so again, so the next
+            # reconcile reads it, at once. Once: that reconcile creates nothing, so it finds nothing.
+            p.extra_wakes.append(p.now)
         if p.extra_wakes:
             wake_at = min([*p.extra_wakes, *([wake_at] if wake_at is not None else [])])
         return Outcome(wake_at_ms=wake_at, waiting_on=p.waiting_on)

@@ -141,6 +141,11 @@ class WorkQueue(Generic[K]):
     def pending_timers(self) -> int:
         return len(self._timers)
 
+    def idle(self) -> bool:
+        """Nothing waiting, being processed or due within a debounce: only exact timers (:meth:`add_at`)
+        may add a key from here on."""
+        return not self._queue.qsize() and not self._processing and not self._dirty and not self._soon
+
     def last_wait(self, key: K) -> float | None:
         """How long ``key`` waited in the queue before its current processing began (seconds)."""
         return self._last_wait.pop(key, None)

@@ -8,6 +8,7 @@ functions the operator's watches run.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import json
@@ -247,6 +248,9 @@ class Harness:
         self.clock = clock or Clock()
         self.payload_settings = payload_settings
         self.reconciler = self.new_reconciler()
+        #: Reconciles run by the work queue of :meth:`settle`, and the reconciler whose queue runs.
+        self.reconciles = 0
+        self._counted: Reconciler | None = None
 
     def new_reconciler(self) -> Reconciler:
         """A fresh operator process: no memory of the previous one."""
@@ -260,6 +264,37 @@ class Harness:
         if watched:
             self.reconciler.observe(copy.deepcopy(self.cluster.workflow(name)))
         return await self.reconciler.reconcile(("ns", name))
+
+    async def settle(self, name: str, *, limit: int = 20) -> int:
+        """Add the workflow to the reconciler's own work queue once — as a watch event or a new leader does —
+        and let the queue run until it is idle; returns how many reconciles ran. Nothing else adds it
+        meanwhile, so every reconcile after the first is one the reconciler asked for itself (a timer due
+        at once). Stops waiting at ``limit`` reconciles: more is a hot loop, whatever the test expects.
+        The queue keeps running afterwards: :meth:`stop` ends it."""
+        reconciler = self.reconciler
+        if reconciler is not self._counted:
+            reconcile = reconciler.reconcile
+
+            async def counted(key: tuple[str, str]) -> Any:
+                self.reconciles += 1
+                return await reconcile(key)
+
+            reconciler.reconcile = counted  # type: ignore[method-assign]
+            reconciler.queue.start()
+            self._counted = reconciler
+        before = self.reconciles
+        reconciler.enqueue(("ns", name))
+        for _ in range(10_000):  # bounded: a hot loop ends at the limit, a stuck queue here
+            await asyncio.sleep(0.001)
+            ran = self.reconciles - before
+            if ran >= limit or (ran and reconciler.queue.idle()):
+                return ran
+        raise AssertionError(f"the work queue never became idle ({self.reconciles - before} reconciles)")
+
+    async def stop(self) -> None:
+        """Stop the work queue :meth:`settle` started."""
+        if self._counted is not None:
+            await self._counted.queue.stop()
 
     def status(self, name: str) -> dict[str, Any]:
         return dict(self.cluster.workflow(name).get("status") or {})

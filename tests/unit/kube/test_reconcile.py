@@ -606,3 +606,54 @@ async def test_start_workflow_naming_no_definition_fails_the_task_not_terminally
         "FAILED", "no WorkflowDef 'nowhere' version 2 in namespace ns")
     assert status["phase"] == "FAILED"
     assert [path for path in harness.cluster.objects if "/workflows/" in path] == [f"{GROUP_PATH}ns/workflows/starter"]
+
+
+async def _crash_before_recording(harness: Harness) -> str:
+    """The operator creates the second attempt's Job and dies before its status write records it; a new
+    operator process takes over. Returns the second Job's name."""
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    first = harness.only_new_job(set())
+    harness.cluster.echo(first)
+    harness.cluster.crash_on = ("PUT", "/apis/kondukt.io")
+    with pytest.raises(Crash):
+        await harness.reconcile("run")  # the second attempt's Job is created, the status write dies
+    harness.reconciler = harness.new_reconciler()  # the next operator (a restart, or the new leader)
+    return harness.only_new_job({first})
+
+
+async def test_a_job_found_already_there_is_read_at_once(harness: Harness) -> None:
+    """The operator created the next attempt's Job and died before writing the status, and the Job finished
+    while no operator acted (found by the HA e2e test: the new leader waited for ever at 'running: s1'). The
+    new operator's create finds the Job there, and no watch event will ever announce it again: woken once —
+    as a new leader wakes every workflow — the reconciler must come back by itself to read the result."""
+    second = await _crash_before_recording(harness)
+    harness.cluster.echo(second)  # it runs to the end while no operator acts
+    try:
+        ran = await harness.settle("run")
+    finally:
+        await harness.stop()
+    assert harness.status("run")["phase"] == "COMPLETED", harness.tasks("run")
+    assert ran == 2, "one reconcile finds the Job, one more reads it"
+    assert sorted(harness.cluster.created_jobs) == sorted(set(harness.cluster.created_jobs))
+    assert len(harness.cluster.jobs()) == 2
+
+
+async def test_a_job_found_already_there_is_read_once_not_looped_on(harness: Harness) -> None:
+    """The same, but the found Job is still running: the reconciler reads it once and then waits for its
+    news like any attempt's — every later wake costs exactly one reconcile, however often it comes."""
+    second = await _crash_before_recording(harness)
+    try:
+        assert await harness.settle("run") == 2, "one reconcile finds the Job, one more reads it"
+        assert [t["status"] for t in harness.tasks("run")] == ["COMPLETED", "SCHEDULED"]
+        for _ in range(3):  # the Job's and its pod's events, a resync: each one reconcile, none more
+            assert await harness.settle("run") == 1
+        harness.cluster.start_pod(second)
+        assert await harness.settle("run") == 1
+        assert [t["status"] for t in harness.tasks("run")] == ["COMPLETED", "IN_PROGRESS"]
+        harness.cluster.echo(second)
+        assert await harness.settle("run") == 1
+    finally:
+        await harness.stop()
+    assert harness.status("run")["phase"] == "COMPLETED"
+    assert len(harness.cluster.jobs()) == 2

@@ -200,3 +200,29 @@ async def test_a_retry_waits_at_least_what_the_server_asked() -> None:
     assert queue.add_rate_limited("a") == 0.04
     assert queue.add_rate_limited("a", at_least=0.01) == 0.08, "a longer backoff beats a shorter Retry-After"
     queue.cancel_timer("a")
+
+
+async def test_idle_means_nothing_waiting_running_or_debounced() -> None:
+    release = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        await release.wait()
+        finished.set()
+
+    queue: WorkQueue[str] = WorkQueue(handler, workers=1)
+    assert queue.idle()
+    queue.add("waiting")
+    assert not queue.idle(), "a key waits"
+    queue.start()
+    await asyncio.sleep(0.01)
+    assert not queue.idle(), "a key is being processed"
+    release.set()
+    await asyncio.wait_for(finished.wait(), 60)
+    await asyncio.sleep(0.01)
+    assert queue.idle()
+    queue.add_after("timer", 3600)
+    assert queue.idle() and queue.pending_timers() == 1, "an exact timer is not work in hand"
+    queue.add_soon("debounced", 3600)
+    assert not queue.idle(), "a key is due within a debounce"
+    await queue.stop()
