@@ -10,7 +10,8 @@ attempt runs twice (exactly one Job per attempt).
 
 A failure prints what it takes to diagnose it in CI (:class:`OperatorDiagnostics`): every operator pod's log,
 followed from its start to its end (a deleted pod's log is gone from the API once it is), the previous
-container's log of a restarted one, the pods' states, the Lease and the namespace's Events.
+container's log of a restarted one, the pods' states, the Lease and the namespace's Events
+(``KONDUKT_E2E_OPERATOR_LOGS=1``: on success too).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import secrets
 import subprocess
 import time
@@ -61,6 +63,12 @@ def chain(name: str) -> list[dict[str, Any]]:
         {"apiVersion": "kondukt.io/v1alpha1", "kind": "Workflow", "metadata": {"name": f"{name}-1"},
          "spec": {"workflowDefRef": {"name": name, "version": 1}}},
     ]
+
+
+#: The chart's default metrics port, and the metrics a failure report shows (what each replica did).
+METRICS_PORT = 9090
+METRICS_SHOWN = ("kondukt_leader", "kondukt_job_creates_total", "kondukt_reconcile_duration_seconds_count",
+                 "kondukt_reconcile_errors_total", "kondukt_api_errors_total")
 
 
 class OperatorDiagnostics:
@@ -137,6 +145,11 @@ class OperatorDiagnostics:
                 sections.append(f"== pod {meta['name']}: previous container's log\n"
                                 + tail(kubectl("-n", self.namespace, "logs", "--previous", "--timestamps",
                                                f"pod/{meta['name']}")))
+            if pod_status.get("phase") == "Running" and not meta.get("deletionTimestamp"):
+                metrics = kubectl("get", "--raw", f"/api/v1/namespaces/{self.namespace}/pods/{meta['name']}:"
+                                  f"{METRICS_PORT}/proxy/metrics")
+                sections.append(f"== pod {meta['name']}: its work and leadership (/metrics)\n" + "\n".join(
+                    line for line in metrics.splitlines() if line.startswith(METRICS_SHOWN) or line.startswith("(")))
             if meta["name"] not in self.followers:
                 sections.append(f"== pod {meta['name']}: log (not followed)\n"
                                 + tail(kubectl("-n", self.namespace, "logs", "--timestamps", f"pod/{meta['name']}")))
@@ -163,6 +176,8 @@ def operator_release(cp: ControlPlane, node: RealNode, namespace: str, *values: 
         assert rollout.returncode == 0, rollout.stderr
         diagnostics.follow_new()
         yield release, diagnostics
+        if os.environ.get("KONDUKT_E2E_OPERATOR_LOGS"):  # wanted even on success (to study a takeover)
+            print(f"\n======== operator diagnostics ({namespace}) ========\n{diagnostics.report()}")
     except BaseException:
         try:
             print(f"\n======== operator diagnostics ({namespace}) ========\n{diagnostics.report()}")
