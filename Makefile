@@ -5,9 +5,15 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit e2e realnode lint bench crds cluster-up cluster-down control-plane images node-images node-packages postgres clean
+.PHONY: setup ui-static demo test unit e2e realnode lint bench crds cluster-up cluster-down control-plane images node-images node-packages postgres clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed ui-static
+
+# The web UI's front end (ui/: TypeScript, @dagrejs/dagre, bundled by esbuild) built into the package's
+# operator/kondukt/cli/ui/static/ (not in git). npm packages go to the cache, never into the repository;
+# the script does nothing when the built files are newer than their sources (hack/ui/build.sh).
+ui-static:
+	bash hack/ui/build.sh
 
 # Two distributions, both editable: kondukt-workers (workers/, the worker SDK) and kondukt (the operator and
 # `kondukt run`, which depends on kondukt-workers[builtin]). One pip command, so pip takes kondukt-workers

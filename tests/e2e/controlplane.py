@@ -58,6 +58,8 @@ SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+#: The fake nodes' address: on loopback, where nothing serves a kubelet (see _start_kwok).
+FAKE_NODE_IP = "127.0.0.2"
 
 
 class ControlPlaneError(RuntimeError):
@@ -583,7 +585,10 @@ class ControlPlane:
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
             "--node-lease-duration-seconds=40",
-            "--cidr=10.244.0.0/16", "--node-ip=10.0.0.1",
+            # The fake nodes' InternalIP is where the API server sends a pod's log or exec request (`kubectl
+            # logs`, the web UI's log view): a loopback address nothing listens on, so such a request is
+            # refused on this machine (a 10.x address would be routed off it).
+            "--cidr=10.244.0.0/16", f"--node-ip={FAKE_NODE_IP}",
         ])
 
     def _apply_crds(self) -> list[str]:

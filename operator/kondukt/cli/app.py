@@ -68,6 +68,7 @@ COMMANDS: tuple[Command, ...] = (
             "pause the workflow (spec.suspend=true): running attempts finish, nothing new starts"),
     Command("resume", _OPERATIONS, "resume a paused workflow (spec.suspend=false)"),
     Command("terminate", _OPERATIONS, "end the workflow TERMINATED (spec.terminate); running attempts are stopped"),
+    Command("ui", "kondukt.cli.ui", "serve the web UI on this machine, with your kubeconfig's credentials"),
     Command("operator", "kondukt.cli.operator", "run the Kubernetes operator (workflows as Jobs)"),
     Command("run", "kondukt.cli.run", "run a workflow on this machine, without a cluster"),
 )

@@ -48,7 +48,7 @@ class ClusterError(KonduktError):
 
 
 # ============================================================================================ API access
-def _api_error(exc: ApiError, what: str, namespace: str | None, host: str) -> ClusterError:
+def api_error(exc: ApiError, what: str, namespace: str | None, host: str) -> ClusterError:
     """A clear message for an API error raised while acting on `what` (e.g. 'workflow "x"')."""
     status = exc.status
     message = (exc.api_message or exc.reason or "no details").strip()
@@ -187,26 +187,26 @@ class WorkflowApi:
         try:
             found = self._run(self.client.request(method, path, what=what, **kwargs))
         except ApiError as exc:
-            raise _api_error(exc, what, namespace, self.host) from exc
+            raise api_error(exc, what, namespace, self.host) from exc
         return dict(found or {})
 
     def get_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         ns = namespace or self.namespace
-        return self._call(f'workflow "{name}"', ns, "GET", _collection(ns, WORKFLOWS, name))
+        return self._call(f'workflow "{name}"', ns, "GET", collection_path(ns, WORKFLOWS, name))
 
     def list_workflows(
         self, namespace: str | None = None, all_namespaces: bool = False
     ) -> list[dict[str, Any]]:
         if all_namespaces:
-            result = self._call("workflows", None, "GET", _collection(None, WORKFLOWS))
+            result = self._call("workflows", None, "GET", collection_path(None, WORKFLOWS))
         else:
             ns = namespace or self.namespace
-            result = self._call("workflows", ns, "GET", _collection(ns, WORKFLOWS))
+            result = self._call("workflows", ns, "GET", collection_path(ns, WORKFLOWS))
         return [dict(item) for item in result.get("items") or []]
 
     def list_workflow_defs(self, namespace: str | None = None) -> list[dict[str, Any]]:
         ns = namespace or self.namespace
-        result = self._call("workflowdefs", ns, "GET", _collection(ns, WORKFLOW_DEFS))
+        result = self._call("workflowdefs", ns, "GET", collection_path(ns, WORKFLOW_DEFS))
         return [dict(item) for item in result.get("items") or []]
 
     def merge_patch_workflow(
@@ -214,7 +214,7 @@ class WorkflowApi:
     ) -> dict[str, Any]:
         ns = namespace or self.namespace
         return self._call(
-            f'workflow "{name}"', ns, "PATCH", _collection(ns, WORKFLOWS, name),
+            f'workflow "{name}"', ns, "PATCH", collection_path(ns, WORKFLOWS, name),
             body=dict(patch), content_type="application/merge-patch+json",
         )
 
@@ -246,7 +246,7 @@ class WorkflowApi:
         if resource_version:
             params["resourceVersion"] = resource_version
         read_timeout = max(1, timeout_seconds) + self.client.timeout_seconds
-        events = self.client.watch(_collection(ns, WORKFLOWS), what=what, params=params, read_timeout=read_timeout)
+        events = self.client.watch(collection_path(ns, WORKFLOWS), what=what, params=params, read_timeout=read_timeout)
         try:
             while True:
                 try:
@@ -260,7 +260,7 @@ class WorkflowApi:
                         raise ClusterError(
                             f"lost the watch on the Kubernetes API server at {self.host}: {exc.api_message}"
                         ) from exc
-                    raise _api_error(exc, what, ns, self.host) from exc
+                    raise api_error(exc, what, ns, self.host) from exc
                 found = event.get("object")
                 obj: dict[str, Any] = found if isinstance(found, dict) else {}
                 if event.get("type") == "ERROR":  # the server ended the watch with a Status
@@ -268,13 +268,13 @@ class WorkflowApi:
                         return
                     status = int(obj.get("code") or 0)
                     error = ApiError(status, str(obj.get("reason") or ""), str(obj.get("message") or ""), what)
-                    raise _api_error(error, what, ns, self.host)
+                    raise api_error(error, what, ns, self.host)
                 yield str(event.get("type")), dict(obj)
         finally:
             self._run(events.aclose())
 
 
-def _collection(namespace: str | None, plural: str, name: str | None = None) -> str:
+def collection_path(namespace: str | None, plural: str, name: str | None = None) -> str:
     """The API path of Kondukt's resources of one kind (in a namespace, or in all), or of one of them."""
     path = f"/apis/{GROUP}/{VERSION}"
     if namespace is not None:

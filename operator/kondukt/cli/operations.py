@@ -200,20 +200,26 @@ def operation_warnings(obj: Mapping[str, Any], request: OperationRequest) -> lis
     return warnings
 
 
+def check_operation(obj: Mapping[str, Any], request: OperationRequest) -> list[str]:
+    """Refuse a request that names a task the Workflow does not have (:class:`KonduktUserError`); else the
+    warnings to show before it is made. ``kondukt <op>`` and ``kondukt ui`` both check requests here."""
+    task_ref = request.taskReferenceName
+    if task_ref:
+        refs = known_task_refs(obj)
+        if refs and task_ref not in refs:
+            raise KonduktUserError(
+                f"workflow {object_ref(obj)} has no task with reference name {task_ref!r} "
+                f"(known: {', '.join(sorted(refs))})"
+            )
+    return operation_warnings(obj, request)
+
+
 # ============================================================================================ command
 def cmd_operation(args: argparse.Namespace) -> int:
     request = operation_from_args(args)
     with closing(cluster.connect(cluster.connection_from_args(args))) as api:
         obj = api.get_workflow(args.name)
-        task_ref = request.taskReferenceName
-        if task_ref:
-            refs = known_task_refs(obj)
-            if refs and task_ref not in refs:
-                raise KonduktUserError(
-                    f"workflow {object_ref(obj)} has no task with reference name {task_ref!r} "
-                    f"(known: {', '.join(sorted(refs))})"
-                )
-        for warning in operation_warnings(obj, request):
+        for warning in check_operation(obj, request):
             sys.stderr.write(f"warning: {warning}\n")
         api.merge_patch_workflow(args.name, request.patch())
     sys.stdout.write(

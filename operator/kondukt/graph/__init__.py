@@ -44,6 +44,7 @@ from kondukt.graph.write import (
     graph_output,
     graph_text,
     render,
+    style_of,
     to_dot,
     to_mermaid,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "kind_of_type",
     "render",
     "sanitize_id",
+    "style_of",
     "summarize_attempts",
     "to_dot",
     "to_mermaid",

@@ -116,6 +116,9 @@ class Node:
     kind: NodeKind
     status: TaskStatus | None = None
     cluster: str | None = None  # the id of the DO_WHILE cluster holding it
+    #: The task reference it stands for (attempts are looked up by it); None for start, end, placeholders
+    #: and a collapsed group of branches.
+    ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,7 @@ class _GraphBuilder:
                 kind=kind_of_type(task_type),
                 status=summary.latest.status if summary else None,
                 cluster=cluster,
+                ref=task.taskReferenceName,
             )
         )
         self.connect(entry, node_id)
@@ -330,6 +334,7 @@ class _GraphBuilder:
                 kind=NodeKind.LOOP,
                 status=summary.latest.status if summary else None,
                 cluster=cluster_id,
+                ref=task.taskReferenceName,
             )
         )
         self.connect(entry, head)
@@ -368,7 +373,7 @@ class _GraphBuilder:
             if latest.subWorkflowId:
                 label.append(f"sub-workflow {latest.subWorkflowId}")
             node_id = self.add_node(
-                Node(self.unique_id(ref), tuple(label), kind_of_type(latest.taskType), latest.status, cluster)
+                Node(self.unique_id(ref), tuple(label), kind_of_type(latest.taskType), latest.status, cluster, ref)
             )
             self.edges.append(Edge(fork_id, node_id))
             exits.append((node_id, None))

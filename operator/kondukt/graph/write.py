@@ -54,6 +54,13 @@ def _node_style(node: Node) -> _Style | None:
     return None
 
 
+def style_of(node: Node) -> tuple[str, str, bool] | None:
+    """``(fill, stroke, dashed)`` of a node as every writer draws it (the web UI colours its nodes with it);
+    None for a node drawn without a state (start, end, a task not reached yet)."""
+    style = _node_style(node)
+    return None if style is None else (style.fill, style.stroke, style.dashed)
+
+
 # ---------------------------------------------------------------------------------------------- Mermaid
 _MERMAID_ENTITIES = {
     "#": "#35;",

@@ -559,7 +559,7 @@ def test_warnings_for_requests_the_operator_will_ignore() -> None:
 )
 def test_api_errors_become_clear_messages(status: int, body: dict[str, Any], message: str) -> None:
     response = kubeapi.error_from_response(status, json.dumps(body), 'workflow "wf"')
-    error = cluster._api_error(response, 'workflow "wf"', "media", "https://127.0.0.1:6443")
+    error = cluster.api_error(response, 'workflow "wf"', "media", "https://127.0.0.1:6443")
     assert str(error) == message and error.exit_code == 2
 
 
