@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make lint`'s check of the Helm chart: `helm lint --strict` and `helm template` of charts/kondukt with the
 # default values and with the other shapes the chart supports (namespaced RBAC, several replicas, the
-# NetworkPolicy and the ServiceMonitor). Uses the helm that `make control-plane` builds and caches
+# NetworkPolicy and the ServiceMonitor, the web UI). Uses the helm that `make control-plane` builds and caches
 # (hack/control-plane/build.sh --bin-dir; $KONDUKT_BIN_DIR overrides it, as for the e2e tests).
 # A missing helm is an error, never a skip.
 set -euo pipefail
@@ -25,6 +25,7 @@ export HELM_CACHE_HOME="$scratch/cache" HELM_CONFIG_HOME="$scratch/config" HELM_
 shapes=(
   "defaults:"
   "namespaced:--set watchNamespaces={team-a,team-b} --set replicas=3 --set networkPolicy.enabled=true --set metrics.serviceMonitor.enabled=true"
+  "ui:--set ui.enabled=true --set watchNamespaces={team-a} --set ui.allowedHosts={ui.example.com}"
   "no-crds:--set crds.install=false --set rbac.create=false --set serviceAccount.create=false --set serviceAccount.name=existing"
 )
 status=0

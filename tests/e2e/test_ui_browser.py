@@ -133,7 +133,9 @@ def chain(*steps: str, name: str = "chain") -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- the list
 def test_the_list_filters_and_opens_a_workflow_from_the_keyboard(cluster: Cluster, ui: UiProcess, page: Any) -> None:
-    cluster.apply(taskdef("echo"), taskdef("broken", annotations={"kwok.kondukt.io/fail": "true"}))
+    cluster.apply(taskdef("echo"), taskdef("broken", annotations={"kwok.kondukt.io/fail": "true"}),
+                  {"apiVersion": "kondukt.io/v1alpha1", "kind": "WorkflowDef", "metadata": {"name": "pipeline"},
+                   "spec": chain("echo", "broken", name="pipeline")})
     for name in ("alpha-ok", "beta-ok"):
         cluster.apply(workflow(name, definition=chain("echo")))
     cluster.apply(workflow("gamma-bad", definition=chain("echo", "broken")))
@@ -173,6 +175,17 @@ def test_the_list_filters_and_opens_a_workflow_from_the_keyboard(cluster: Cluste
     assert page.url.endswith(f"#/wf/{cluster.namespace}/{first}")
     page.keyboard.press("Escape")  # back to the list
     page.wait_for_selector("#workflows")
+
+    # "g d": the definitions; a WorkflowDef opens with its graph.
+    page.keyboard.press("g")
+    page.keyboard.press("d")
+    page.wait_for_selector('#taskdefs td:text-is("broken")')
+    assert page.locator("#taskdefs tbody td:first-child").all_inner_texts() == ["broken", "echo"]
+    page.click('#workflowdefs a:text-is("pipeline")')
+    page.wait_for_selector('#graph [data-ref="broken_1"]')
+    assert page.locator("#graph .node").evaluate_all("n => n.map(x => x.dataset.id)") == [
+        "wf_start", "t_echo_0", "t_broken_1", "wf_end"]
+    screenshot(page, "definition")
 
 
 # ---------------------------------------------------------------------------------------------- one workflow, live
@@ -302,3 +315,59 @@ def test_an_operation_refused_by_rbac_is_shown_with_what_was_refused(
     assert "terminate" not in spec
     assert not any(k.startswith("ops.kondukt.io/")
                    for k in (cluster.workflow("guarded")["metadata"].get("annotations") or {}))
+
+
+def test_read_only_mode_sends_an_operation_only_with_the_users_own_token(
+    control_plane: ControlPlane, namespace: str, page: Any, tmp_path: Path
+) -> None:
+    """The chart's in-cluster mode: the UI reads with a ServiceAccount that may only read (the chart's rules);
+    an operation goes out with the bearer token the user pastes, and is refused without one."""
+    cluster = Cluster(control_plane, namespace)
+    cluster.apply(workflow("shared", definition=chain("echo")))
+    docs = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ui-reader"}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "alice"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "ui-read"},
+         "rules": [{"apiGroups": ["kondukt.io"], "resources": ["taskdefs", "workflowdefs", "workflows"],
+                    "verbs": ["get", "list", "watch"]},
+                   {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+                   {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "operate"},
+         "rules": [{"apiGroups": ["kondukt.io"], "resources": ["workflows"], "verbs": ["get", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "ui-reader"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ui-read"},
+         "subjects": [{"kind": "ServiceAccount", "name": "ui-reader", "namespace": namespace}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "alice"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "operate"},
+         "subjects": [{"kind": "ServiceAccount", "name": "alice", "namespace": namespace}]},
+    ]
+    control_plane.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    tokens = {sa: control_plane.kubectl("-n", namespace, "create", "token", sa, "--duration=10m").stdout.strip()
+              for sa in ("ui-reader", "alice")}
+    reader = tmp_path / "reader.kubeconfig"
+    write_kubeconfig(reader, control_plane.server, control_plane.ca_file, tokens["ui-reader"], user="ui-reader")
+    wait_for(lambda: control_plane.api("GET", f"/apis/kondukt.io/v1alpha1/namespaces/{namespace}/workflows",
+                                       token=tokens["ui-reader"])[0] == 200, "the reader's Role to apply", 30)
+    wait_for(lambda: control_plane.api("GET", f"/apis/kondukt.io/v1alpha1/namespaces/{namespace}/workflows/shared",
+                                       token=tokens["alice"])[0] == 200, "alice's Role to apply", 30)
+    read_only = UiProcess(reader, namespace, tmp_path / "ui.log", "--read-only")
+    answers = ["", tokens["alice"]]  # the page asks for a token: first none is given, then alice's
+    page.on("dialog", lambda dialog: dialog.accept(answers.pop(0)) if dialog.type == "prompt" else dialog.accept())
+    try:
+        page.goto(f"{read_only.url}#/wf/{namespace}/shared")
+        page.wait_for_selector("#graph [data-ref='echo_0']")
+        assert page.locator("#mode").inner_text() == "read-only: operations need your token"
+        page.click('.ops [data-op="suspend"]')
+        page.wait_for_selector("#banner.error")
+        assert page.locator("#banner").inner_text().startswith("suspend refused: this UI is read-only: an operation "
+                                                                "needs your own bearer token")
+        assert "suspend" not in cluster.workflow("shared")["spec"]
+        page.click('.ops [data-op="suspend"]')
+        page.wait_for_selector("#banner.ok")
+        assert page.locator("#banner").inner_text() == (
+            f"workflow.kondukt.io/shared ({namespace}): suspend requested (spec.suspend=true)")
+        screenshot(page, "read-only-operation")
+    finally:
+        read_only.stop()
+    assert cluster.workflow("shared")["spec"]["suspend"] is True
+    assert answers == []

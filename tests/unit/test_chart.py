@@ -384,6 +384,58 @@ def test_log_level_metrics_port_and_extra_args(helm_home: Path) -> None:
     assert the(objects, "Service")["spec"]["ports"][0]["targetPort"] == "metrics"
 
 
+# ---------------------------------------------------------------------------------------------- the web UI
+def ui_objects(objects: Sequence[Manifest]) -> list[Manifest]:
+    return [o for o in objects if o["metadata"]["labels"].get("app.kubernetes.io/component") == "ui"]
+
+
+@pytest.mark.parametrize(
+    ("values", "namespaces", "scope_arg"),
+    [
+        pytest.param({}, [None], "--all-namespaces", id="cluster-wide"),
+        pytest.param({"watchNamespaces": "{team-a,team-b}"}, ["team-a", "team-b"], "--namespace=team-a",
+                     id="namespaced"),
+    ],
+)
+def test_the_ui_reads_only_with_a_service_account_of_its_own(
+    helm_home: Path, values: dict[str, str], namespaces: list[str | None], scope_arg: str
+) -> None:
+    objects = render(helm_home, {"ui.enabled": "true", "ui.allowedHosts": "{ui.example.com}", **values})
+    ui = ui_objects(objects)
+    kinds = sorted(o["kind"] for o in ui)
+    roles = "Role" if namespaces != [None] else "ClusterRole"
+    assert kinds == sorted(["ServiceAccount", "Deployment", "Service", *[roles, roles + "Binding"] * len(namespaces)])
+    assert [o["metadata"].get("namespace") for o in ui if o["kind"] == roles] == namespaces
+    assert granted([o for o in ui if o["kind"] == roles], roles) == {
+        ("kondukt.io", "taskdefs"): {"get", "list", "watch"},
+        ("kondukt.io", "workflowdefs"): {"get", "list", "watch"},
+        ("kondukt.io", "workflows"): {"get", "list", "watch"},
+        ("", "pods"): {"get", "list"},
+        ("", "pods/log"): {"get"},
+    }
+    for binding in (o for o in ui if o["kind"] == roles + "Binding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kondukt-ui", "namespace": "kondukt-system"}]
+    deployment = next(o for o in ui if o["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "kondukt-ui"
+    assert restricted_violations(pod) == []
+    assert pod["containers"][0]["args"] == [
+        "ui", "--read-only", "--address=0.0.0.0", "--port=8642", scope_arg, "--allowed-host=kondukt-ui",
+        "--allowed-host=kondukt-ui.kondukt-system", "--allowed-host=kondukt-ui.kondukt-system.svc",
+        "--allowed-host=ui.example.com"]
+    # Its own selector: the operator's Services and Deployment never select the UI's pod, nor the other way.
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    service = next(o for o in ui if o["kind"] == "Service")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    for other in (o for o in objects if o["kind"] in ("Service", "Deployment") and o not in ui):
+        selector = other["spec"]["selector"].get("matchLabels", other["spec"]["selector"])
+        assert not set(selector.items()) <= set(labels.items()), other["metadata"]["name"]
+
+
+def test_the_ui_is_off_by_default(helm_home: Path) -> None:
+    assert ui_objects(render(helm_home)) == []
+
+
 def test_the_network_policy_opens_metrics_dns_and_the_api_server_only(helm_home: Path) -> None:
     policy = the(render(helm_home, {"networkPolicy.enabled": "true"}), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]

@@ -131,3 +131,35 @@ nothing is ever deleted but the task attempts' Jobs and finished Workflows whose
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
+
+{{/* The web UI's labels (ui.enabled): the operator's, with its own component so that selectors never mix. */}}
+{{- define "kondukt.uiSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "kondukt.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: ui
+{{- end }}
+
+{{- define "kondukt.uiLabels" -}}
+helm.sh/chart: {{ include "kondukt.chart" . }}
+{{ include "kondukt.uiSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: kondukt
+{{- end }}
+
+{{/*
+What the web UI's ServiceAccount may do (ui.enabled): read, nothing else. Kondukt's resources for the pages,
+the attempts' pods and their logs for the log view. No Secrets, no writes: operations go out with the user's
+own bearer token.
+*/}}
+{{- define "kondukt.uiRules" -}}
+- apiGroups: ["kondukt.io"]
+  resources: ["taskdefs", "workflowdefs", "workflows"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+{{- end }}

@@ -33,6 +33,7 @@ import asyncio
 import copy
 import html
 import json
+import logging
 import secrets
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,6 +50,8 @@ from kondukt.cli.workflows import meta_of, parse_definition, spec_of
 from kondukt.errors import KonduktError, KonduktUserError
 from kondukt.kube import resources as kr
 from kondukt.kube.kubeapi import ApiError, KubeClient
+
+logger = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-Kondukt-Token"
 #: The longest a browser waits between two pushes of a busy workflow (its changes are coalesced).
@@ -151,6 +154,12 @@ class UiServer:
             response = web.json_response({"error": problem.message}, status=problem.status)
         except web.HTTPException as exc:
             response = web.json_response({"error": exc.reason}, status=exc.status)
+        except KonduktError as exc:  # e.g. a malformed status.tasks entry, named by the CLI's readers
+            response = web.json_response({"error": exc.message}, status=422)
+        except Exception as exc:  # a bug: said in one line, never a traceback in the page
+            logger.exception("kondukt ui: %s %s failed", request.method, request.path)
+            response = web.json_response(
+                {"error": f"kondukt ui: internal error: {type(exc).__name__}: {exc}"}, status=500)
         for key, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
         return response
