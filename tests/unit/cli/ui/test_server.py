@@ -7,7 +7,11 @@ from __future__ import annotations
 import html
 import json
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +20,8 @@ from kubernetes_asyncio.client import Configuration
 
 from kondukt.cli.ui import server as ui_server
 from kondukt.kube.kubeapi import KubeClient
+
+REPO = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture
@@ -114,3 +120,20 @@ async def test_read_only_mode_sends_no_operation_without_the_users_token() -> No
 )
 def test_host_name_drops_the_port(header: str, name: str) -> None:
     assert ui_server.host_name(header) == name
+
+
+def test_the_package_ships_the_built_front_end(tmp_path: Path) -> None:
+    """The static files (built by `make setup`, not in git) are package data: setuptools' build_py, which
+    collects what a wheel of kondukt holds, copies them, so the operator image's `kondukt ui` (the chart's
+    ui.enabled) serves the same pages."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "operator", source / "operator",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+    subprocess.run([sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "build_py",
+                    "--build-lib", str(tmp_path / "lib")], cwd=source, check=True, timeout=240,
+                   capture_output=True)
+    shipped = {p.name for p in (tmp_path / "lib" / "kondukt" / "cli" / "ui" / "static").iterdir()}
+    assert {"index.html", "app.js", "app.css"} <= shipped
