@@ -92,7 +92,7 @@ def median_ms(values: list[float]) -> float:
 def run(quick: bool = False) -> dict[str, object]:
     if not CHROMIUM.exists():
         raise RuntimeError(f"{CHROMIUM} not found: run `bash .ci/install-browser`")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     branches, list_size, runs = (200, 200, 2) if quick else (BRANCHES, LIST_SIZE, RUNS)
     results: dict[str, object] = {"branches": branches, "list_size": list_size, "runs": runs}
@@ -158,14 +158,12 @@ def run(quick: bool = False) -> dict[str, object]:
                         context = browser.new_context(viewport={"width": 1400, "height": 900})
                         page = context.new_page()
                         page.goto(f"{base}#/?ns={NAMESPACE}")
-                        page.wait_for_function("document.querySelectorAll('#workflows tbody tr').length === 100",
-                                               timeout=120_000)
+                        expect(page.locator("#workflows tbody tr")).to_have_count(100, timeout=120_000)
                         list_renders.append(page.evaluate("performance.now()"))
                         began = time.perf_counter()
                         page.fill("#filter-text", "order-1999")
                         page.keyboard.press("Enter")
-                        page.wait_for_function("document.querySelectorAll('#workflows tbody tr').length === 1",
-                                               timeout=120_000)
+                        expect(page.locator("#workflows tbody tr")).to_have_count(1, timeout=120_000)
                         filters.append((time.perf_counter() - began) * 1000)
                         context.close()
                     results["fork_page_render_ms"] = median_ms(renders)
@@ -185,9 +183,8 @@ def run(quick: bool = False) -> dict[str, object]:
                     began = time.perf_counter()
                     cp.api("PATCH", path, {"status": {"tasks": tasks}}, content_type="application/merge-patch+json",
                            timeout=60)
-                    page.wait_for_function(
-                        f"document.querySelector('main').dataset.resourceVersion !== {json.dumps(before)}",
-                        timeout=120_000)
+                    expect(page.locator("main")).not_to_have_attribute("data-resource-version", before or "",
+                                                                       timeout=120_000)
                     results["fork_update_render_ms"] = round((time.perf_counter() - began) * 1000, 1)
                     context.close()
                 finally:

@@ -4,7 +4,8 @@ Each test starts ``kondukt ui`` as a process with a kubeconfig (the admin's, or 
 drives Debian's Chromium through Playwright's Python API (``executable_path``: Playwright's own browser
 download is never used; ``.ci/install-browser`` installs the package). The browser resolves nothing but
 127.0.0.1 and has its background networking, component updates and sync off: it talks to the test's
-server only. Every wait is bounded; screenshots go to ``$KONDUKT_TEST_ARTIFACTS`` (default
+server only. Every wait is bounded (Playwright's locator waits and ``expect``, never ``wait_for_function``: its string
+predicates are evaluated with ``eval``, which the UI's Content-Security-Policy forbids); screenshots go to ``$KONDUKT_TEST_ARTIFACTS`` (default
 ``out/test-artifacts``), under ``ui/``.
 
 kwok's pods have no containers: asking for their logs, the API server tries the fake node's kubelet (a
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from playwright.sync_api import expect
 
 from tests.e2e.controlplane import ControlPlane, free_port, wait_for, write_kubeconfig
 from tests.e2e.test_operator_support import (  # noqa: F401 (fixtures)
@@ -153,17 +155,17 @@ def test_the_list_filters_and_opens_a_workflow_from_the_keyboard(cluster: Cluste
 
     # The phase filter: only the failed one.
     page.click('[data-phase="FAILED"]')
-    page.wait_for_function("document.querySelectorAll('#workflows tbody tr').length === 1")
+    expect(page.locator("#workflows tbody tr")).to_have_count(1, timeout=WAIT_MS)
     assert page.locator("#workflows tbody tr").get_attribute("data-name") == "gamma-bad"
     page.click('[data-phase="FAILED"]')
-    page.wait_for_function("document.querySelectorAll('#workflows tbody tr').length === 3")
+    expect(page.locator("#workflows tbody tr")).to_have_count(3, timeout=WAIT_MS)
 
     # Keyboard: "/" focuses the text filter; Enter applies it; Esc leaves the field; j/k move; Enter opens.
     page.locator("body").press("/")
     assert page.evaluate("document.activeElement.id") == "filter-text"
     page.keyboard.type("-ok")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelectorAll('#workflows tbody tr').length === 2")
+    expect(page.locator("#workflows tbody tr")).to_have_count(2, timeout=WAIT_MS)
     page.keyboard.press("Escape")
     page.keyboard.press("j")
     selected = page.locator("#workflows tr.selected").get_attribute("data-name")
@@ -193,7 +195,10 @@ def test_a_workflow_completes_live_and_an_attempt_shows_its_details_and_logs(
     cluster: Cluster, ui: UiProcess, page: Any
 ) -> None:
     cluster.apply(taskdef("echo"), taskdef("slow", annotations={**ECHO, "kwok.kondukt.io/duration": "8s"}))
-    cluster.apply(workflow("live", definition=chain("echo", "slow"), input={"who": "browser"}))
+    definition = chain("echo", "slow")
+    definition["tasks"].append({"name": "child", "taskReferenceName": "child", "type": "SUB_WORKFLOW",
+                                "subWorkflowParam": {"name": "child", "workflowDefinition": chain("echo", name="child")}})
+    cluster.apply(workflow("live", definition=definition, input={"who": "browser"}))
     cluster.wait_until(lambda: any(t["referenceTaskName"] == "slow_1" and t["status"] == "IN_PROGRESS"
                                    for t in cluster.tasks("live")), "the slow step to run")
 
@@ -238,6 +243,13 @@ def test_a_workflow_completes_live_and_an_attempt_shows_its_details_and_logs(
     page.keyboard.press("Escape")
     assert page.locator("#panel").is_hidden()
 
+    # The sub-workflow is one click away: its own page, live too.
+    page.click('#graph a.child-link[data-child="child"]')
+    page.wait_for_selector('main[data-phase="COMPLETED"] #graph [data-ref="echo_0"][data-status="COMPLETED"]')
+    child = next(t for t in cluster.tasks("live") if t["referenceTaskName"] == "child")
+    children = [w for w in cluster.list("workflows") if w["metadata"]["uid"] == child["subWorkflowId"]]
+    assert len(children) == 1 and page.url.endswith(f"#/wf/{cluster.namespace}/{children[0]['metadata']['name']}")
+
 
 # ---------------------------------------------------------------------------------------------- operations
 def test_retry_of_a_failed_workflow_from_its_page(cluster: Cluster, ui: UiProcess, page: Any) -> None:
@@ -258,7 +270,7 @@ def test_retry_of_a_failed_workflow_from_its_page(cluster: Cluster, ui: UiProces
     page.wait_for_selector('#graph [data-ref="fragile_1"][data-status="COMPLETED"]')
     # Retries are visible: both attempts of the task, the failed one and the new one.
     page.locator('#graph [data-ref="fragile_1"]').click()
-    page.wait_for_function("document.querySelectorAll('#panel .attempt').length === 2")
+    expect(page.locator("#panel .attempt")).to_have_count(2, timeout=WAIT_MS)
     statuses = page.locator("#panel .attempt .phase").all_inner_texts()
     assert statuses == ["COMPLETED", "FAILED"]  # newest first
     nonce = page.locator("#banner").inner_text().split("nonce ")[1].split(")")[0].split(",")[0]

@@ -238,7 +238,7 @@ function listPage(params: URLSearchParams): void {
 
 // ------------------------------------------------------------------------------------------ the graph
 function drawGraph(container: HTMLElement, graph: Json, selectedRef: string | null,
-                   onSelect: (node: Json) => void): void {
+                   onSelect: (node: Json) => void, childLinks: Record<string, string> = {}): void {
   const g = new dagre.graphlib.Graph({ compound: true, multigraph: true });
   g.setGraph({ rankdir: "TB", nodesep: 24, ranksep: 36, marginx: 16, marginy: 16 });
   g.setDefaultEdgeLabel(() => ({}));
@@ -248,7 +248,7 @@ function drawGraph(container: HTMLElement, graph: Json, selectedRef: string | nu
     const lines: string[] = node.label;
     const round = node.kind === "start" || node.kind === "end";
     const width = round ? 64 : Math.min(280, Math.max(90, Math.max(...lines.map((l) => l.length)) * 7 + 20));
-    const height = round ? 40 : lines.length * 15 + 14;
+    const height = round ? 40 : lines.length * 15 + 14 + (node.ref && childLinks[node.ref] ? 16 : 0);
     g.setNode(node.id, { width, height, node });
     if (node.cluster) g.setParent(node.id, node.cluster);
   }
@@ -304,8 +304,10 @@ function drawGraph(container: HTMLElement, graph: Json, selectedRef: string | nu
     if (node.dashed || node.kind === "placeholder") shape.setAttribute("stroke-dasharray", "5 4");
     group.append(shape);
     const lines: string[] = node.label;
+    const lift = node.ref && childLinks[node.ref] ? 8 : 0;
     lines.forEach((line, i) => {
-      const t = s("text", { x: box.x, y: box.y - ((lines.length - 1) * 15) / 2 + i * 15 + 4, "text-anchor": "middle" });
+      const t = s("text", { x: box.x, y: box.y - ((lines.length - 1) * 15) / 2 + i * 15 + 4 - lift,
+        "text-anchor": "middle" });
       t.textContent = line.length > 38 ? line.slice(0, 37) + "…" : line;
       if (i === 0) t.setAttribute("font-weight", "bold");
       group.append(t);
@@ -313,6 +315,16 @@ function drawGraph(container: HTMLElement, graph: Json, selectedRef: string | nu
     const title = s("title");
     title.textContent = lines.join("\n");
     group.append(title);
+    const child = node.ref ? childLinks[node.ref] : undefined;
+    if (child) {
+      // A sub-workflow is one click away: its own page, from the node that started it.
+      const anchor = s("a", { href: child, class: "child-link", "data-child": node.ref });
+      const text = s("text", { x: box.x, y: box.y + box.height / 2 - 6, "text-anchor": "middle", fill: "#1565c0" });
+      text.textContent = "open sub-workflow ↗";
+      anchor.append(text);
+      anchor.addEventListener("click", (event) => event.stopPropagation());
+      group.append(anchor);
+    }
     group.addEventListener("click", () => onSelect(node));
     group.addEventListener("keydown", (event) => {
       const key = (event as KeyboardEvent).key;
@@ -482,7 +494,9 @@ function workflowPage(ns: string, name: string): void {
   const redrawGraph = (): void => {
     if (!view.graph) { graphBox.replaceChildren(h("p", { class: "muted" }, "no definition to draw yet")); return; }
     const focused = (document.activeElement as Element | null)?.getAttribute?.("data-id");
-    drawGraph(graphBox, view.graph, selectedRef, select);
+    const children: Record<string, string> = {};
+    for (const t of view.tasks) if (t.childWorkflow) children[t.definitionRef] = link(["wf", ns, t.childWorkflow]);
+    drawGraph(graphBox, view.graph, selectedRef, select, children);
     if (focused) (graphBox.querySelector(`[data-id="${CSS.escape(focused)}"]`) as HTMLElement | null)?.focus();
   };
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import sys
 
 from kondukt.cli.app import add_cluster_options
@@ -33,6 +34,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise KonduktUserError(f"--port {args.port}: expected 0-65535")
     if args.max_branches < 1:
         raise KonduktUserError("--max-branches must be at least 1")
+    if not args.read_only and not _loopback(args.address):
+        sys.stderr.write(
+            f"warning: --address {args.address}: whoever reaches this port and names an allowed host acts on "
+            "the cluster with YOUR credentials; use --read-only to serve others\n"
+        )
     api = cluster.connect(cluster.connection_from_args(args))
     settings = UiSettings(
         namespace=api.namespace,
@@ -66,6 +72,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise KonduktUserError(f"cannot listen on {args.address}:{args.port}: {exc.strerror or exc}") from exc
     return 0
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def configure(name: str, parser: argparse.ArgumentParser) -> None:
