@@ -245,7 +245,8 @@ def test_the_charts_service_account_runs_a_workflow_and_nothing_more(
         # What the operator must be able to do, in the watched namespace ...
         for request in (["list", "workflows.kondukt.io"], ["watch", "taskdefs.kondukt.io"],
                         ["patch", "workflows.kondukt.io", "--subresource=status"], ["create", "jobs.batch"],
-                        ["delete", "jobs.batch"], ["watch", "pods"], ["create", "events"]):
+                        ["delete", "jobs.batch"], ["watch", "pods"], ["create", "events"],
+                        ["delete", "workflows.kondukt.io"]):  # a finished one whose ttlStrategy ran out
             assert can_i(cp, kubeconfig, *request, "-n", work), f"the operator may not {request} in {work}"
         # ... its Lease, in the release's namespace ...
         for request in (["create", "leases.coordination.k8s.io"], ["get", f"leases.coordination.k8s.io/{sa}"],
@@ -254,7 +255,8 @@ def test_the_charts_service_account_runs_a_workflow_and_nothing_more(
         # ... and what it must not.
         refused = [
             ["get", "secrets", "-n", work], ["list", "secrets", "-n", namespace], ["get", "configmaps", "-n", work],
-            ["create", "pods", "-n", work], ["delete", "workflows.kondukt.io", "-n", work],
+            ["create", "pods", "-n", work], ["delete", "workflows.kondukt.io", "-n", other],
+            ["deletecollection", "workflows.kondukt.io", "-n", work],
             ["list", "workflows.kondukt.io", "-n", other], ["create", "jobs.batch", "-n", other],
             ["list", "workflows.kondukt.io", "--all-namespaces"], ["list", "customresourcedefinitions"],
             ["list", "namespaces"], ["update", "leases.coordination.k8s.io/another", "-n", namespace],
@@ -298,11 +300,13 @@ def test_upgrade_and_uninstall_keep_the_crds_and_the_workflows(
 
         kubeconfig = service_account_kubeconfig(cp, sa, namespace, tmp_path / "sa.kubeconfig")
         assert can_i(cp, kubeconfig, "list", "workflows.kondukt.io", "--all-namespaces")
+        assert can_i(cp, kubeconfig, "delete", "workflows.kondukt.io", "--all-namespaces")  # ttlStrategy
         assert can_i(cp, kubeconfig, "watch", "customresourcedefinitions")
         assert can_i(cp, kubeconfig, "update", f"leases.coordination.k8s.io/{sa}", "-n", namespace)
         assert not can_i(cp, kubeconfig, "update", f"leases.coordination.k8s.io/{sa}", "-n", "default")
         for request in (["get", "secrets", "--all-namespaces"], ["list", "configmaps", "--all-namespaces"],
-                        ["delete", "workflows.kondukt.io", "--all-namespaces"], ["create", "pods", "-n", namespace],
+                        ["deletecollection", "workflows.kondukt.io", "--all-namespaces"],
+                        ["create", "pods", "-n", namespace],
                         ["list", "namespaces"], ["create", "clusterrolebindings"]):
             assert not can_i(cp, kubeconfig, *request), f"the operator may {request}"
 
