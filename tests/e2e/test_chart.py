@@ -199,9 +199,11 @@ def run_echo_workflow(cp: ControlPlane, args: list[str], kubeconfig: Path, names
 
         def finished() -> dict[str, Any] | None:
             assert proc.poll() is None, f"the operator exited with {proc.returncode}:\n{tail(log)}"
+            # The status first, the pods after: a workflow that ends between the two reads still has its pods
+            # listed (the other order missed them when a quick workflow ended during the pod list).
+            status = cp.kubectl_json("get", "workflow", workflow, "-n", namespace).get("status") or {}
             for p in cp.kubectl_json("get", "pods", "-n", namespace)["items"]:
                 seen_pods[p["metadata"]["name"]] = p
-            status = cp.kubectl_json("get", "workflow", workflow, "-n", namespace).get("status") or {}
             return status if status.get("phase") in ("COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED") else None
 
         try:
