@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 import yaml
-from playwright.sync_api import expect
 
 from tests.e2e.controlplane import ControlPlane, free_port, wait_for, write_kubeconfig
 from tests.e2e.test_operator_support import (  # noqa: F401 (fixtures)
@@ -53,6 +52,14 @@ BROWSER_ARGS = [
     "--metrics-recording-only",
 ]
 WAIT_MS = 60_000
+
+
+def expect(locator: Any) -> Any:
+    """Playwright's assertions, imported when a test runs: collecting this module (``pytest -m "not e2e"``
+    collects every file) needs no Playwright."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
 
 
 class UiProcess:

@@ -35,6 +35,7 @@ async def client() -> AsyncIterator[TestClient[Any, Any]]:
 
 
 async def test_the_page_carries_its_token_and_forbids_framing(client: TestClient[Any, Any]) -> None:
+    ui_server.check_static_files()  # built by `make setup` (hack/ui/build.sh); says so when they are missing
     response = await client.get("/")
     assert response.status == 200
     page = await response.text()
@@ -65,7 +66,7 @@ async def test_the_page_carries_its_token_and_forbids_framing(client: TestClient
 async def test_only_this_servers_own_host_names_are_served(
     client: TestClient[Any, Any], host: str, status: int
 ) -> None:
-    response = await client.get("/", headers={"Host": host})
+    response = await client.get("/api/info", headers={"Host": host})
     assert response.status == status
     if status == 421:
         assert "is not this server's" in (await response.json())["error"]
@@ -126,6 +127,7 @@ def test_the_package_ships_the_built_front_end(tmp_path: Path) -> None:
     """The static files (built by `make setup`, not in git) are package data: setuptools' build_py, which
     collects what a wheel of kondukt holds, copies them, so the operator image's `kondukt ui` (the chart's
     ui.enabled) serves the same pages."""
+    ui_server.check_static_files()
     source = tmp_path / "src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
