@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup ui-static demo test unit e2e realnode lint bench crds cluster-up cluster-down control-plane images node-images node-packages postgres clean
+.PHONY: setup ui-static demo test unit e2e realnode lint bench crds cluster-up cluster-down control-plane kstatus images node-images node-packages postgres clean
 
 setup: $(VENV)/.installed ui-static
 
@@ -37,7 +37,7 @@ unit: setup postgres
 # The e2e tests share two cores with a whole control plane; a test that fails is run once more on its own
 # (--last-failed) and must pass then, so a timing flake under load does not hide the rest of the run's verdict.
 # Both runs' failures are printed; a test that fails twice fails the target.
-e2e: setup control-plane postgres
+e2e: setup control-plane postgres kstatus
 	$(BIN)/pytest -m "e2e and not realnode" $(PYTEST_ARGS) || { echo "e2e: running the failed tests once more"; \
 	  $(BIN)/pytest -m "e2e and not realnode" --last-failed --last-failed-no-failures none $(PYTEST_ARGS); }
 
@@ -65,6 +65,11 @@ crds: setup
 
 control-plane:
 	bash hack/control-plane/build.sh
+
+# What Flux's health computation (the kstatus library of sigs.k8s.io/cli-utils) says of Kondukt's resources,
+# for the e2e tests (tests/e2e/test_gitops_health.py); built once, cached like the control plane.
+kstatus:
+	bash hack/kstatus/build.sh
 
 # The operator and workers images from docker/*.Dockerfile, built with no network from a wheelhouse made here.
 # IMAGES_BASE=debootstrap builds on a local Debian bookworm base instead of the official python image (for

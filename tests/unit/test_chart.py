@@ -227,6 +227,8 @@ def test_the_cluster_role_grants_what_the_operator_needs(helm_home: Path) -> Non
         ("kondukt.io", "workflowdefs"): {"get", "list", "watch"},
         ("kondukt.io", "workflows"): {"get", "list", "watch", "create", "patch", "delete"},
         ("kondukt.io", "workflows/status"): {"get", "patch", "update"},
+        ("kondukt.io", "taskdefs/status"): {"patch"},
+        ("kondukt.io", "workflowdefs/status"): {"patch"},
         ("kondukt.io", "workflows/finalizers"): {"update"},
         ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
         ("", "pods"): {"get", "list", "watch"},

@@ -100,7 +100,8 @@ a Role in each watched namespace otherwise). Least privilege: no Secrets, no Con
 nothing is ever deleted but the task attempts' Jobs and finished Workflows whose TTL ran out.
 */}}
 {{- define "kondukt.namespacedRules" -}}
-# Kondukt's resources: definitions are only read; Workflows are read and watched, created (SUB_WORKFLOW,
+# Kondukt's resources: definitions are read, and only their status is written (their health, checked
+# against each other: kondukt.kube.definitions); Workflows are read and watched, created (SUB_WORKFLOW,
 # START_WORKFLOW, failureWorkflow children) and patched (Kopf's bookkeeping annotations and finalizer,
 # operation nonces, a child's spec.terminate), and deleted once finished, archived (when the archive is on)
 # and past their ttlStrategy (children go with their parent through owner references).
@@ -113,6 +114,9 @@ nothing is ever deleted but the task attempts' Jobs and finished Workflows whose
 - apiGroups: ["kondukt.io"]
   resources: ["workflows/status"]
   verbs: ["get", "patch", "update"]
+- apiGroups: ["kondukt.io"]
+  resources: ["taskdefs/status", "workflowdefs/status"]
+  verbs: ["patch"]
 # Owner references with blockOwnerDeletion (a task attempt's Job, a child Workflow) need this where the
 # OwnerReferencesPermissionEnforcement admission plugin is on (e.g. OpenShift).
 - apiGroups: ["kondukt.io"]

@@ -3,7 +3,8 @@
 Each ``index_*`` function turns one object into small immutable records under a few keys. Two kinds of
 watch keep them current, replacing an object's records on every event and dropping them when it is deleted:
 the lightweight informers of :mod:`kondukt.kube.informer` for the attempts' Jobs and pods (the busiest
-kinds), and Kopf's indexes (``kopf.index``) for child Workflows, TaskDefs and WorkflowDefs. The work queue
+kinds), and Kopf's indexes (``kopf.index``) for child Workflows, TaskDefs and WorkflowDefs (and the
+names WorkflowDefs reference, for :mod:`kondukt.kube.definitions`). The work queue
 starts only once the first listing of every kind is indexed, so the first reconcile after a start never
 mistakes "not listed yet" for "gone". :class:`ClusterView` is the reconcile's read-only access to them.
 
@@ -34,6 +35,8 @@ PODS_INDEX = "kondukt_pods"
 CHILDREN_INDEX = "kondukt_children"
 TASKDEFS_INDEX = "kondukt_taskdefs"
 WORKFLOWDEFS_INDEX = "kondukt_workflowdefs"
+#: WorkflowDefs by the names they reference (kondukt.kube.definitions.index_references).
+REFERENCES_INDEX = "kondukt_references"
 
 
 # ------------------------------------------------------------------------------------------- records
@@ -403,6 +406,11 @@ class ClusterView:
 
     def workflow_defs(self, namespace: str, name: str) -> list[WorkflowDefRecord]:
         return list(self._get(WORKFLOWDEFS_INDEX, ("name", namespace, name)))
+
+    def referrers(self, namespace: str, kind: str, name: str) -> list[str]:
+        """The WorkflowDefs (resource names) referencing the TaskDef (``kind`` "td") or WorkflowDef ("wd")
+        called ``name``."""
+        return sorted(set(self._get(REFERENCES_INDEX, (kind, namespace, name))))
 
 
 def pick_workflow_def(records: Iterable[WorkflowDefRecord], version: int | None) -> WorkflowDefRecord | None:

@@ -313,7 +313,8 @@ CONDITION_SCHEMA: JsonSchema = {
     "description": "One aspect of the workflow's state (metav1.Condition).",
     "required": ["type", "status", "lastTransitionTime", "reason", "message"],
     "properties": {
-        "type": {"type": "string", "description": "Ready, Succeeded, Failed or Suspended."},
+        "type": {"type": "string", "description": "Ready, Reconciling, Stalled (GitOps tools read these), "
+                 "Succeeded, Failed or Suspended."},
         "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
         "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
         "lastTransitionTime": {"type": "string", "format": "date-time",
@@ -322,6 +323,38 @@ CONDITION_SCHEMA: JsonSchema = {
         "message": {"type": "string", "description": "Human-readable details."},
     },
 }
+
+def definition_status_schema(kind: str) -> JsonSchema:
+    """A TaskDef's or WorkflowDef's status: its health, checked by the operator (kondukt.kube.definitions)."""
+    return {
+        "type": "object",
+        "description": f"The {kind}'s health, written by the operator: whether everything it references exists "
+        "and it passes the checks a run would do at its start.",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64",
+                                   "description": "The metadata.generation the status reflects."},
+            "conditions": {
+                "type": "array",
+                "description": "Ready (the definition can be used), and Stalled when only a change of it helps.",
+                "items": {**CONDITION_SCHEMA, "description": "One aspect of the definition's health "
+                          "(metav1.Condition)."},
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        },
+    }
+
+
+#: Printer columns of a resource with a Ready condition (kubectl get).
+READY_COLUMNS: tuple[JsonSchema, ...] = (
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+     "description": "Whether the definition can be used (True), or why not (False)."},
+    {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+     "priority": 1},
+    {"name": "Message", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+     "priority": 1},
+)
+
 
 PHASES = ("RUNNING", "PAUSED", "COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED")
 
@@ -383,7 +416,9 @@ def workflow_status_schema() -> JsonSchema:
                             "description": "The spec.suspend value last acted upon (pause and resume are edges)."},
         "conditions": {
             "type": "array",
-            "description": "Ready, Succeeded, Failed and Suspended, as Kubernetes conditions.",
+            "description": "Ready (True once COMPLETED, Unknown while running), Reconciling (while running or "
+            "waiting for its definitions), Stalled (once FAILED, TIMED_OUT or TERMINATED), Succeeded, Failed and "
+            "Suspended, as Kubernetes conditions.",
             "items": CONDITION_SCHEMA,
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],
@@ -465,13 +500,14 @@ AGE_COLUMN: JsonSchema = {"name": "Age", "type": "date", "jsonPath": ".metadata.
 
 def build_taskdef_crd() -> dict[str, Any]:
     return _crd(
-        r.TASKDEF_KIND, r.TASKDEF_PLURAL, "td", taskdef_spec_schema(), status=None,
+        r.TASKDEF_KIND, r.TASKDEF_PLURAL, "td", taskdef_spec_schema(), status=definition_status_schema("TaskDef"),
         description="TaskDef: a Conductor task definition plus how each attempt runs (a Kubernetes Job).",
         columns=[
             {"name": "Task", "type": "string", "jsonPath": ".spec.name",
              "description": "The Conductor task name."},
             {"name": "Retries", "type": "integer", "jsonPath": ".spec.retryCount"},
             {"name": "Timeout", "type": "integer", "jsonPath": ".spec.timeoutSeconds"},
+            *READY_COLUMNS,
             {"name": "Image", "type": "string", "jsonPath": ".spec.template.image", "priority": 1},
             AGE_COLUMN,
         ],
@@ -480,12 +516,14 @@ def build_taskdef_crd() -> dict[str, Any]:
 
 def build_workflowdef_crd() -> dict[str, Any]:
     return _crd(
-        r.WORKFLOWDEF_KIND, r.WORKFLOWDEF_PLURAL, "wfd", workflowdef_spec_schema(), status=None,
+        r.WORKFLOWDEF_KIND, r.WORKFLOWDEF_PLURAL, "wfd", workflowdef_spec_schema(),
+        status=definition_status_schema("WorkflowDef"),
         description="WorkflowDef: a Conductor workflow definition.",
         columns=[
             {"name": "Workflow", "type": "string", "jsonPath": ".spec.name",
              "description": "The Conductor workflow name."},
             {"name": "Version", "type": "integer", "jsonPath": ".spec.version"},
+            *READY_COLUMNS,
             AGE_COLUMN,
         ],
     )

@@ -7,7 +7,8 @@ indexes, credentials — and nothing else: every handler here is thin and only d
   every other handler back until their first listing is complete.
 - ``kopf.on.event`` on Workflows only *enqueues* the workflow's key (and its parent's) into the work queue
   (:class:`~kondukt.kube.workqueue.WorkQueue`: one reconcile at a time per workflow, bursts coalesced, many
-  workflows in parallel); a new TaskDef / WorkflowDef wakes workflows waiting for it.
+  workflows in parallel); a new TaskDef / WorkflowDef wakes workflows waiting for it and has the definitions'
+  health checked (:mod:`kondukt.kube.definitions`: their status, and the WorkflowDefs naming them).
 - The Jobs and pods of attempts — by far the most events — are watched by lightweight informers
   (:mod:`kondukt.kube.informer`, server-side label selector) instead of Kopf's per-object machinery; their
   changes wake the owning workflow the same way, and a finished attempt also wakes the workflows a
@@ -50,6 +51,7 @@ from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES
 from kondukt.kube import cache
 from kondukt.kube import resources as r
 from kondukt.kube.builders import JobOptions
+from kondukt.kube.definitions import DefinitionHealth, index_references
 from kondukt.kube.events import EventRecorder
 from kondukt.kube.informer import IndexStore, Informer
 from kondukt.kube.kubeapi import KubeClient, TransientApiError, load_configuration
@@ -71,7 +73,7 @@ STARTED_DEBOUNCE_SECONDS = 0.2
 ARCHIVE_PRUNE_INTERVAL_SECONDS = 600.0
 
 #: Kopf's indexes (the Jobs and pods indexes are the informers' stores).
-INDEX_IDS = (cache.CHILDREN_INDEX, cache.TASKDEFS_INDEX, cache.WORKFLOWDEFS_INDEX)
+INDEX_IDS = (cache.CHILDREN_INDEX, cache.TASKDEFS_INDEX, cache.WORKFLOWDEFS_INDEX, cache.REFERENCES_INDEX)
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,9 @@ class Controller:
         self.kopf_indexed = asyncio.Event()
         self.reconciler = Reconciler(api, cache.ClusterView(self.indices), settings, self.metrics, self.events,
                                      workers=options.workers, ready=self.kopf_indexed)
+        #: The TaskDefs' and WorkflowDefs' status (their health, checked against each other).
+        self.definitions = DefinitionHealth(api, self.reconciler.view, self.reconciler.observer.task_defs,
+                                            ready=self.kopf_indexed)
         #: The leader election (None: a single replica that always acts); see run_operator_async.
         self.elector: LeaderElector | None = None
         api.on_error = self.on_api_error
@@ -236,6 +241,7 @@ class Controller:
             await informer.synced.wait()
         self.events.start()
         await self.reconciler.start()
+        await self.definitions.start()
         if self.options.metrics_port:
             self.metrics.serve(self.options.metrics_port, self.options.metrics_address)
         if self.elector is not None:  # campaign only with warm caches: a new leader acts at once
@@ -253,6 +259,7 @@ class Controller:
         for informer in self.informers:
             await informer.stop()
         await self.reconciler.stop()
+        await self.definitions.stop()
         await self.events.stop()
         if self.elector is not None:  # nothing acts any more: hand the Lease over to a standby now
             await self.elector.release()
@@ -332,9 +339,18 @@ class Controller:
         if task_def and finished:
             self.reconciler.wake_waiters(namespace, task_def)
 
-    def on_definition(self, namespace: str) -> None:
+    def on_definition(self, plural: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A TaskDef or WorkflowDef changed: wake the Workflows waiting for definitions, check its health
+        and that of the WorkflowDefs naming it."""
         self.kopf_indexed.set()
+        namespace = str((body.get("metadata") or {}).get("namespace"))
         self.reconciler.wake_definition_waiters(namespace)
+        self.definitions.observe(plural, event_type, body)
+
+    def lead(self) -> None:
+        """This replica just became the leader: reconcile every Workflow, check every definition."""
+        self.reconciler.lead()
+        self.definitions.lead()
 
 
 def build_registry(controller: Controller) -> kopf.OperatorRegistry:
@@ -388,13 +404,17 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     async def workflow_changed(event: Mapping[str, Any], **_: Any) -> None:
         controller.on_workflow(event.get("type"), event["object"])
 
+    @kopf.index(r.GROUP, r.VERSION, r.WORKFLOWDEF_PLURAL, id=cache.REFERENCES_INDEX, registry=registry)
+    async def kondukt_references(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], str]:
+        return index_references(body)
+
     @kopf.on.event(r.GROUP, r.VERSION, r.TASKDEF_PLURAL, registry=registry)
-    async def taskdef_changed(namespace: str | None, **_: Any) -> None:
-        controller.on_definition(str(namespace))
+    async def taskdef_changed(event: Mapping[str, Any], **_: Any) -> None:
+        controller.on_definition(r.TASKDEF_PLURAL, event.get("type"), event["object"])
 
     @kopf.on.event(r.GROUP, r.VERSION, r.WORKFLOWDEF_PLURAL, registry=registry)
-    async def workflowdef_changed(namespace: str | None, **_: Any) -> None:
-        controller.on_definition(str(namespace))
+    async def workflowdef_changed(event: Mapping[str, Any], **_: Any) -> None:
+        controller.on_definition(r.WORKFLOWDEF_PLURAL, event.get("type"), event["object"])
 
     return registry
 
@@ -429,12 +449,13 @@ async def run_operator_async(
         elector = LeaderElector(
             KubeClient(configuration, timeout=timing.request_timeout, connections=4),
             namespace=namespace, name=options.lease_name, identity=identity, timing=timing,
-            metrics=controller.metrics, on_started=controller.reconciler.lead,
+            metrics=controller.metrics, on_started=controller.lead,
             on_stopped=controller.reconciler.stand_by,
         )
         elector.api.on_error = controller.on_api_error
         controller.elector = elector
         controller.reconciler.leading = elector.is_leader
+        controller.definitions.leading = elector.is_leader
         api.fence = elector.is_leader
         mode = (f"leader election on lease {namespace}/{options.lease_name} as {identity} (lease "
                 f"{timing.lease_duration}s, renew deadline {timing.renew_deadline:g}s, retry {timing.retry_period:g}s)")

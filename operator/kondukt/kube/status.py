@@ -3,7 +3,8 @@
 ``status`` holds Conductor's execution fields (``workflowId``, ``input``, ``output``, ``variables``,
 ``reasonForIncompletion``, ``tasks`` — every attempt — ...), plus what Kubernetes users expect:
 ``phase`` (display only), ``progress`` ("3/5"), ``message``, ``conditions`` (metav1.Condition style:
-Ready, Succeeded, Failed, Suspended), ``observedGeneration``, and the ``definition`` snapshot taken at
+Ready, Reconciling and Stalled as GitOps tools read them — :mod:`kondukt.kube.conditions` — and Succeeded,
+Failed, Suspended), ``observedGeneration``, and the ``definition`` snapshot taken at
 start (like Conductor, later edits of the WorkflowDef do not change a running execution).
 
 Compactness (a Kubernetes object must stay well under 1 MiB, etcd's limit is 1.5 MiB): task entries
@@ -38,6 +39,7 @@ from typing import Any, Final
 import pydantic
 
 from kondukt.engine.models import Task, Workflow, WorkflowDef, WorkflowStatus
+from kondukt.kube import conditions
 
 DEFAULT_COMPRESS_OVER_BYTES: Final = 128 * 1024
 MAX_MESSAGE: Final = 300
@@ -293,10 +295,6 @@ _REASONS: Final = {
 }
 
 
-def _stamp(now: dt.datetime) -> str:
-    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def merge_conditions(
     wanted: Sequence[tuple[str, str, str, str]],
     previous: Sequence[Mapping[str, Any]],
@@ -304,30 +302,29 @@ def merge_conditions(
     now: dt.datetime,
 ) -> list[dict[str, Any]]:
     """metav1.Conditions from (type, status, reason, message); lastTransitionTime moves only on change."""
-    before = {c.get("type"): c for c in previous}
-    out: list[dict[str, Any]] = []
-    for kind, state, reason, message in wanted:
-        old = before.get(kind)
-        changed = old is None or old.get("status") != state
-        out.append({
-            "type": kind,
-            "status": state,
-            "reason": reason,
-            "message": message,
-            "observedGeneration": generation,
-            "lastTransitionTime": _stamp(now) if changed or not old else old.get("lastTransitionTime", _stamp(now)),
-        })
-    return out
+    return conditions.merge(wanted, previous, generation, now)
+
+
+#: The phases kstatus must see as Failed (Stalled=True): nothing happens any more without a change.
+_ENDED_BADLY: Final = (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT, WorkflowStatus.TERMINATED)
 
 
 def workflow_conditions(
     workflow: Workflow, message: str, reason_override: str | None = None
 ) -> list[tuple[str, str, str, str]]:
+    """The conditions of a started workflow (see docs/gitops.md for what GitOps tools make of them).
+
+    Ready is True once it COMPLETED, False when it ended otherwise or is paused, Unknown while it runs;
+    Reconciling is there while it runs, Stalled once it ended FAILED, TIMED_OUT or TERMINATED; Succeeded,
+    Failed and Suspended say the same in Kondukt's own words.
+    """
     state = workflow.status
     reason = reason_override or _REASONS[state]
-    failed = state in (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT, WorkflowStatus.TERMINATED)
+    failed = state in _ENDED_BADLY
+    running = state is WorkflowStatus.RUNNING
+    ready = "True" if state is WorkflowStatus.COMPLETED else ("Unknown" if running else "False")
     return [
-        ("Ready", "False" if failed else "True", reason, message),
+        *conditions.health(ready=ready, reason=reason, message=message, reconciling=running, stalled=failed),
         ("Succeeded", "True" if state is WorkflowStatus.COMPLETED else ("False" if failed else "Unknown"),
          reason, message),
         ("Failed", "True" if failed else "False", reason, message),
@@ -399,8 +396,9 @@ def build_waiting_status(
         "message": text,
         "observedGeneration": generation,
         "conditions": merge_conditions(
-            [("Ready", "False", reason, text), ("Succeeded", "Unknown", reason, text),
-             ("Failed", "False", reason, text), ("Suspended", "False", reason, text)],
+            [*conditions.health(ready="False", reason=reason, message=text, reconciling=True),
+             ("Succeeded", "Unknown", reason, text), ("Failed", "False", reason, text),
+             ("Suspended", "False", reason, text)],
             previous_conditions, generation, now,
         ),
     }

@@ -107,7 +107,8 @@ def conditions(body: dict[str, object]) -> dict[str, dict[str, object]]:
 def test_conditions_follow_the_phase_and_keep_transition_times() -> None:
     running = build(workflow([attempt(1, "t0", TaskStatus.IN_PROGRESS)]))
     first = conditions(running)
-    assert first["Ready"]["status"] == "True" and first["Succeeded"]["status"] == "Unknown"
+    assert first["Ready"]["status"] == "Unknown" and first["Succeeded"]["status"] == "Unknown"
+    assert first["Reconciling"]["status"] == "True" and "Stalled" not in first
     assert first["Failed"]["status"] == "False" and first["Ready"]["observedGeneration"] == 3
     still = conditions(build(workflow([attempt(1, "t0", TaskStatus.COMPLETED)]), previous=tuple(running["conditions"]),
                              now=LATER))  # type: ignore[arg-type]
@@ -117,6 +118,31 @@ def test_conditions_follow_the_phase_and_keep_transition_times() -> None:
     assert failed["Failed"]["status"] == "True" and failed["Failed"]["reason"] == "TimedOut"
     assert failed["Failed"]["lastTransitionTime"] == "2026-05-01T12:05:00Z"
     assert failed["Ready"]["message"] == "too slow"
+
+
+@pytest.mark.parametrize(("state", "ready", "reconciling", "stalled"), [
+    pytest.param(WorkflowStatus.RUNNING, "Unknown", True, False, id="running-is-reconciling"),
+    pytest.param(WorkflowStatus.PAUSED, "False", False, False, id="paused-is-not-ready"),
+    pytest.param(WorkflowStatus.COMPLETED, "True", False, False, id="completed-is-ready"),
+    pytest.param(WorkflowStatus.FAILED, "False", False, True, id="failed-is-stalled"),
+    pytest.param(WorkflowStatus.TIMED_OUT, "False", False, True, id="timed-out-is-stalled"),
+    pytest.param(WorkflowStatus.TERMINATED, "False", False, True, id="terminated-is-stalled"),
+])
+def test_conditions_follow_kstatus_conventions(state: WorkflowStatus, ready: str, reconciling: bool,
+                                               stalled: bool) -> None:
+    """Ready always; Reconciling and Stalled only while True (kstatus's abnormal-true conditions)."""
+    body = build(workflow([], state))
+    found = conditions(body)
+    assert found["Ready"]["status"] == ready and found["Ready"]["observedGeneration"] == body["observedGeneration"]
+    assert ("Reconciling" in found) is reconciling and ("Stalled" in found) is stalled
+    assert all(found[kind]["status"] == "True" for kind in ("Reconciling", "Stalled") if kind in found)
+
+
+def test_a_waiting_workflow_is_reconciling() -> None:
+    waiting = conditions(codec.build_waiting_status("TaskDefNotFound", "waiting for TaskDef(s) a", generation=2,
+                                                    previous_conditions=(), now=NOW))
+    assert waiting["Ready"]["status"] == "False" and waiting["Reconciling"]["reason"] == "TaskDefNotFound"
+    assert "Stalled" not in waiting
 
 
 def test_paused_workflows_are_suspended() -> None:
