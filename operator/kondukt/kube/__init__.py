@@ -7,6 +7,7 @@ Modules, from pure to I/O:
 - ``names``: deterministic, length-limited names of Jobs and child Workflows;
 - ``builders``: pure ``build_*`` functions for Jobs, child and started Workflows, Events;
 - ``attempts``: what a Job, its pod or a child Workflow says about a task attempt (TaskUpdate);
+- ``conditions``: status conditions as GitOps tools read them (Ready, abnormal-true Reconciling/Stalled);
 - ``status``: the Workflow ``status`` codec (engine state <-> status, conditions, progress, compaction);
 - ``cache``: the records the reconcile reads (Jobs, pods, children, TaskDefs, WorkflowDefs) and its view;
 - ``informer``: list+watch of the attempts' Jobs and pods into in-memory indexes (Kopf indexes the rest);
@@ -21,6 +22,7 @@ Modules, from pure to I/O:
 - ``start``: starting a Workflow's run (finding and validating its definitions, waiting for them);
 - ``actions``: carrying out the engine's actions (Jobs, child Workflows, HTTP, jq) and the namespace's load;
 - ``observe``: what a reconcile observes (TaskDefs, operations, news about the attempts in flight);
+- ``definitions``: the TaskDefs' and WorkflowDefs' health (references resolve, validation) in their status;
 - ``reconcile``: one level-based reconcile of one Workflow: observe, ``decide``, act, write status;
 - ``events``, ``metrics``: Kubernetes Events and Prometheus metrics;
 - ``operator``: Kopf settings and handlers, and ``run_operator`` (``kondukt operator`` is in ``kondukt.cli``).
