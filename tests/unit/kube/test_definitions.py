@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from kondukt.kube import cache, definitions
 from kondukt.kube import resources as r
+from kondukt.kube.workqueue import WorkQueue
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -137,3 +139,49 @@ def test_the_status_carries_the_generation_and_changes_only_when_the_health_does
     stalled = definitions.definition_status(definitions.Health(False, "InvalidDefinition", "x", stalled=True), 3,
                                             None, NOW)
     assert [c["type"] for c in stalled["conditions"]] == ["Ready", "Stalled"]
+
+
+
+class Recorder:
+    """The checker's work queue, run for real, with a handler that records each key it is handed."""
+
+    def __init__(self, checker: definitions.DefinitionHealth) -> None:
+        self.seen: set[definitions.DefinitionKey] = set()
+        checker.queue = WorkQueue(self.handle, workers=1)
+        self.queue = checker.queue
+
+    async def handle(self, key: definitions.DefinitionKey) -> None:
+        self.seen.add(key)
+
+    async def drained(self) -> set[definitions.DefinitionKey]:
+        for _ in range(1000):  # bounded: a few loop turns hand every key over
+            await asyncio.sleep(0)
+            if not self.queue.depth and not self.queue._processing:
+                break
+        found, self.seen = self.seen, set()
+        return found
+
+
+async def test_a_change_checks_the_definition_and_every_workflowdef_naming_it() -> None:
+    cluster = view(PIPELINE, workflowdef("other", [{"name": "fetch", "taskReferenceName": "f"}]))
+    checker = definitions.DefinitionHealth(None, cluster, lambda namespace: {})  # type: ignore[arg-type]
+    recorder = Recorder(checker)
+    await checker.start()
+    try:
+        checker.observe(r.TASKDEF_PLURAL, "ADDED", taskdef("resize"))
+        assert await recorder.drained() == {("taskdefs", "ns", "resize"), ("workflowdefs", "ns", "pipeline")}
+        checker.observe(r.TASKDEF_PLURAL, "DELETED", taskdef("fetch"))  # not checked itself; its referrers are
+        assert await recorder.drained() == {("workflowdefs", "ns", "pipeline"), ("workflowdefs", "ns", "other")}
+        checker.observe(r.WORKFLOWDEF_PLURAL, "MODIFIED", workflowdef("cleanup", []))
+        assert await recorder.drained() == {("workflowdefs", "ns", "cleanup"), ("workflowdefs", "ns", "pipeline")}
+        renamed = body(r.TASKDEF_KIND, "resize-td", {"name": "resize", "retryCount": 0})
+        checker.observe(r.TASKDEF_PLURAL, "ADDED", renamed)
+        await recorder.drained()
+        renamed = {**renamed, "spec": {**renamed["spec"], "name": "shrink"}}  # the old name's referrers too
+        checker.observe(r.TASKDEF_PLURAL, "MODIFIED", renamed)
+        assert await recorder.drained() == {("taskdefs", "ns", "resize-td"), ("workflowdefs", "ns", "pipeline")}
+        checker.lead()
+        assert await recorder.drained() == {("taskdefs", "ns", "resize"), ("workflowdefs", "ns", "cleanup"),
+                                            ("taskdefs", "ns", "resize-td")}
+    finally:
+        await checker.stop()
