@@ -812,7 +812,8 @@ def versions() -> dict[str, str]:
 
 
 def run(quick: bool = False, systems: tuple[str, ...] = ALL_SYSTEMS, command: str | None = None,
-        profile: bool = False, only: frozenset[str] | None = None) -> dict[str, object]:
+        profile: bool = False, only: frozenset[str] | None = None,
+        sizes: dict[str, int] | None = None) -> dict[str, object]:
     """Every system in turn, {system: figures}; also written to bench/results/peers-<UTC>.{json,md}. The entry
     point of ``python -m bench`` (all benchmarks) as well as of ``python -m bench peers``."""
     results: dict[str, object] = {}
@@ -821,19 +822,20 @@ def run(quick: bool = False, systems: tuple[str, ...] = ALL_SYSTEMS, command: st
     with tempfile.TemporaryDirectory(prefix="kondukt-peers-") as scratch:
         for key in systems:
             print(f"== peers: {key}", flush=True)
-            results[key] = run_system(key, quick, Path(scratch), profile=out, only=only)
+            results[key] = run_system(key, quick, Path(scratch), sizes=sizes, profile=out, only=only)
             print(json.dumps(results[key], default=str), flush=True)
     command = command or f"python -m bench peers{' --quick' if quick else ''}"
-    markdown = write_results(results, command, quick, REPO / "bench" / "results")
+    markdown = write_results(results, command, quick, REPO / "bench" / "results", sizes or sizes_for(quick))
     print(markdown.read_text())
     print(f"results written to {markdown} (and {markdown.with_suffix('.json').name})", flush=True)
     return results
 
 
-def write_results(results: dict[str, object], command: str, quick: bool, out_dir: Path) -> Path:
+def write_results(results: dict[str, object], command: str, quick: bool, out_dir: Path,
+                  sizes: dict[str, int]) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     meta = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": command, "quick": quick,
-            "machine": machine(), "versions": versions(), "sizes": sizes_for(quick)}
+            "machine": machine(), "versions": versions(), "sizes": sizes}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"peers-{stamp}.json").write_text(json.dumps({**results, "meta": meta}, indent=2, default=str) + "\n")
     systems = {k: v for k, v in results.items() if isinstance(v, dict)}
@@ -861,6 +863,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write {system: figures} to FILE")
     parser.add_argument("--profile", action="store_true",
                         help="sample Kondukt's operator with py-spy (if on PATH) during the larger fan-out")
+    parser.add_argument("--size", action="append", default=[], metavar="NAME=N",
+                        help="override one size, e.g. fork=2000 (names: chain_steps, chain_repeats, fanout_small, "
+                             "fanout_large, throughput_small, throughput_large, fork)")
     parser.add_argument("--workloads", help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)")
     parser.add_argument("--systems", default=",".join(ALL_SYSTEMS),
                         help=f"comma-separated, in order (default: {','.join(ALL_SYSTEMS)})")
@@ -875,8 +880,15 @@ def main(argv: list[str] | None = None) -> int:
         if only - set(WORKLOADS) or not only:
             parser.error(f"unknown workload(s) {', '.join(sorted(only - set(WORKLOADS))) or '(none given)'}; "
                          f"known: {', '.join(WORKLOADS)}")
+    sizes = sizes_for(args.quick)
+    for item in args.size:
+        name, _, value = item.partition("=")
+        if name not in sizes or not value.isdigit() or int(value) < 1:
+            parser.error(f"--size {item}: expected NAME=N with N >= 1 and NAME one of {', '.join(sizes)}")
+        sizes[name] = int(value)
     command = " ".join(["python", "-m", "bench", "peers", *(argv if argv is not None else sys.argv[1:])])
-    results = run(quick=args.quick, systems=systems, command=command, profile=args.profile, only=only)
+    results = run(quick=args.quick, systems=systems, command=command, profile=args.profile, only=only,
+                  sizes=sizes)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"and to {args.json}")
