@@ -856,6 +856,32 @@ def write_results(results: dict[str, object], command: str, quick: bool, out_dir
     return markdown
 
 
+def combine(files: list[Path], out_dir: Path) -> Path:
+    """One table from several result files (``peers-*.json`` or ``--json`` output; a later file's system
+    replaces an earlier one's), each source's command and load listed: for runs made one system at a time."""
+    systems: dict[str, dict[str, object]] = {}
+    sources = []
+    for path in files:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--table {path}: not a readable JSON result file ({error})") from None
+        found = {k: v for k, v in data.items() if k in SYSTEM_CLASSES and isinstance(v, dict)}
+        if not found:
+            raise SystemExit(f"--table {path}: no system's figures in it (expected keys like {', '.join(ALL_SYSTEMS)})")
+        systems.update(found)
+        meta = data.get("meta") or {}
+        sources.append(f"- `{path.name}`: {', '.join(found)}; command `{meta.get('command', '?')}`"
+                       + (f"; {meta['note']}" if meta.get("note") else "")
+                       + "; load " + ", ".join(f"{k} {v.get('load_before')} → {v.get('load_after')}"
+                                               for k, v in found.items()))
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    markdown = out_dir / f"peers-{stamp}-combined.md"
+    markdown.write_text("\n".join([f"# Peers benchmark, combined {stamp}", "", *sources, "",
+                                    figures.markdown_table(systems)]))
+    return markdown
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench peers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -867,9 +893,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="override one size, e.g. fork=2000 (names: chain_steps, chain_repeats, fanout_small, "
                              "fanout_large, throughput_small, throughput_large, fork)")
     parser.add_argument("--workloads", help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)")
+    parser.add_argument("--table", nargs="+", type=Path, metavar="FILE",
+                        help="run nothing: one table from these result files, to bench/results/peers-*-combined.md")
     parser.add_argument("--systems", default=",".join(ALL_SYSTEMS),
                         help=f"comma-separated, in order (default: {','.join(ALL_SYSTEMS)})")
     args = parser.parse_args(argv)
+    if args.table:
+        markdown = combine(args.table, REPO / "bench" / "results")
+        print(markdown.read_text())
+        return 0
     systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
     unknown = [s for s in systems if s not in SYSTEM_CLASSES]
     if unknown or not systems:

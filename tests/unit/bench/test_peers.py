@@ -4,6 +4,8 @@ benchmark timing is asserted: the times below are made-up arrival stamps."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -227,3 +229,19 @@ def test_unknown_systems_are_refused_with_their_names(capsys: pytest.CaptureFixt
     assert "unknown system(s) airflow; known: floor, floor_jobs, kondukt, argo_stock, argo_tuned" in \
         capsys.readouterr().err
 
+
+
+def test_a_table_combines_result_files_and_names_their_sources(tmp_path: Path) -> None:
+    first = tmp_path / "a.json"
+    first.write_text(json.dumps({"floor": {"step_p50_ms": 3.3, "load_before": [1, 1, 1], "load_after": [2, 2, 2]},
+                                 "kondukt": {"step_p50_ms": 99.0},
+                                 "meta": {"command": "python -m bench peers --systems floor,kondukt"}}))
+    second = tmp_path / "b.json"
+    second.write_text(json.dumps({"kondukt": {"step_p50_ms": 11.9}, "argo_tuned": {"step_p50_ms": 68.0}}))
+    markdown = bench_peers.combine([first, second], tmp_path).read_text()
+    assert "- `a.json`: floor, kondukt; command `python -m bench peers --systems floor,kondukt`" in markdown
+    assert "- `b.json`: kondukt, argo_tuned; command `?`" in markdown
+    assert "| chain: pod-to-pod step p50 / p95 | 3.30 ms / — | 11.9 ms / — | 68.0 ms / — |" in markdown
+    (tmp_path / "c.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"c\.json: no system's figures in it"):
+        bench_peers.combine([tmp_path / "c.json"], tmp_path)
