@@ -767,6 +767,7 @@ def run_system(key: str, quick: bool, scratch: Path, sizes: dict[str, int] | Non
     if key == "floor_jobs" and sizes["fork"] > 1000:
         system.skip["fork"] = "not run (time): the bare-pod floor stands for it"
     workdir = scratch / key
+    version = system.version()  # before the run: the code that runs is the code checked out now
     load_before = os.getloadavg()
     started = time.monotonic()
     cp = start_control_plane(workdir, with_argo=key.startswith("argo"))
@@ -787,7 +788,7 @@ def run_system(key: str, quick: bool, scratch: Path, sizes: dict[str, int] | Non
     finally:
         system.stop()
         cp.stop()
-    results["version"] = system.version()
+    results["version"] = version
     results["load_before"] = [round(v, 2) for v in load_before]
     results["load_after"] = [round(v, 2) for v in os.getloadavg()]
     results["system_wall_s"] = round(time.monotonic() - started, 1)
