@@ -224,14 +224,20 @@ def _cgroup_dirs() -> list[Path]:
     return roots
 
 
+def _cgroup_tree(root: Path) -> list[Path]:
+    """Every directory under `root`, `root` first. Containers exit while the tree is walked and their cgroups
+    vanish: os.walk skips a directory it can no longer list (Path.rglob raised FileNotFoundError there)."""
+    return [Path(directory) for directory, _, _ in os.walk(root)]
+
+
 def _kill_pod_processes() -> None:
     """SIGKILL every process in the kubelet's pod cgroups (containers, pause), until none is left (bounded)."""
     for _ in range(50):
         pids = set()
         for root in _cgroup_dirs():
-            for procs in root.rglob("cgroup.procs"):
+            for directory in _cgroup_tree(root):
                 with contextlib.suppress(OSError):
-                    pids |= {int(p) for p in procs.read_text().split()}
+                    pids |= {int(p) for p in (directory / "cgroup.procs").read_text().split()}
         if not pids:
             return
         for pid in pids:
@@ -242,7 +248,7 @@ def _kill_pod_processes() -> None:
 
 def _remove_cgroups() -> None:
     for root in _cgroup_dirs():
-        for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        for directory in sorted(_cgroup_tree(root)[1:], key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):
                 directory.rmdir()
         with contextlib.suppress(OSError):
