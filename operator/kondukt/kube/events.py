@@ -1,8 +1,19 @@
-"""Kubernetes Events about Workflows (one per task transition, and the workflow's own milestones).
+"""Kubernetes Events about Workflows: what a person needs to see in ``kubectl describe wf``.
 
-Events are for people (``kubectl describe wf``), never for correctness: they are queued in memory and
-posted in the background, so a slow or failing Events API never delays a reconcile; when the queue is
-full, new Events are dropped and counted (``kondukt_events_dropped_total``).
+An Event is an API request (and an object in etcd for an hour). On a busy cluster the API server is the
+bottleneck, and a 1,000-branch fan-out with one Event per task transition cost ~3,000 of them, none of
+which anyone reads: a task's progress is in the Workflow's status. So Events are posted only for what
+needs a person's attention or marks the run's course (docs/operations.md lists them):
+
+- the workflow's own milestones: started (``WorkflowRunning``, also on resume), paused, and its end;
+- a task attempt that failed, failed terminally or timed out (Warnings), completed with errors (an
+  optional task), was canceled or skipped;
+- a retry scheduled (``TaskRetried``: which attempt, of which task);
+- never a first attempt scheduled, started or completed.
+
+Events are never needed for correctness: they are queued in memory and posted in the background, so a
+slow or failing Events API never delays a reconcile; when the queue is full, new Events are dropped and
+counted (``kondukt_events_dropped_total``).
 """
 
 from __future__ import annotations
@@ -24,10 +35,8 @@ from kondukt.kube.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
+#: The task transitions that get an Event (a retry's SCHEDULED is ``TaskRetried``, see describe_transition).
 _TASK_REASONS = {
-    TaskStatus.SCHEDULED: "TaskScheduled",
-    TaskStatus.IN_PROGRESS: "TaskStarted",
-    TaskStatus.COMPLETED: "TaskCompleted",
     TaskStatus.COMPLETED_WITH_ERRORS: "TaskCompletedWithErrors",
     TaskStatus.FAILED: "TaskFailed",
     TaskStatus.FAILED_WITH_TERMINAL_ERROR: "TaskFailedWithTerminalError",
@@ -46,9 +55,16 @@ _WORKFLOW_REASONS = {
 }
 
 
-def describe_transition(transition: TaskTransition) -> tuple[str, str, str]:
-    """(type, reason, message) of the Event for one task transition."""
-    reason = _TASK_REASONS.get(transition.toStatus, "TaskChanged")
+def describe_transition(transition: TaskTransition, retry_count: int = 0) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Event for one task transition; None: no Event (routine progress).
+
+    ``retry_count`` is the attempt's (0: the first attempt): a retry's scheduling is ``TaskRetried``."""
+    if transition.toStatus is TaskStatus.SCHEDULED and transition.fromStatus is None and retry_count > 0:
+        return ("Normal", "TaskRetried",
+                f"{transition.referenceTaskName} ({transition.taskType}): retry {retry_count} scheduled")
+    reason = _TASK_REASONS.get(transition.toStatus)
+    if reason is None:
+        return None
     kind = "Warning" if transition.toStatus in _WARNING_TASK else "Normal"
     before = transition.fromStatus.value if transition.fromStatus else "new"
     message = f"{transition.referenceTaskName} ({transition.taskType}): {before} -> {transition.toStatus.value}"

@@ -12,7 +12,7 @@ Names follow Prometheus conventions (``kondukt_`` prefix, ``_total`` counters, `
 - ``kondukt_workqueue_depth``: workflows waiting for a reconcile;
 - ``kondukt_status_bytes``: size of the last status written (compactness of big workflows);
 - ``kondukt_job_creates_total{result}``: created, existed (a replay after a crash or a conflict), rejected;
-- ``kondukt_events_dropped_total``: task-transition Events not posted because the queue was full;
+- ``kondukt_events_dropped_total``: Events not posted because the queue was full;
 - ``kondukt_leader{lease,identity}``: 1 while this replica holds the Lease and acts, 0 while it stands by
   (set once the replica has led; with ``--standalone`` there is no Lease and no series);
 - ``kondukt_leaderships_total``: how often this replica became the leader;

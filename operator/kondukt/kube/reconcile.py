@@ -19,7 +19,8 @@ Order of a reconcile, and why (kill-safety):
    rounds at most);
 4. write ``status`` with PUT on the status subresource and the resourceVersion read in step 1 (409: someone
    else moved it — requeue; nothing done in step 2 is lost or repeated, because it is all idempotent);
-5. Events for the transitions, metrics, and the exact timer at ``decision.wakeAt``.
+5. Events for the transitions a person needs to see (:mod:`~kondukt.kube.events`), metrics, and the exact
+   timer at ``decision.wakeAt``.
 
 A finished Workflow with nothing new to apply skips all of this: it goes to retention
 (:mod:`~kondukt.kube.retention`: archived when the archive is on, deleted when its ttlStrategy runs out).
@@ -594,12 +595,13 @@ class Reconciler:
                      transitions: Sequence[TaskTransition]) -> None:
         by_id = {t.taskId: t for t in after.tasks} if transitions else {}
         for transition in transitions:
-            kind, reason, message = describe_transition(transition)
-            self.events.record(owner, kind, reason, message)
+            task = by_id.get(transition.taskId)
+            described = describe_transition(transition, task.retryCount if task is not None else 0)
+            if described is not None:
+                self.events.record(owner, *described)
             if not transition.toStatus.terminal:
                 continue
             self.metrics.tasks.labels(transition.taskType, transition.toStatus.value).inc()
-            task = by_id.get(transition.taskId)
             if task is not None and task.startTime and task.endTime:
                 self.metrics.task_duration.labels(transition.toStatus.value).observe(
                     max(0, task.endTime - task.startTime) / 1000)
