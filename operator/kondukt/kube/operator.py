@@ -311,8 +311,21 @@ class Controller:
         record = next(iter(now.values()), None) or next(iter(before.values()), None)
         if record is None or (event_type != "DELETED" and now == before):
             return
+        if event_type != "DELETED" and self._told_by_its_pod(record):
+            return
         self.on_attempt(record.namespace, record.workflow_name, record.task_def,
                         finished=event_type == "DELETED" or record.finished)
+
+    def _told_by_its_pod(self, job: cache.JobRecord) -> bool:
+        """Whether a Job that just succeeded says nothing its pod has not said: the Job controller marks it
+        Complete about a second after the pod terminated, and that termination (the attempt's result) already
+        woke the workflow and the limits' waiters. Waking them again costs a reconcile that finds nothing new
+        (for a 1,000-task workflow, one that reads every task), and in a fan-out it can hold the join back.
+        A failed or deleted Job, or one whose pod the cache does not hold terminated, still wakes them."""
+        if not job.succeeded or job.failed or job.deleting:
+            return False
+        key = ("job", job.namespace, job.name)
+        return key in self.pod_store and any(pod.terminated for pod in self.pod_store[key])
 
     def on_pod_change(self, event_type: str, now: Mapping[Any, Any], before: Mapping[Any, Any]) -> None:
         record = next(iter(now.values()), None) or next(iter(before.values()), None)

@@ -13,6 +13,7 @@ from kondukt.cli import operator as cli_operator
 from kondukt.errors import KonduktUserError
 from kondukt.kube import resources as r
 from kondukt.kube.cache import JobRecord, PodRecord
+from kondukt.kube.informer import IndexStore
 from kondukt.kube.leader import LeaseTiming
 from kondukt.kube.operator import Controller, EventOnlyDiffBase, OperatorOptions, replica_identity
 
@@ -57,6 +58,7 @@ def controller() -> tuple[Controller, FakeReconciler]:
     instance.kopf_indexed = asyncio.Event()
     fake = FakeReconciler()
     instance.reconciler = fake  # type: ignore[assignment]
+    instance.pod_store = IndexStore()
     return instance, fake
 
 
@@ -79,6 +81,23 @@ def test_a_finished_attempt_wakes_its_workflow_and_limit_waiters_at_once() -> No
     assert fake.enqueued == [("ns", "wf")] and fake.woken == [("ns", "echo")]
     ctl.on_pod_change("MODIFIED", pod(phase="Failed", started=True, terminated=True), pod(phase="Running"))
     assert fake.enqueued == [("ns", "wf")] * 2
+
+
+def test_a_job_completing_after_its_pod_said_so_wakes_nothing() -> None:
+    """The pod's termination woke the workflow; the Job's Complete a second later is no news. A Job that
+    failed, or succeeded while the cache holds no terminated pod of it, still wakes the workflow."""
+    ctl, fake = controller()
+    terminated = pod(phase="Succeeded", started=True, terminated=True)
+    ctl.pod_store.replace("pod-uid", terminated)
+    ctl.on_pod_change("MODIFIED", terminated, pod(phase="Running", started=True))
+    assert fake.enqueued == [("ns", "wf")] and fake.woken == [("ns", "echo")]
+    ctl.on_job_change("MODIFIED", job(succeeded=True), job())
+    assert fake.enqueued == [("ns", "wf")] and fake.woken == [("ns", "echo")], "no second wake-up"
+    ctl.on_job_change("MODIFIED", job(failed=True, failure_reason="DeadlineExceeded"), job())
+    assert fake.enqueued == [("ns", "wf")] * 2, "a failed Job is news"
+    ctl.pod_store.discard("pod-uid")
+    ctl.on_job_change("MODIFIED", job(succeeded=True), job())
+    assert fake.enqueued == [("ns", "wf")] * 3, "no terminated pod in the cache: the Job's word counts"
 
 
 def test_a_started_pod_wakes_its_workflow_soon_and_other_news_not_at_all() -> None:
