@@ -129,6 +129,12 @@ def profiled(cp: ControlPlane, operator: Operator, namespace: str, figures: dict
     metrics = operator.metrics()
     figures["operator_requests"] = {k.split('method="')[1].split('"')[0]: int(v) for k, v in metrics.items()
                                     if k.startswith("kondukt_api_request_duration_seconds_count{")}
+    figures["operator_request_mean_ms"] = {
+        k.split('method="')[1].split('"')[0]: round(v / max(1.0, metrics.get(k.replace("_sum{", "_count{"), 0.0)) * 1000, 1)
+        for k, v in metrics.items() if k.startswith("kondukt_api_request_duration_seconds_sum{")}
+    reconciles = [(k, v) for k, v in metrics.items() if k.startswith("kondukt_reconcile_duration_seconds_sum")]
+    figures["operator_reconcile_mean_ms"] = round(sum(v for _, v in reconciles) / max(1.0, sum(
+        v for k, v in metrics.items() if k.startswith("kondukt_reconcile_duration_seconds_count"))) * 1000, 1)
     figures["operator_reconciles"] = int(sum(v for k, v in metrics.items()
                                              if k.startswith("kondukt_reconcile_duration_seconds_count")))
     figures["operator_events_dropped"] = int(metrics.get("kondukt_events_dropped_total", 0))
