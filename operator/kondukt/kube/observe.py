@@ -44,6 +44,14 @@ class Observer:
         self.events = events
         self.actor = actor
         self._taskdef_cache: dict[str, tuple[tuple[tuple[str, str], ...], dict[str, TaskDef]]] = {}
+        #: workflow uid -> task id -> when (ms) a GET found the attempt's Job that the cache did not show yet.
+        #: A Job created late in a big fork (or a lagging watch) is asked about once per grace period, not
+        #: in every reconcile until the watch delivers it.
+        self._found_jobs: dict[str, dict[str, int]] = {}
+
+    def forget(self, uid: str) -> None:
+        """The workflow is gone or finished: drop what was remembered about its attempts."""
+        self._found_jobs.pop(uid, None)
 
     def task_defs(self, namespace: str) -> dict[str, TaskDef]:
         records: list[TaskDefRecord] = self.view.task_defs(namespace)
@@ -108,8 +116,12 @@ class Observer:
         active = [t for t in workflow.tasks if t.dispatched and not t.status.terminal]
         known = self.actor.results.get(owner.uid, {})
         updates: list[TaskUpdate] = list(known.values())
+        found_before = self._found_jobs.pop(owner.uid, {})
         if not active:
             return updates
+        found_jobs = {t.taskId: found_before[t.taskId] for t in active if t.taskId in found_before}
+        if found_jobs:
+            self._found_jobs[owner.uid] = found_jobs
         namespace, uid = owner.namespace, owner.uid
         jobs = {job.task_id: job for job in self.view.jobs_of(namespace, uid)}
         pods: dict[str, list[Any]] = {}
@@ -151,10 +163,15 @@ class Observer:
                     timeout_seconds=task_def.timeoutSeconds if task_def else None, grace_ms=grace,
                 )
                 if observed.missing:
+                    if now - found_jobs.get(task.taskId, now - grace - 1) <= grace:
+                        continue  # it existed a moment ago; the watch has not delivered it yet
                     job_name = names.job_name(owner.name, uid, task.referenceTaskName, task.taskId)
                     found = await self.api.get(KubeClient.job_path(namespace, job_name), f"job {namespace}/{job_name}")
                     if found is None:
                         updates.append(attempts.job_missing(task, job_name))
+                    else:
+                        self._found_jobs.setdefault(uid, {})[task.taskId] = now
+                        extra_wakes.append(now + grace + 1)
                 elif observed.result is not None:
                     updates.append(await self._resolved(observed.result))
                 elif task.taskId not in jobs:

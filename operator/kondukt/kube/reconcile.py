@@ -245,6 +245,7 @@ class Reconciler:
         if uid is not None:
             self._memos.pop(uid, None)
             self.actor.forget(uid)
+            self.observer.forget(uid)
             if deleted:
                 self.retention.forget(uid)
 

@@ -159,6 +159,34 @@ async def test_a_deleted_job_fails_its_attempt_after_the_grace_period(harness: H
     assert "disappeared" in harness.tasks("run")[0]["reasonForIncompletion"]
 
 
+async def test_a_job_the_cache_does_not_show_yet_is_asked_about_once_per_grace_period(harness: Harness) -> None:
+    """A Job created late in a big fork, or a lagging watch: after the grace period the API is asked, and a
+    Job it finds is not asked about again in every reconcile until the watch delivers it."""
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    first = harness.only_new_job(set())
+    observer = harness.reconciler.observer
+    indices = dict(observer.view._indices)  # type: ignore[attr-defined]
+    observer.view = cache.ClusterView({**indices, cache.JOBS_INDEX: {}, cache.PODS_INDEX: {}})  # the lagging cache
+    job_gets = lambda: sum(1 for method, path in harness.cluster.calls  # noqa: E731
+                           if method == "GET" and path.endswith(f"/jobs/{first}"))
+    harness.clock.ms += 31_000
+    outcome = await harness.reconcile("run")
+    assert job_gets() == 1 and harness.tasks("run")[0]["status"] == "SCHEDULED"
+    assert outcome.wake_at_ms is not None, "it comes back to look again"
+    for _ in range(3):
+        harness.clock.ms += 1_000
+        await harness.reconcile("run")
+    assert job_gets() == 1, "found a moment ago: not asked again"
+    harness.clock.ms += 31_000
+    await harness.reconcile("run")
+    assert job_gets() == 2 and harness.tasks("run")[0]["status"] == "SCHEDULED"
+    await harness.cluster.delete(KubeClient.job_path("ns", first), "job")
+    harness.clock.ms += 31_000
+    await harness.reconcile("run")
+    assert "disappeared" in harness.tasks("run")[0]["reasonForIncompletion"], "a Job really gone still fails it"
+
+
 async def test_suspend_and_resume_are_edges_of_spec_suspend(harness: Harness) -> None:
     harness.cluster.apply(run_of("run"))
     await harness.reconcile("run")
