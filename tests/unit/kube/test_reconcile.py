@@ -67,7 +67,7 @@ async def test_a_chain_runs_through_jobs_and_termination_messages(harness: Harne
     status = harness.status("run")
     assert status["phase"] == "COMPLETED" and status["output"] == {"v": 7} and status["progress"] == "2/2"
     reasons = [e["reason"] for e in harness.reconciler.events._queue._queue]  # type: ignore[attr-defined]
-    assert "TaskCompleted" in reasons and "WorkflowCompleted" in reasons
+    assert reasons == ["WorkflowRunning", "WorkflowCompleted"], "a run without trouble: its start and its end"
 
 
 async def test_nothing_changes_nothing_is_written(harness: Harness) -> None:
@@ -136,6 +136,9 @@ async def test_failures_retry_with_a_new_attempt_and_job(harness: Harness) -> No
     assert status["phase"] == "FAILED" and "code 1" in status["reasonForIncompletion"]
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Failed"]["status"] == "True"
+    events = [(e["type"], e["reason"]) for e in harness.reconciler.events._queue._queue]  # type: ignore[attr-defined]
+    assert events == [("Normal", "WorkflowRunning"), ("Warning", "TaskFailed"), ("Normal", "TaskRetried"),
+                      ("Warning", "TaskFailed"), ("Warning", "WorkflowFailed")], "what a person needs to see"
 
 
 async def test_a_deadline_exceeded_job_times_the_task_out(harness: Harness) -> None:
@@ -685,3 +688,45 @@ async def test_a_job_found_already_there_is_read_once_not_looped_on(harness: Har
         await harness.stop()
     assert harness.status("run")["phase"] == "COMPLETED"
     assert len(harness.cluster.jobs()) == 2
+
+
+async def test_simultaneous_completions_cost_one_reconcile_and_one_status_write() -> None:
+    """A fan-out's branches finishing together wake the workflow once per pod (as the pod informer does):
+    the work queue gathers them into one reconcile, and that reconcile writes the status once."""
+    harness = Harness()
+    harness.cluster.apply(ECHO)
+    branches = 20
+    fork = {"apiVersion": "kondukt.io/v1alpha1", "kind": "WorkflowDef", "metadata": {"name": "wide"},
+            "spec": {"name": "wide", "tasks": [
+                {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN",
+                 "forkTasks": [[{"name": "echo", "taskReferenceName": f"b{i}", "inputParameters": {"i": i}}]
+                               for i in range(branches)]},
+                {"name": "join", "taskReferenceName": "join", "type": "JOIN",
+                 "joinOn": [f"b{i}" for i in range(branches)]}]}}
+    harness.cluster.apply(fork)
+    harness.cluster.apply(run_of("run", definition="wide"))
+    await harness.reconcile("run")
+    jobs = list(harness.cluster.jobs())
+    assert len(jobs) == branches
+    for job in jobs:
+        harness.cluster.echo(job)
+    reconciler = harness.reconciler
+    puts_before = sum(1 for method, _ in harness.cluster.calls if method == "PUT")
+    await reconciler.start()
+    try:
+        for _ in jobs:  # one wake-up per pod event, in one burst
+            reconciler.enqueue(("ns", "run"))
+        for _ in range(600):  # bounded: at most 60 s of a very slow machine; ends when the queue is empty
+            if _reconciles(reconciler.metrics) >= 1 and reconciler.queue.depth == 0:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await reconciler.stop()
+    assert harness.status("run")["phase"] == "COMPLETED"
+    assert sum(1 for method, _ in harness.cluster.calls if method == "PUT") - puts_before == 1
+    assert _reconciles(reconciler.metrics) == 1, "one reconcile for the whole burst"
+
+
+def _reconciles(metrics: Metrics) -> float:
+    return sum(sample.value for family in metrics.registry.collect() for sample in family.samples
+               if sample.name == "kondukt_reconcile_duration_seconds_count")
