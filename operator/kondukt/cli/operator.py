@@ -1,7 +1,7 @@
 """``kondukt operator``: run the Kubernetes operator in the foreground.
 
 Flags map one-to-one to :class:`~kondukt.kube.operator.OperatorOptions`; the Helm chart passes
-``--lease`` (and its namespace and timing), ``--log-level``, ``--metrics-port``, ``--default-worker-image``,
+``--lease`` (and its namespace and timing), ``--shards``, ``--log-level``, ``--metrics-port``, ``--default-worker-image``,
 ``--max-sub-workflow-depth`` and ``--namespace``. The operator itself (Kopf, the Kubernetes clients) is
 imported only when the command runs. This module only parses arguments: it must never hold operator logic.
 """
@@ -60,6 +60,9 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     election.add_argument("--lease", metavar="NAME",
                           help="elect a leader among the replicas through this Lease (coordination.k8s.io); "
                           "only the leader acts, the others stand by")
+    parser.add_argument("--shards", type=int, default=1, metavar="N",
+                        help="split the Workflows into N shards, one Lease each (NAME-shard-<i>, with --lease): every "
+                        "replica holds a fair share and acts on those only (default 1: one leader acts on all)")
     parser.add_argument("--lease-namespace", metavar="NS",
                         help="namespace of the Lease (default: $POD_NAMESPACE)")
     # Defaults (None here, so that parsing never imports the operator): client-go's 15 s / 10 s / 2 s.
@@ -198,6 +201,10 @@ def run(args: argparse.Namespace) -> int:
         retry_period=default.retry_period if args.lease_retry_period is None else args.lease_retry_period,
     )
     lease_namespace = args.lease_namespace or os.environ.get("POD_NAMESPACE") or None
+    if args.shards < 1:
+        raise KonduktUserError(f"--shards must be at least 1, got {args.shards}")
+    if args.shards > 1 and not args.lease:
+        raise KonduktUserError("--shards needs --lease NAME: the shards are Leases NAME-shard-<i>")
     if args.lease:
         problems = timing.problems()
         if not lease_namespace:
@@ -217,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         lease_name=args.lease,
         lease_namespace=lease_namespace,
         lease_timing=timing,
+        shards=args.shards,
         metrics_port=args.metrics_port,
         metrics_address=args.metrics_address,
         liveness_endpoint=args.liveness,

@@ -187,8 +187,15 @@ class Actor:
     def _pod_finished(self, namespace: str, job_name: str) -> bool:
         return any(pod.terminated for pod in self.view.pods_of_job(namespace, job_name))
 
-    def load(self, namespace: str, task_defs: Mapping[str, TaskDef], now: int) -> Load:
-        """How busy each limited TaskDef is across the namespace, from the Jobs that exist."""
+    def finished_jobs(self, namespace: str, task_def: str) -> dict[str, bool]:
+        """The Jobs of ``task_def`` the informer shows: name -> finished."""
+        return {job.name: job.finished or self._pod_finished(namespace, job.name)
+                for job in self.view.jobs_of_task_def(namespace, task_def)}
+
+    def load(self, namespace: str, task_defs: Mapping[str, TaskDef], now: int,
+             claimed: Mapping[str, Mapping[str, int]] | None = None) -> Load:
+        """How busy each limited TaskDef is across the namespace, from the Jobs that exist, those this replica
+        just created, and (``claimed``: TaskDef -> Job -> dispatch ms) other replicas' claims not seen yet."""
         by_def: dict[str, TaskLoad] = {}
         for name, task_def in task_defs.items():
             if not is_limited(task_def):
@@ -198,9 +205,10 @@ class Actor:
             reserved = self.reservations.get((namespace, name), {})
             for job_name in [j for j, at in reserved.items() if j in seen or now - at > 120_000]:
                 reserved.pop(job_name, None)
+            pending = {**reserved, **{j: at for j, at in ((claimed or {}).get(name) or {}).items() if j not in seen}}
             running = sum(1 for job in jobs if not job.finished and not self._pod_finished(namespace, job.name))
-            running += len(reserved)
-            starts = [job.dispatched_at_ms for job in jobs] + list(reserved.values())
+            running += len(pending)
+            starts = [job.dispatched_at_ms for job in jobs] + list(pending.values())
             by_def[name] = task_load(running, starts, rate_window_ms(task_def), now)
         return Load(byTaskDef=by_def)
 

@@ -262,6 +262,18 @@ class LeaderElector:
     def path(self) -> str:
         return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{urllib.parse.quote(self.name)}"
 
+    @property
+    def leading(self) -> bool:
+        """Whether this replica acts under the Lease (started, not yet stopped; :meth:`is_leader` also checks
+        the deadline)."""
+        return self._leading
+
+    async def hand_over(self, why: str) -> bool:
+        """Stop acting under this Lease at once and release it (a replica holding more than its share of the
+        shards gives one up). True when released."""
+        self._step_down(why, logging.INFO)
+        return await self.release()
+
     def is_leader(self) -> bool:
         return self._valid_until is not None and self.clock() < self._valid_until
 
@@ -270,8 +282,11 @@ class LeaderElector:
         return self.observed.record.holder if self.observed is not None else ""
 
     # ----------------------------------------------------------------------------------- one try
-    async def try_acquire_or_renew(self) -> bool:
-        """One step of client-go's ``tryAcquireOrRenew``: True when this replica now holds the Lease."""
+    async def try_acquire_or_renew(self, *, take: bool = True) -> bool:
+        """One step of client-go's ``tryAcquireOrRenew``: True when this replica now holds the Lease.
+
+        ``take=False`` (a shard this replica does not want now, see :mod:`kondukt.kube.shards`): the Lease is
+        only read and observed (who holds it, since when), never created or written, unless already held."""
         sent = self.clock()  # before anything is sent: the deadline can only come early, never late
         now = dt.datetime.now(dt.UTC)
         observed = self.observed
@@ -284,6 +299,8 @@ class LeaderElector:
             logger.warning("leader election: cannot read lease %s: %s", self.lease, err)
             return False
         if lease is None:
+            if not take:
+                return False
             record = first_record(self.identity, self.timing, now)
             try:
                 created = await self.api.create(self.path.rsplit("/", 1)[0],
@@ -303,7 +320,13 @@ class LeaderElector:
             if self._leading:  # someone else holds it: stop at once, the deadline would come anyway
                 self._step_down(f"lease {self.lease} is held by {record.holder}")
             return False
+        if not take and record.holder != self.identity:
+            return False
         return await self._write(record, version, sent, now)
+
+    def may_take_now(self) -> bool:
+        """Whether the Lease, as last observed, is free, this replica's own, or expired (no request)."""
+        return self.observed is not None and may_take(self.observed, self.identity, self.clock())
 
     async def _write(self, current: LeaseRecord, version: str, sent: float, now: dt.datetime) -> bool:
         record = next_record(current, self.identity, self.timing, now)

@@ -15,7 +15,10 @@ Names follow Prometheus conventions (``kondukt_`` prefix, ``_total`` counters, `
 - ``kondukt_events_dropped_total``: Events not posted because the queue was full;
 - ``kondukt_leader{lease,identity}``: 1 while this replica holds the Lease and acts, 0 while it stands by
   (set once the replica has led; with ``--standalone`` there is no Lease and no series);
-- ``kondukt_leaderships_total``: how often this replica became the leader;
+- ``kondukt_leaderships_total``: how often this replica became the leader (of a shard, with ``--shards``);
+- ``kondukt_shards_held`` and ``kondukt_shard_replicas``: with ``--shards``, the shards this replica holds and
+  the replicas it sees alive; ``kondukt_limit_claim_conflicts_total``: limit claims that met another replica's
+  and were decided again (:mod:`kondukt.kube.claims`);
 - ``kondukt_api_errors_total{code}``: API requests and watches of the operator's own client that failed
   transiently — ``code`` is the HTTP status (429 throttled, 5xx) or ``0`` for a timeout or a refused or
   broken connection (Kopf's watches of Workflows and definitions are not counted: Kopf retries them itself);
@@ -74,6 +77,12 @@ class Metrics:
                                       registry=r)
         self.leader = Gauge("kondukt_leader", "1 while this replica holds the operator's Lease and acts, 0 while "
                             "it stands by.", ["lease", "identity"], registry=r)
+        self.shards_held = Gauge("kondukt_shards_held", "Shards this replica holds (with --shards).", registry=r)
+        self.shard_replicas = Gauge("kondukt_shard_replicas", "Operator replicas alive, as this replica sees "
+                                    "their member Leases (with --shards).", registry=r)
+        self.limit_claim_conflicts = Counter(
+            "kondukt_limit_claim_conflicts_total", "Limit claims (rate, concurrency across shards) that met "
+            "another replica's claim and were decided again.", registry=r)
         self.leaderships = Counter("kondukt_leaderships_total", "Times this replica became the leader.",
                                    registry=r)
         self.api_errors = Counter("kondukt_api_errors_total", "API calls that failed transiently, by HTTP status "

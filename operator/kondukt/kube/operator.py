@@ -51,6 +51,7 @@ from kondukt.engine.payloads import DEFAULT_INLINE_VALUE_BYTES
 from kondukt.kube import cache
 from kondukt.kube import resources as r
 from kondukt.kube.builders import JobOptions
+from kondukt.kube.claims import LimitClaims
 from kondukt.kube.definitions import DefinitionHealth, index_references
 from kondukt.kube.events import EventRecorder
 from kondukt.kube.informer import IndexStore, Informer
@@ -58,6 +59,7 @@ from kondukt.kube.kubeapi import KubeClient, TransientApiError, load_configurati
 from kondukt.kube.leader import LeaderElector, LeaseTiming
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
+from kondukt.kube.shards import ShardManager
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
 from kondukt.limits import DEFAULT_MAX_SUB_WORKFLOW_DEPTH
 from kondukt.scriptpool import ScriptLimits
@@ -88,6 +90,8 @@ class OperatorOptions:
     lease_name: str | None = None
     lease_namespace: str | None = None
     lease_timing: LeaseTiming = field(default_factory=LeaseTiming)
+    #: Shards of the Workflows (> 1: one Lease each, see :mod:`kondukt.kube.shards`; needs lease_name).
+    shards: int = 1
     metrics_port: int = 0
     metrics_address: str = "0.0.0.0"
     liveness_endpoint: str | None = None
@@ -191,6 +195,8 @@ class Controller:
                                             ready=self.kopf_indexed)
         #: The leader election (None: a single replica that always acts); see run_operator_async.
         self.elector: LeaderElector | None = None
+        #: With --shards above 1: the shards this replica holds (then ``elector`` is None).
+        self.shards: ShardManager | None = None
         api.on_error = self.on_api_error
         api.on_done = self.on_api_done
         self.job_store: IndexStore[cache.JobRecord] = IndexStore()
@@ -248,6 +254,8 @@ class Controller:
             self.elector.start()
         if self.archive is not None:
             self._pruner = asyncio.create_task(self._prune_archive(self.archive), name="kondukt-archive")
+        if self.shards is not None:
+            self.shards.start()
 
     async def stop(self) -> None:
         if self.elector is not None:
@@ -256,6 +264,8 @@ class Controller:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
+        if self.shards is not None:
+            await self.shards.stop()
         for informer in self.informers:
             await informer.stop()
         await self.reconciler.stop()
@@ -266,6 +276,9 @@ class Controller:
             await self.elector.api.close()
         if self.archive is not None:
             await self.archive.close()
+        if self.shards is not None:  # the same for every shard held: the others take them at their next round
+            await self.shards.release()
+            await self.shards.api.close()
         await self.api.close()
 
     async def _prune_archive(self, archive: ArchiveStore) -> None:
@@ -360,10 +373,12 @@ class Controller:
         self.reconciler.wake_definition_waiters(namespace)
         self.definitions.observe(plural, event_type, body)
 
-    def lead(self) -> None:
-        """This replica just became the leader: reconcile every Workflow, check every definition."""
-        self.reconciler.lead()
-        self.definitions.lead()
+    def lead(self, shard: int | None = None) -> None:
+        """This replica just became the leader (of ``shard``): reconcile every Workflow (of that shard), and check
+        every definition (the leader's work, or shard 0's holder's)."""
+        self.reconciler.lead(shard)
+        if shard is None or shard == 0:
+            self.definitions.lead()
 
 
 def build_registry(controller: Controller) -> kopf.OperatorRegistry:
@@ -459,19 +474,35 @@ async def run_operator_async(
         if not namespace:
             raise ValueError("leader election needs the Lease's namespace: --lease-namespace or $POD_NAMESPACE")
         timing = options.lease_timing
-        elector = LeaderElector(
-            KubeClient(configuration, timeout=timing.request_timeout, connections=4),
-            namespace=namespace, name=options.lease_name, identity=identity, timing=timing,
-            metrics=controller.metrics, on_started=controller.lead,
-            on_stopped=controller.reconciler.stand_by,
-        )
-        elector.api.on_error = controller.on_api_error
-        controller.elector = elector
-        controller.reconciler.leading = elector.is_leader
-        controller.definitions.leading = elector.is_leader
-        api.fence = elector.is_leader
-        mode = (f"leader election on lease {namespace}/{options.lease_name} as {identity} (lease "
-                f"{timing.lease_duration}s, renew deadline {timing.renew_deadline:g}s, retry {timing.retry_period:g}s)")
+        if options.shards > 1:
+            shards = ShardManager(
+                KubeClient(configuration, timeout=timing.request_timeout, connections=8),
+                namespace=namespace, base=options.lease_name, shards=options.shards, identity=identity, timing=timing,
+                metrics=controller.metrics, on_started=controller.lead, on_stopped=controller.reconciler.stand_by,
+            )
+            shards.api.on_error = controller.on_api_error
+            controller.shards = shards
+            controller.reconciler.leading = shards.may_act
+            controller.reconciler.shard_of = shards.shard_of
+            controller.reconciler.claims = LimitClaims(api, identity)
+            controller.definitions.leading = lambda: shards.holds(0)  # definitions' health: shard 0's holder
+            api.fence = shards.may_act
+            mode = (f"{options.shards} shards on leases {namespace}/{options.lease_name}-shard-<i> as {identity} (lease "
+                    f"{timing.lease_duration}s, renew deadline {timing.renew_deadline:g}s, retry {timing.retry_period:g}s)")
+        else:
+            elector = LeaderElector(
+                KubeClient(configuration, timeout=timing.request_timeout, connections=4),
+                namespace=namespace, name=options.lease_name, identity=identity, timing=timing,
+                metrics=controller.metrics, on_started=controller.lead,
+                on_stopped=controller.reconciler.stand_by,
+            )
+            elector.api.on_error = controller.on_api_error
+            controller.elector = elector
+            controller.reconciler.leading = elector.is_leader
+            controller.definitions.leading = elector.is_leader
+            api.fence = elector.is_leader
+            mode = (f"leader election on lease {namespace}/{options.lease_name} as {identity} (lease "
+                    f"{timing.lease_duration}s, renew deadline {timing.renew_deadline:g}s, retry {timing.retry_period:g}s)")
     else:
         mode = "standalone (one replica, no leader election)"
     logger.info(

@@ -49,10 +49,14 @@ from typing import Any, Final
 
 import pydantic
 
+from kondukt.driver.load import is_limited, rate_window_ms
 from kondukt.engine import decide
 from kondukt.engine.decision import (
     CancelTask,
+    Decision,
+    Load,
     Observation,
+    StartTask,
     TaskTransition,
 )
 from kondukt.engine.models import (
@@ -76,6 +80,7 @@ from kondukt.kube.builders import (
 from kondukt.kube.cache import (
     ClusterView,
 )
+from kondukt.kube.claims import Claim, LimitClaims, counted, pruned
 from kondukt.kube.events import EventRecorder, describe_transition, describe_workflow
 from kondukt.kube.kubeapi import Conflict, KubeClient, TooLarge, TransientApiError
 from kondukt.kube.memo import Memo, Outcome, ReconcileSettings, TransientError, WorkflowKey
@@ -83,6 +88,7 @@ from kondukt.kube.metrics import Metrics
 from kondukt.kube.observe import Observer
 from kondukt.kube.offload import fetch_external, offload
 from kondukt.kube.retention import Retention
+from kondukt.kube.shards import acting_shard
 from kondukt.kube.start import Starter
 from kondukt.kube.status import (
     StatusError,
@@ -102,6 +108,8 @@ logger = logging.getLogger(__name__)
 _TERMINAL_PHASES: Final = frozenset(s.value for s in WorkflowStatus if s.terminal)
 #: See the status write in Reconciler.reconcile: how long a workflow's news is gathered, per task.
 HOLD_SECONDS_PER_TASK: Final = 0.0001
+#: How often one reconcile reads and claims a limited TaskDef's slots again when other replicas claim meanwhile.
+CLAIM_TRIES: Final = 5
 
 
 def _now_ms() -> int:
@@ -172,8 +180,13 @@ class Reconciler:
         self.clock = clock
         self.queue: WorkQueue[WorkflowKey] = WorkQueue(self.run, workers=workers, on_depth=metrics.queue_depth.set,
                                                        ready=ready)
-        #: Whether this replica may act now (it holds the operator's Lease); None: always (one replica).
+        #: Whether this replica may act now (it holds the operator's Lease, or with shards the shard of the
+        #: workflow being reconciled: :data:`~kondukt.kube.shards.acting_shard`); None: always (one replica).
         self.leading: Callable[[], bool] | None = None
+        #: With shards: a workflow's shard from its uid (:func:`~kondukt.kube.shards.shard_of`).
+        self.shard_of: Callable[[str], int] | None = None
+        #: With shards: limits counted across replicas through claims (:mod:`kondukt.kube.claims`).
+        self.claims: LimitClaims | None = None
         self._memos: dict[str, Memo] = {}
         #: Workflows held back by a concurrentExecLimit: (ns, def) -> keys to wake when a slot frees.
         self._waiters: dict[tuple[str, str], set[WorkflowKey]] = {}
@@ -249,19 +262,35 @@ class Reconciler:
             if deleted:
                 self.retention.forget(uid)
 
-    def lead(self) -> None:
-        """This replica just became the leader: reconcile every Workflow it knows (its watches kept the
-        cache current while it stood by; whatever the last leader left half done is found and finished)."""
-        for key in list(self._objects):
+    def _keys_of(self, shard: int | None) -> list[tuple[WorkflowKey, str]]:
+        """The Workflows known (key, uid), all or those of ``shard``."""
+        found = []
+        for key, obj in list(self._objects.items()):
+            uid = str((obj.get("metadata") or {}).get("uid"))
+            if shard is None or self.shard_of is None or self.shard_of(uid) == shard:
+                found.append((key, uid))
+        return found
+
+    def lead(self, shard: int | None = None) -> None:
+        """This replica just became the leader (of ``shard``): reconcile every Workflow it knows (of that shard;
+        its watches kept the cache current while it stood by; whatever the last holder left half done is found
+        and finished)."""
+        for key, _uid in self._keys_of(shard):
             self.queue.add(key)
 
-    def stand_by(self) -> None:
-        """This replica stopped leading: drop its timers, in-flight HTTP tasks and jq evaluations, and the
-        results not yet written. What they would have done is the leader's now; it finds it again from the
-        Workflows' status. The API client's fence already refuses every write of a reconcile still running."""
-        for key in list(self._objects):
+    def stand_by(self, shard: int | None = None) -> None:
+        """This replica stopped leading (``shard``): drop the timers, in-flight HTTP tasks and jq evaluations, and
+        the results not yet written (of that shard's workflows). What they would have done is the new holder's
+        now; it finds it again from the Workflows' status. The API client's fence already refuses every write of
+        a reconcile still running."""
+        if shard is None:
+            for key in list(self._objects):
+                self.queue.cancel_timer(key)
+            self.actor.drop_all()
+            return
+        for key, uid in self._keys_of(shard):
             self.queue.cancel_timer(key)
-        self.actor.drop_all()
+            self.actor.forget(uid)
 
     async def start(self) -> None:
         self.queue.start()
@@ -277,6 +306,7 @@ class Reconciler:
             return
         started = time.perf_counter()
         result = "ok"
+        shard_token = acting_shard.set(None)  # _read sets the workflow's shard: the fence checks every write
         try:
             outcome = await self.reconcile(key)
             self.queue.forget(key)
@@ -301,6 +331,7 @@ class Reconciler:
             logger.warning("workflow %s/%s: %s (retrying in %.2fs%s)", key[0], key[1], err, delay,
                            f", the server asked Retry-After {asked:g}s" if asked else "")
         finally:
+            acting_shard.reset(shard_token)
             self.metrics.reconcile_duration.labels(result).observe(time.perf_counter() - started)
 
     def _schedule(self, key: WorkflowKey, outcome: Outcome) -> None:
@@ -340,6 +371,11 @@ class Reconciler:
             self.observe(obj)
         meta = obj.get("metadata") or {}
         uid = str(meta.get("uid"))
+        if self.shard_of is not None:
+            acting_shard.set(self.shard_of(uid))
+            if self.leading is not None and not self.leading():
+                self.queue.cancel_timer(key)  # another replica holds this workflow's shard, and its timers
+                return None
         if meta.get("deletionTimestamp"):
             self.forget(key, uid)
             return None
@@ -422,6 +458,8 @@ class Reconciler:
         namespace, name = p.key
         for _round in range(self.settings.max_rounds):
             decision = decide(p.blueprint, p.workflow, p.observations, p.now)
+            if self.claims is not None:
+                decision = await self._claim_limits(p, decision)
             for message in decision.messages:
                 logger.info("workflow %s/%s: %s", namespace, name, message)
             self.actor.reserve(namespace, p.owner, decision.actions, p.task_defs, p.now)
@@ -437,6 +475,49 @@ class Reconciler:
             p.now = self.clock()
             p.observations = [*immediate, self.actor.load(namespace, p.task_defs, p.now)]
         p.wake_at = p.now  # more immediate results than rounds: come back at once
+
+    def _limited_starts(self, p: _Pass, decision: Decision) -> dict[str, list[str]]:
+        """The Jobs ``decision`` creates for limited TaskDefs: TaskDef -> Job names."""
+        starts: dict[str, list[str]] = {}
+        for action in decision.actions:
+            if isinstance(action, StartTask) and is_limited(p.task_defs.get(action.taskDefName)):
+                starts.setdefault(action.taskDefName, []).append(
+                    names.job_name(p.owner.name, p.owner.uid, action.referenceTaskName, action.taskId))
+        return starts
+
+    async def _claim_limits(self, p: _Pass, decision: Decision) -> Decision:
+        """With shards: the Jobs of limited TaskDefs are claimed before they are created (:mod:`kondukt.kube.claims`):
+        decide again with the load every replica's claims add, and store the claims guarded by the version
+        read; another replica's claim meanwhile means reading and deciding again."""
+        assert self.claims is not None
+        namespace = p.key[0]
+        starts = self._limited_starts(p, decision)
+        if not starts:
+            return decision
+        own_dispatched = {name for task in p.workflow.tasks if (name := self._job_name_of(p.owner, task))}
+        for _try in range(CLAIM_TRIES):
+            read = {task_def: await self.claims.read(namespace, task_def) for task_def in starts}
+            finished = {task_def: self.actor.finished_jobs(namespace, task_def) for task_def in read}
+            claimed = {task_def: counted(claim_set.claims, finished[task_def], p.owner.uid, own_dispatched, p.now)
+                       for task_def, claim_set in read.items()}
+            observations: list[Observation] = [o for o in p.observations if not isinstance(o, Load)]
+            observations.append(self.actor.load(namespace, p.task_defs, p.now, claimed))
+            decision = decide(p.blueprint, p.workflow, observations, p.now)
+            starts = self._limited_starts(p, decision)
+            stored = set(starts) <= set(read)
+            for task_def, jobs in starts.items():
+                if not stored or not jobs:
+                    break
+                claim_set = read[task_def]
+                kept = pruned(claim_set.claims, finished[task_def], rate_window_ms(p.task_defs.get(task_def)), p.now)
+                kept.update({job: Claim(at_ms=p.now, workflow_uid=p.owner.uid) for job in jobs})
+                stored = await self.claims.write(namespace, claim_set, kept)
+            if stored:
+                return decision
+            self.metrics.limit_claim_conflicts.inc()
+            if not starts:
+                return decision
+        raise TransientError(f"the limit claims of {', '.join(sorted(starts))} kept changing under other replicas")
 
     async def _write_status(self, p: _Pass) -> Outcome | None:
         """Step 4: values too large for the status to payload storage, then the status written with the
