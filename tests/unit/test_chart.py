@@ -289,6 +289,20 @@ def test_the_replicas_elect_a_leader_through_the_charts_lease(helm_home: Path, s
             assert not [r for r in o["rules"] if "coordination.k8s.io" in r["apiGroups"]], o["metadata"]["name"]
 
 
+@pytest.mark.parametrize("shape", ["defaults", "namespaced"])
+def test_shards_get_their_flag_and_the_leases_they_need_no_more(helm_home: Path, shape: str) -> None:
+    objects = render(helm_home, {**SHAPES[shape][0], "replicas": "3", "shards": "6"})
+    assert "--shards=6" in container_args(objects)
+    role = leader_election_role(objects)
+    assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+            "verbs": ["get", "list", "update", "delete"]} in role["rules"]  # shard and member Leases
+    assert not [r for r in role["rules"] if "watch" in r["verbs"] or "patch" in r["verbs"]]
+    claims = {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    workload_roles = [o for o in objects if o["kind"] in ("Role", "ClusterRole") and o is not role]
+    assert workload_roles and all(claims in o["rules"] for o in workload_roles)  # the limit claims
+    assert "--shards=1" in container_args(render(helm_home, SHAPES[shape][0]))
+
+
 def test_the_lease_name_and_timing_are_values(helm_home: Path) -> None:
     objects = render(helm_home, {"leaderElection.leaseName": "shared", "leaderElection.leaseDurationSeconds": "30",
                                  "leaderElection.renewDeadlineSeconds": "20", "leaderElection.retryPeriodSeconds": "3"},

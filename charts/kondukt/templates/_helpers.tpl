@@ -134,6 +134,13 @@ nothing is ever deleted but the task attempts' Jobs and finished Workflows whose
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- if gt (int .Values.shards) 1 }}
+# With shards: a limited TaskDef's attempts are claimed in its claim Lease (kondukt-limit-<taskdef>-<hash>),
+# read fresh and replaced with resourceVersion guards, so rate and concurrency limits hold across replicas.
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
+{{- end }}
 {{- end }}
 
 {{/* The web UI's labels (ui.enabled): the operator's, with its own component so that selectors never mix. */}}

@@ -61,7 +61,7 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
                           help="elect a leader among the replicas through this Lease (coordination.k8s.io); "
                           "only the leader acts, the others stand by")
     parser.add_argument("--shards", type=int, default=1, metavar="N",
-                        help="split the Workflows into N shards, one Lease each (NAME-shard-<i>, with --lease): every "
+                        help="split the Workflows into N shards, one Lease each (NAME-shard-<i>-of-<N>, with --lease): every "
                         "replica holds a fair share and acts on those only (default 1: one leader acts on all)")
     parser.add_argument("--lease-namespace", metavar="NS",
                         help="namespace of the Lease (default: $POD_NAMESPACE)")
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     if args.shards < 1:
         raise KonduktUserError(f"--shards must be at least 1, got {args.shards}")
     if args.shards > 1 and not args.lease:
-        raise KonduktUserError("--shards needs --lease NAME: the shards are Leases NAME-shard-<i>")
+        raise KonduktUserError("--shards needs --lease NAME: the shards are Leases NAME-shard-<i>-of-<N>")
     if args.lease:
         problems = timing.problems()
         if not lease_namespace:

@@ -15,6 +15,8 @@ Modules, from pure to I/O:
 - ``kubeapi``: the few API calls the operator makes (async, never blocking the event loop; writes fenced
   by the leader election);
 - ``leader``: leader election among replicas with a Lease (client-go's semantics): who may act, when;
+- ``shards``: with ``--shards``, one such Lease per shard, a fair share per replica, the per-shard fence;
+- ``claims``: with ``--shards``, rate and concurrency limits held across replicas (claims in a Lease);
 - ``opsannotations``: the format of the ``ops.kondukt.io/<op>`` operation requests (the CLI writes them);
 - ``memo``: the reconcile's settings, what it remembers about a Workflow, what one reconcile returns;
 - ``offload``: values too large for the status, kept in external payload storage;

@@ -325,8 +325,9 @@ class LeaderElector:
         return await self._write(record, version, sent, now)
 
     def may_take_now(self) -> bool:
-        """Whether the Lease, as last observed, is free, this replica's own, or expired (no request)."""
-        return self.observed is not None and may_take(self.observed, self.identity, self.clock())
+        """Whether the Lease, as last observed, is free, this replica's own, or expired (no request); also when
+        it was not seen (it does not exist yet): :meth:`try_acquire_or_renew` reads it again before any write."""
+        return self.observed is None or may_take(self.observed, self.identity, self.clock())
 
     async def _write(self, current: LeaseRecord, version: str, sent: float, now: dt.datetime) -> bool:
         record = next_record(current, self.identity, self.timing, now)

@@ -487,7 +487,7 @@ async def run_operator_async(
             controller.reconciler.claims = LimitClaims(api, identity)
             controller.definitions.leading = lambda: shards.holds(0)  # definitions' health: shard 0's holder
             api.fence = shards.may_act
-            mode = (f"{options.shards} shards on leases {namespace}/{options.lease_name}-shard-<i> as {identity} (lease "
+            mode = (f"{options.shards} shards on leases {namespace}/{options.lease_name}-shard-<i>-of-{options.shards} as {identity} (lease "
                     f"{timing.lease_duration}s, renew deadline {timing.renew_deadline:g}s, retry {timing.retry_period:g}s)")
         else:
             elector = LeaderElector(

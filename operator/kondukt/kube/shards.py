@@ -2,7 +2,7 @@
 
 Why: one leader doing all the work caps a cluster at what one process does (issue 10: about 700 workflows a
 minute all day). With ``--shards N`` (N > 1) the Workflows are split into N shards and every replica holds
-some of them; each shard is a Lease (``<lease>-shard-<i>``) elected with exactly the rules of
+some of them; each shard is a Lease (``<lease>-shard-<i>-of-<n>``) elected with exactly the rules of
 :mod:`kondukt.kube.leader` (client-go's: resourceVersion-guarded writes, expiry measured on the candidate's
 own monotonic clock, a holder stops acting at its renew deadline, before anyone may take the Lease). So the
 guarantee of the one-leader design holds per shard: never two replicas acting on one workflow at once.
@@ -20,13 +20,19 @@ guarantee of the one-leader design holds per shard: never two replicas acting on
   ``kondukt.io/shard-members=<lease>``) renewed like the others, as kube-apiserver's identity Leases. The
   replicas alive are the member Leases whose record changed within their duration (by this replica's clock).
   A replica takes free or expired shards only while it holds fewer than ``ceil(shards / replicas alive)``
-  (:func:`fair_share`), and hands one over (stop acting, release) per round while it holds more — so a new
-  replica gets its share within a few retry periods and a dead one's shards go to the others once its Leases
+  (:func:`fair_share`) and no other replica alive holds fewer (:func:`may_take_more`; who holds what is read
+  from the shard Leases), and hands one over (stop acting, release) per round while it holds more than its
+  share or two more than the poorest replica (:func:`surplus`) — so a new replica gets its share within a few
+  retry periods and a dead one's shards go to the others once its Leases
   expire (within the lease duration and a retry period or two). Member Leases of replicas gone for long are
   deleted by the others.
 - When a shard is taken its workflows are all reconciled (the watches kept every replica's caches warm); when it
   is lost, their timers and in-flight HTTP requests and jq evaluations are dropped (:class:`Reconciler` ``lead``
   / ``stand_by`` with the shard).
+
+Changing the shard count: the count is in the shard Leases' names and on every member Lease; while replicas
+with different counts are alive (a rolling update), none takes a shard, so the old ones keep acting on theirs
+until they stop and release them, and only then do the new ones take the new shards.
 
 With one shard (the default) nothing here is used: ``--lease`` is the one-leader election of
 :mod:`kondukt.kube.leader`, unchanged. Rate and concurrency limits across shards: :mod:`kondukt.kube.claims`.
@@ -46,7 +52,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Final
+from typing import Any, Final
 
 from kondukt.kube import names
 from kondukt.kube.kubeapi import ApiError, Conflict, KubeClient
@@ -67,6 +73,9 @@ logger = logging.getLogger("kondukt.shards")
 
 #: The label of the member Leases: its value is the shard Leases' base name.
 MEMBER_LABEL: Final = "kondukt.io/shard-members"
+#: On a member Lease: the replica's shard count. While replicas with different counts are alive (a rollout
+#: that changes ``--shards``), nobody takes a shard: the old replicas keep theirs until they stop.
+SHARDS_ANNOTATION: Final = "kondukt.io/shards"
 #: A member Lease not renewed for this many lease durations is deleted by the other replicas.
 MEMBER_GARBAGE_DURATIONS: Final = 10
 #: The shard of the workflow the current reconcile acts on (None: no workflow, e.g. an Event).
@@ -82,8 +91,9 @@ def shard_of(uid: str, shards: int) -> int:
 
 
 def shard_lease_names(base: str, shards: int) -> list[str]:
-    """The shards' Leases: ``base`` itself with one shard (the one-leader Lease), else ``base-shard-<i>``."""
-    return [base] if shards <= 1 else [f"{base}-shard-{i}" for i in range(shards)]
+    """The shards' Leases: ``base`` itself with one shard (the one-leader Lease), else ``base-shard-<i>-of-<n>``:
+    the count is in the name, so a Lease never stands for two different splits of the workflows."""
+    return [base] if shards <= 1 else [f"{base}-shard-{i}-of-{shards}" for i in range(shards)]
 
 
 def member_lease_name(base: str, identity: str) -> str:
@@ -102,9 +112,18 @@ def alive_members(observed: Mapping[str, Observed], own: str, now: float) -> int
                if name == own or (seen.record.holder and now < expires_at(seen)))
 
 
-def surplus(held: list[int], share: int) -> int | None:
-    """The shard to hand over while holding more than ``share`` (the highest), else None."""
-    return max(held) if len(held) > share else None
+def surplus(held: list[int], share: int, fewest_other: int | None = None) -> int | None:
+    """The shard to hand over (the highest held), else None: while holding more than ``share``, or more than one
+    above the replica alive that holds the fewest (``fewest_other``; None: no other replica)."""
+    if len(held) > share or (fewest_other is not None and len(held) > fewest_other + 1):
+        return max(held)
+    return None
+
+
+def may_take_more(held: int, share: int, fewest_other: int | None) -> bool:
+    """Whether a replica holding ``held`` shards may take one more: below its share, and no other replica alive
+    holds fewer (that one takes first: so 4 shards on 3 replicas end as 2/1/1, never 2/2/0)."""
+    return held < share and (fewest_other is None or held <= fewest_other)
 
 
 # ------------------------------------------------------------------------------------------------ I/O
@@ -139,6 +158,8 @@ class ShardManager:
         self.members: dict[str, Observed] = {}
         self._member: Observed | None = None  # this replica's own member Lease, as written last
         self.replicas = 1
+        #: Replicas with another shard count are alive (a rollout changing --shards): take nothing.
+        self.mixed = False
         self._rounds = 0
         self._task: asyncio.Task[None] | None = None
         self._random = random.Random()
@@ -185,18 +206,18 @@ class ShardManager:
                 current = await self.api.get(path, f"lease {self.member_name}")
                 if current is None:
                     body = build_lease(self.namespace, self.member_name, first_record(self.identity, self.timing, now))
-                    body["metadata"]["labels"] = {MEMBER_LABEL: names.label_value(self.base)}
+                    self._member_metadata(body)
                     written = await self.api.create(self.leases_path, body, f"lease {self.member_name}")
                 else:
                     record = next_record(LeaseRecord.from_spec(current.get("spec")), self.identity, self.timing, now)
                     body = build_lease(self.namespace, self.member_name, record,
                                        str((current.get("metadata") or {}).get("resourceVersion")))
-                    body["metadata"]["labels"] = {MEMBER_LABEL: names.label_value(self.base)}
+                    self._member_metadata(body)
                     written = await self.api.request("PUT", path, body=body, what=f"lease {self.member_name}")
             else:
                 record = next_record(self._member.record, self.identity, self.timing, now)
                 body = build_lease(self.namespace, self.member_name, record, self._member.resource_version)
-                body["metadata"]["labels"] = {MEMBER_LABEL: names.label_value(self.base)}
+                self._member_metadata(body)
                 written = await self.api.request("PUT", path, body=body, what=f"lease {self.member_name}")
             if written is not None:
                 self._member = Observed(LeaseRecord.from_spec(written.get("spec")),
@@ -212,15 +233,29 @@ class ShardManager:
             return self.replicas
         now_mono = self.clock()
         seen: dict[str, Observed] = {}
+        counts: dict[str, str] = {}
         for item in items:
             meta = item.get("metadata") or {}
             name = str(meta.get("name"))
             seen[name] = observe(self.members.get(name), LeaseRecord.from_spec(item.get("spec")),
                                  str(meta.get("resourceVersion")), now_mono)
+            counts[name] = str((meta.get("annotations") or {}).get(SHARDS_ANNOTATION) or "")
         self.members = seen
         await self._collect_garbage(now_mono)
-        self.replicas = max(1, alive_members(seen, self.member_name, now_mono))
+        other_count = {name for name, member in self.members.items()
+                       if name != self.member_name and member.record.holder and now_mono < expires_at(member)
+                       and counts.get(name) != str(self.shards)}
+        if other_count and not self.mixed:
+            logger.warning("shards: replicas with another shard count are alive (%s): taking no shard until they "
+                           "stop", ", ".join(sorted(self.members[n].record.holder for n in other_count)))
+        self.mixed = bool(other_count)
+        self.replicas = max(1, alive_members({n: m for n, m in self.members.items() if n not in other_count},
+                                             self.member_name, now_mono))
         return self.replicas
+
+    def _member_metadata(self, body: dict[str, Any]) -> None:
+        body["metadata"]["labels"] = {MEMBER_LABEL: names.label_value(self.base)}
+        body["metadata"]["annotations"] = {SHARDS_ANNOTATION: str(self.shards)}
 
     async def _collect_garbage(self, now: float) -> None:
         for name, seen in list(self.members.items()):
@@ -235,6 +270,18 @@ class ShardManager:
                 logger.info("shards: deleted the member lease %s of a replica gone for %.0fs", name, gone_for)
             self.members.pop(name, None)
 
+    def fewest_held_by_others(self) -> int | None:
+        """The fewest shards any other replica alive holds, as this replica last saw the Leases (None: alone)."""
+        now = self.clock()
+        counts = {seen.record.holder: 0 for name, seen in self.members.items()
+                  if name != self.member_name and seen.record.holder and seen.record.holder != self.identity
+                  and now < expires_at(seen)}
+        for elector in self.electors:
+            seen = elector.observed
+            if seen is not None and seen.record.holder in counts and now < expires_at(seen):
+                counts[seen.record.holder] += 1
+        return min(counts.values(), default=None)
+
     async def round(self) -> None:
         """Renew, count the replicas, hand over a surplus, watch the rest, take up to the fair share."""
         held_before = [i for i, e in enumerate(self.electors) if e.leading]
@@ -242,21 +289,21 @@ class ShardManager:
         replicas = await self.heartbeat()
         share = fair_share(self.shards, replicas)
         held = self.held()
-        extra = surplus(held, share)
+        extra = None if self.mixed else surplus(held, share, self.fewest_held_by_others())
         if extra is not None:
             await self.electors[extra].hand_over(
                 f"handing shard {extra} over: {len(held)} held, the fair share of {replicas} replicas is {share}")
             held = self.held()
         others = [i for i in range(self.shards) if i not in held]
         await asyncio.gather(*(self._bounded(self.electors[i], False) for i in others))
-        room = share - len(held)
-        if self._rounds > 0 and room > 0:  # the first round only looks: the other replicas' members show first
+        if self._rounds > 0 and not self.mixed:  # the first round only looks: the members show first
+            fewest = self.fewest_held_by_others()
             offset = self._random.randrange(len(others)) if others else 0
             for i in others[offset:] + others[:offset]:
-                if room <= 0:
+                if not may_take_more(len(self.held()), share, fewest):
                     break
-                if self.electors[i].may_take_now() and await self._bounded(self.electors[i], True):
-                    room -= 1
+                if self.electors[i].may_take_now():
+                    await self._bounded(self.electors[i], True)
         self._rounds += 1
         if self.metrics is not None:
             self.metrics.shards_held.set(len(self.held()))

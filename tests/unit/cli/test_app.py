@@ -123,3 +123,18 @@ def test_every_command_module_configures_the_commands_the_table_gives_it() -> No
     assert list(commands.choices) == [command.name for command in app.COMMANDS]
     for name, sub in commands.choices.items():
         assert callable(sub.get_default("func")), name
+
+
+@pytest.mark.parametrize(
+    ("argv", "phrase"),
+    [
+        (["operator", "--shards", "4"], "--shards needs --lease NAME"),
+        (["operator", "--lease", "k", "--lease-namespace", "ops", "--shards", "0"], "--shards must be at least 1, got 0"),
+    ],
+)
+def test_bad_shard_flags_are_named(argv: list[str], phrase: str) -> None:
+    from kondukt.cli import operator
+    from kondukt.errors import KonduktUserError
+
+    with pytest.raises(KonduktUserError, match=phrase):
+        operator.run(app.parse_args(argv))

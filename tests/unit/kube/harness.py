@@ -89,6 +89,15 @@ class FakeCluster(KubeClient):
             current["status"] = json.loads(json.dumps(body["status"]))
             current["metadata"]["resourceVersion"] = str(next(self._rv))
             return copy.deepcopy(current)
+        if method == "PUT":  # any other object (limit claim Leases): replaced when the version read is current
+            current = self.objects.get(path)
+            if current is None:
+                raise NotFound(404, "NotFound", path, what)
+            if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+                raise Conflict(409, "Conflict", "the object has been modified", what)
+            body["metadata"] = {**current["metadata"], **body["metadata"], "resourceVersion": str(next(self._rv))}
+            self.objects[path] = body
+            return copy.deepcopy(body)
         if method == "PATCH":
             current = self.objects.get(path)
             if current is None:

@@ -26,6 +26,7 @@ from kondukt.kube.events import EventRecorder
 from kondukt.kube.kubeapi import Conflict, KubeClient
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
+from kondukt.kube.shards import acting_shard
 from kondukt.kube.status import read_status
 from kondukt.scriptpool import ScriptLimits
 from tests.bigvalues import incompressible_inline
@@ -535,6 +536,26 @@ async def test_a_standby_replica_reconciles_nothing_until_it_leads(harness: Harn
     leads = True
     await harness.reconciler.run(("ns", "run"))
     assert len(harness.cluster.jobs()) == 1
+
+
+async def test_with_shards_a_replica_reconciles_only_the_workflows_of_its_shards(harness: Harness) -> None:
+    held = {0}
+    for name in ("mine", "theirs"):
+        harness.cluster.apply(run_of(name))
+        harness.reconciler.observe(copy.deepcopy(harness.cluster.workflow(name)))
+    uid_of = {harness.cluster.workflow(n)["metadata"]["uid"]: n for n in ("mine", "theirs")}
+    harness.reconciler.shard_of = lambda uid: 0 if uid_of[uid] == "mine" else 1
+    harness.reconciler.leading = lambda: ((shard := acting_shard.get()) is None and bool(held)) or shard in held
+    harness.reconciler.queue.add_after(("ns", "theirs"), 60)
+    await harness.reconciler.run(("ns", "theirs"))
+    assert not harness.cluster.jobs() and harness.reconciler.queue.pending_timers() == 0
+    await harness.reconciler.run(("ns", "mine"))
+    assert len(harness.cluster.jobs()) == 1 and acting_shard.get() is None  # the shard does not leak out
+    harness.reconciler.lead(1)  # shard 1 taken over: its workflows (only) are reconciled
+    assert harness.reconciler.queue.depth == 1
+    held.add(1)
+    await harness.reconciler.run(("ns", "theirs"))
+    assert len(harness.cluster.jobs()) == 2
 
 
 async def test_a_new_leader_reconciles_every_workflow_it_knows(harness: Harness) -> None:
