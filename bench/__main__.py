@@ -1,6 +1,7 @@
 """Run every ``bench/bench_*.py`` module and write the figures with the machine and the command.
 
-Each module exposes ``run(quick: bool = False) -> dict[str, object]``. Results go to
+Each module exposes ``run(quick: bool = False) -> dict[str, object]``; a module whose ``run`` also takes
+``minutes``, ``rate``, ``replicas`` or ``shards`` (the soak) gets them from the options of the same names. Results go to
 ``bench/results/<UTC timestamp>.json`` (and ``latest.md``, a readable table). Figures are measured side by
 side in one run so that ratios compare like with like on a shared, noisy machine.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -53,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", help="benchmarks to run (e.g. engine image); default: all")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--minutes", type=float, help="soak: how long the load lasts (default 15)")
+    parser.add_argument("--rate", type=float, help="soak: workflows created a minute (default 1000)")
+    parser.add_argument("--replicas", type=int, help="soak: operator replicas (default 2)")
+    parser.add_argument("--shards", type=int, help="soak: shards (default 4)")
     args = parser.parse_args(argv)
     available = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     names = args.names or available
@@ -72,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         try:
             module = importlib.import_module(f"bench.bench_{name}")
-            figures = module.run(quick=args.quick)
+            accepted = inspect.signature(module.run).parameters
+            options = {key: value for key in ("minutes", "rate", "replicas", "shards")
+                       if key in accepted and (value := getattr(args, key)) is not None}
+            figures = module.run(quick=args.quick, **options)
         except Exception as error:  # a failed benchmark is reported, and the run fails at the end
             traceback.print_exc()
             figures = {"error": f"{type(error).__name__}: {error}"}
