@@ -286,7 +286,12 @@ class ShardManager:
         """Renew, count the replicas, hand over a surplus, watch the rest, take up to the fair share."""
         held_before = [i for i, e in enumerate(self.electors) if e.leading]
         await asyncio.gather(*(self._bounded(self.electors[i], True) for i in held_before))
-        replicas = await self.heartbeat()
+        try:  # bounded: the next round's renewals must not wait behind a slow list
+            replicas = await asyncio.wait_for(self.heartbeat(), timeout=self.timing.request_timeout)
+        except TimeoutError:
+            logger.warning("shards: the member leases could not be read in time; %d replicas as last seen",
+                           self.replicas)
+            replicas = self.replicas
         share = fair_share(self.shards, replicas)
         held = self.held()
         extra = None if self.mixed else surplus(held, share, self.fewest_held_by_others())
