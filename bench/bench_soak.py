@@ -298,6 +298,9 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
                 time.sleep(TTL_SECONDS + 2 * SAMPLE_SECONDS)
             stop.set()
             sampler.join(timeout=60)
+        status, listed = cp.api("GET", stream.path, timeout=300)
+        still_there = {str(item["metadata"]["name"]): str((item.get("status") or {}).get("phase") or "")
+                       for item in (listed.get("items") or [])} if status == 200 else {}
         rows_final = archive_rows()
         archived_uids: set[str] = set()
         if archive_dsn is not None:
@@ -317,7 +320,11 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
         per_minute.append(sum(1 for at in stream.completed.values() if start <= at < end))
     latencies = stream.latencies()
     created = set(stream.uids)
-    lost = sorted(n for n in created if n not in stream.completed and stream.uids[n] not in archived_uids)
+    unfinished = sorted(n for n in created if n not in stream.completed and n not in stream.failed
+                        and n in still_there and still_there[n] not in ("COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"))
+    # Lost: created, never seen ending, not archived, and not there any more (nor still running).
+    lost = sorted(n for n in created if n not in stream.completed and n not in stream.failed
+                  and stream.uids[n] not in archived_uids and n not in still_there)
     third = max(1, len(samples) // 3)
     steady = [s["etcd_objects"] for s in samples if isinstance(s["t_s"], float)
               and load_began - began + 300 <= s["t_s"] <= load_ended - began]
@@ -328,6 +335,7 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
         "workflows_created": len(created), "create_errors": len(stream.create_errors),
         "completed": len(stream.completed), "failed": len(stream.failed),
         "lost": len(lost), "lost_names": lost[:20],
+        "unfinished_after_drain": len(unfinished),
         "load_seconds": round(load_ended - load_began, 1), "drain_seconds_after_load": round(drained - load_ended, 1),
         "completed_per_minute": per_minute,
         "latency_p50_s": round(percentile(latencies, 0.5), 2) if latencies else None,
