@@ -283,9 +283,8 @@ class ShardManager:
         return min(counts.values(), default=None)
 
     async def round(self) -> None:
-        """Renew, count the replicas, hand over a surplus, watch the rest, take up to the fair share."""
-        held_before = [i for i, e in enumerate(self.electors) if e.leading]
-        await asyncio.gather(*(self._bounded(self.electors[i], True) for i in held_before))
+        """Count the replicas, hand over a surplus, watch the rest, take up to the fair share (renewals are
+        :meth:`renew`'s)."""
         try:  # bounded: the next round's renewals must not wait behind a slow list
             replicas = await asyncio.wait_for(self.heartbeat(), timeout=self.timing.request_timeout)
         except TimeoutError:
@@ -314,7 +313,27 @@ class ShardManager:
             self.metrics.shards_held.set(len(self.held()))
             self.metrics.shard_replicas.set(replicas)
 
+    async def renew(self) -> None:
+        """Renew every held shard every retry period, on its own: a round's reads (member Leases, the other
+        shards) on a slow API server never delay a renewal towards the renew deadline."""
+        while True:
+            await self.renew_once()
+            await asyncio.sleep(self.timing.retry_period)
+
+    async def renew_once(self) -> None:
+        held = [elector for elector in self.electors if elector.leading]
+        await asyncio.gather(*(self._bounded(elector, True) for elector in held))
+
     async def run(self) -> None:
+        renewals = asyncio.get_running_loop().create_task(self.renew(), name="kondukt-shards-renew")
+        try:
+            await self._rounds_forever()
+        finally:
+            renewals.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewals
+
+    async def _rounds_forever(self) -> None:
         announced: tuple[int, ...] | None = None
         while True:
             try:

@@ -137,6 +137,7 @@ def assert_never_shared(*replicas: ShardManager) -> None:
 async def rounds(clock: FakeClock, *replicas: ShardManager, times: int = 1, step: float = 2.0) -> None:
     for _ in range(times):
         for r in replicas:
+            await r.renew_once()
             await r.round()
             assert_never_shared(*replicas)
         clock.now += step
