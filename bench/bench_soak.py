@@ -394,7 +394,10 @@ def run(quick: bool = False, minutes: float | None = None, rate: float | None = 
     help_text = operator_help()
     ttl = "--ttl-after-completion" in help_text
     results: dict[str, object] = {"load_before": load_average()}
-    with tempfile.TemporaryDirectory(prefix="kondukt-soak-") as scratch_dir:
+    # etcd's data in memory when the machine has /dev/shm (as the e2e control planes): the soak is about the
+    # operator, not about a disk shared with other work.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="kondukt-soak-", dir=shm) as scratch_dir:
         scratch = Path(scratch_dir)
         postgres: Any = None
         archive_dsn: str | None = None
