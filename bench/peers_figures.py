@@ -185,7 +185,8 @@ def _fmt(value: object, unit: str = "") -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+        text = (f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}" if abs(value) >= 10 else
+                f"{value:,.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3f}")
     elif isinstance(value, int):
         text = f"{value:,}"
     else:
@@ -208,6 +209,7 @@ def markdown_table(results: Mapping[str, Mapping[str, object]]) -> str:
         ("fan-out {fanout_small}: total / join", (("fanout_small_total_s", " s"), ("fanout_small_join_ms", " ms"))),
         ("fan-out {fanout_small}: spread", (("fanout_small_spread_s", " s"),)),
         ("fan-out {fanout_large}: total / join", (("fanout_large_total_s", " s"), ("fanout_large_join_ms", " ms"))),
+        ("fan-out {fanout_large}: Workflow object", (("fanout_large_object_kib", " KiB"),)),
         ("{throughput_small} one-task workflows: per minute", (("workflows_per_min", ""),)),
         ("{throughput_small} one-task: create→done p50 / p95",
          (("create_done_p50_ms", " ms"), ("create_done_p95_ms", " ms"))),
