@@ -14,6 +14,7 @@ loopback address where nothing listens) and answers with an error, which the pag
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kondukt.archive.store import ArchiveStore
 from tests.e2e.controlplane import ControlPlane, free_port, wait_for, write_kubeconfig
 from tests.e2e.test_operator_support import (  # noqa: F401 (fixtures)
     ECHO,
@@ -33,6 +35,7 @@ from tests.e2e.test_operator_support import (  # noqa: F401 (fixtures)
     taskdef,
     workflow,
 )
+from tests.unit.cli.test_archived import archived
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +68,8 @@ def expect(locator: Any) -> Any:
 class UiProcess:
     """``kondukt ui`` on a free loopback port, with the given kubeconfig, in its own process group."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path, *extra: str) -> None:
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         script = Path(sys.executable).with_name("kondukt")
         program = [str(script)] if script.exists() else [sys.executable, "-m", "kondukt.cli"]
@@ -74,6 +78,7 @@ class UiProcess:
             self.proc = subprocess.Popen(
                 [*program, "ui", "--kubeconfig", str(kubeconfig), "-n", namespace, "--port", str(self.port), *extra],
                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+                env={**os.environ, **(env or {})},
             )
         wait_for(lambda: "kondukt ui" in log.read_text() or self.proc.poll() is not None, "kondukt ui to listen", 60)
         assert self.proc.poll() is None, log.read_text()
@@ -390,3 +395,45 @@ def test_read_only_mode_sends_an_operation_only_with_the_users_own_token(
         read_only.stop()
     assert cluster.workflow("shared")["spec"]["suspend"] is True
     assert answers == []
+
+
+# ---------------------------------------------------------------------------------------------- the archive
+def test_the_archive_page_lists_finished_runs_and_opens_one(
+    control_plane: ControlPlane, namespace: str, archive_dsn: str, page: Any, tmp_path: Path
+) -> None:
+    """Workflows archived in PostgreSQL (the operator's archive, read back as `kondukt get --archived` does)."""
+    async def fill() -> None:
+        store = ArchiveStore(archive_dsn)
+        await store.archive(archived("uid-a", "nightly", "COMPLETED", 0, labels={"team": "a"}))
+        await store.archive(archived("uid-b", "nightly", "FAILED", 10, labels={"team": "b"}))
+        await store.archive(archived("uid-c", "adhoc", "COMPLETED", 20, namespace="team-b"))
+        await store.close()
+
+    asyncio.run(fill())
+    process = UiProcess(control_plane.kubeconfig, namespace, tmp_path / "ui.log",
+                        env={"KONDUKT_ARCHIVE_DSN": archive_dsn})
+    try:
+        page.goto(f"{process.url}#/")
+        page.locator("#nav-archive").click()
+        page.wait_for_selector("#archived")
+        expect(page.locator("#archived tbody tr")).to_have_count(0, timeout=WAIT_MS)  # none in this namespace
+        page.check("#archive-all")
+        expect(page.locator("#archived tbody tr")).to_have_count(3, timeout=WAIT_MS)
+        assert page.locator("#archived tbody tr").evaluate_all("r => r.map(x => x.dataset.uid)") == [
+            "uid-c", "uid-b", "uid-a"]
+        page.click('#archive-label')
+        page.keyboard.type("team=b")
+        page.keyboard.press("Enter")
+        expect(page.locator("#archived tbody tr")).to_have_count(1, timeout=WAIT_MS)
+        page.keyboard.press("Escape")
+        page.keyboard.press("Enter")  # the selected (first) row
+        page.wait_for_selector('main[data-phase="FAILED"] #graph [data-ref="second"][data-status="FAILED"]')
+        assert page.locator("#live").inner_text() == "archived"
+        assert page.locator(".ops [data-op]").count() == 0  # nothing to operate on
+        page.locator('#graph [data-ref="second"]').click()
+        page.locator('#panel [data-action="details"]').click()
+        page.wait_for_selector('#panel .logs:has-text("logs are not archived")')
+        assert "boom" in page.locator("#panel").inner_text()
+        screenshot(page, "archived-workflow")
+    finally:
+        process.stop()

@@ -6,7 +6,7 @@ import dagre from "@dagrejs/dagre";
 
 type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-interface Config { token: string; namespace: string; allNamespaces: boolean; readOnly: boolean }
+interface Config { token: string; namespace: string; allNamespaces: boolean; readOnly: boolean; archive: boolean }
 
 const config: Config = JSON.parse(
   document.querySelector<HTMLMetaElement>('meta[name="kondukt-config"]')?.content || "{}",
@@ -114,9 +114,12 @@ function route(): void {
   clearBanner();
   const { path, params } = parseHash();
   document.querySelectorAll<HTMLAnchorElement>("[data-nav]").forEach((a) => a.classList.remove("active"));
-  const nav = path[0] === "definitions" || path[0] === "def" ? "definitions" : "list";
+  const nav = path[0] === "definitions" || path[0] === "def" ? "definitions"
+    : path[0] === "archive" || path[0] === "archived" ? "archive" : "list";
   document.querySelector(`[data-nav="${nav}"]`)?.classList.add("active");
   if (path[0] === "wf" && path.length === 3) workflowPage(path[1], path[2]);
+  else if (path[0] === "archived" && path.length === 2) workflowPage("", "", path[1]);
+  else if (path[0] === "archive") archivePage(params);
   else if (path[0] === "definitions") definitionsPage(params);
   else if (path[0] === "def" && path.length === 3) definitionPage(path[1], path[2]);
   else listPage(params);
@@ -336,13 +339,17 @@ function drawGraph(container: HTMLElement, graph: Json, selectedRef: string | nu
 }
 
 // ------------------------------------------------------------------------------------------ one workflow
-function workflowPage(ns: string, name: string): void {
+function workflowPage(ns: string, name: string, archivedUid?: string): void {
+  const base = archivedUid ? `/api/archive/${encodeURIComponent(archivedUid)}`
+    : `/api/namespaces/${encodeURIComponent(ns)}/workflows/${encodeURIComponent(name)}`;
   let view: Json = null;
   let selectedRef: string | null = null;
   let openAttempt: string | null = null;
   let attemptFilter = "";
   let attemptLimit = ATTEMPT_PAGE;
-  const title = h("h1", {}, name);
+  const title = h("h1", {}, name || "archived workflow");
+  const back = h("p", {}, archivedUid ? h("a", { href: link(["archive"]) }, "← archive")
+    : h("a", { href: link([], { ns }) }, `← workflows in ${ns}`));
   const live = h("span", { class: "live", id: "live" }, "connecting…");
   const meta = h("dl", { class: "meta" });
   const ops = h("div", { class: "ops", role: "group", "aria-label": "operations" });
@@ -353,8 +360,7 @@ function workflowPage(ns: string, name: string): void {
   const attempts = h("table", { id: "attempts", "aria-label": "attempts" });
   const more = h("div", { class: "pager" });
   main.replaceChildren(
-    h("p", {}, h("a", { href: link([], { ns }) }, `← workflows in ${ns}`)),
-    title, meta, ops,
+    back, title, meta, ops,
     h("div", { class: "layout" }, graphBox, panel),
     h("h2", {}, "Attempts"), h("div", { class: "filters" }, attemptsFilter), attempts, more,
   );
@@ -372,7 +378,7 @@ function workflowPage(ns: string, name: string): void {
   };
 
   const renderHeader = (): void => {
-    title.replaceChildren(name, phaseBadge(view.phase), live);
+    title.replaceChildren(view.name, phaseBadge(view.phase), live);
     const rows: [string, string | Node][] = [
       ["Namespace", view.namespace], ["Definition", view.definition], ["Progress", view.progress || "-"],
       ["Created", `${view.created} (${age(view.created)} ago)`], ["Started by", view.startedBy || "-"],
@@ -382,6 +388,7 @@ function workflowPage(ns: string, name: string): void {
     if (view.message) rows.push(["Message", view.message]);
     if (view.reason && view.reason !== view.message) rows.push(["Reason", view.reason]);
     if (view.suspended) rows.push(["Suspended", "yes (spec.suspend)"]);
+    if (view.archived) rows.push(["Archived", `${view.archived.archived} (uid ${view.archived.uid})`]);
     meta.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
     ops.replaceChildren(...view.operations.map((op: string) => opButton(op, {}, op === "terminate")));
   };
@@ -401,24 +408,25 @@ function workflowPage(ns: string, name: string): void {
           t.retryCount ? ` · retry ${t.retryCount}` : "", t.iteration ? ` · iteration ${t.iteration}` : ""),
         t.reason ? h("div", { class: "muted" }, `reason: ${t.reason}`) : null,
         h("div", { class: "muted" }, `scheduled ${t.scheduledTime || "-"} · started ${t.startTime || "-"} · ended ${t.endTime || "-"}`),
-        t.childWorkflow ? h("div", {}, "sub-workflow: ", h("a", { href: link(["wf", ns, t.childWorkflow]), class: "child" }, t.childWorkflow)) : null);
+        t.childWorkflow ? h("div", {}, "sub-workflow: ", archivedUid ? t.childWorkflow
+          : h("a", { href: link(["wf", ns, t.childWorkflow]), class: "child" }, t.childWorkflow)) : null);
       const details = h("button", { type: "button", class: "op", "data-action": "details" }, openAttempt === t.taskId ? "hide details" : "details & logs");
       details.addEventListener("click", () => { openAttempt = openAttempt === t.taskId ? null : t.taskId; renderPanel(); });
       box.append(details);
       if (openAttempt === t.taskId) box.append(attemptDetails(t.taskId));
       return box;
     });
-    const forms = taskForms(selectedRef, list[list.length - 1]);
+    const forms = view.taskOperations.length ? taskForms(selectedRef, list[list.length - 1]) : null;
     panel.replaceChildren(h("h2", {}, `Task ${selectedRef}`), close,
       h("p", { class: "muted" }, `${list.length} attempt${list.length === 1 ? "" : "s"}`), ...items, forms);
   };
 
   const attemptDetails = (taskId: string): HTMLElement => {
     const box = h("div", { class: "details", id: `details-${taskId}` }, h("p", { class: "muted" }, "loading…"));
-    const base = `/api/namespaces/${encodeURIComponent(ns)}/workflows/${encodeURIComponent(name)}/attempts/${encodeURIComponent(taskId)}`;
+    const attemptPath = `${base}/attempts/${encodeURIComponent(taskId)}`;
     void (async () => {
       try {
-        const a = await api(base);
+        const a = await api(attemptPath);
         const logs = h("div", { class: "logs" }, h("p", { class: "muted" }, "loading logs…"));
         box.replaceChildren(
           h("h3", {}, "Input"), h("pre", { class: "input" }, pretty(a.inputData)),
@@ -426,8 +434,12 @@ function workflowPage(ns: string, name: string): void {
           a.reason ? h("p", {}, h("b", {}, "Reason: "), a.reason) : "",
           h("p", { class: "muted" }, `taskId ${a.taskId}${a.workerId ? " · worker " + a.workerId : ""} · updated ${a.updateTime || "-"}`),
           h("h3", {}, "Logs"), logs);
+        if (archivedUid) {
+          logs.replaceChildren(h("p", { class: "muted" }, "logs are not archived: the pods went with the workflow"));
+          return;
+        }
         try {
-          const l = await api(`${base}/logs`);
+          const l = await api(`${attemptPath}/logs`);
           if (!l.pods.length) {
             logs.replaceChildren(h("p", { class: "muted" }, `no pod matches ${l.selector} (the attempt ran no pod, or it was deleted)`));
           } else {
@@ -495,7 +507,7 @@ function workflowPage(ns: string, name: string): void {
     if (!view.graph) { graphBox.replaceChildren(h("p", { class: "muted" }, "no definition to draw yet")); return; }
     const focused = (document.activeElement as Element | null)?.getAttribute?.("data-id");
     const children: Record<string, string> = {};
-    for (const t of view.tasks) if (t.childWorkflow) children[t.definitionRef] = link(["wf", ns, t.childWorkflow]);
+    if (!archivedUid) for (const t of view.tasks) if (t.childWorkflow) children[t.definitionRef] = link(["wf", ns, t.childWorkflow]);
     drawGraph(graphBox, view.graph, selectedRef, select, children);
     if (focused) (graphBox.querySelector(`[data-id="${CSS.escape(focused)}"]`) as HTMLElement | null)?.focus();
   };
@@ -543,7 +555,23 @@ function workflowPage(ns: string, name: string): void {
     if (first) main.setAttribute("data-rendered", String(performance.now()));
   };
 
-  const source = new EventSource(`/api/namespaces/${encodeURIComponent(ns)}/workflows/${encodeURIComponent(name)}/stream`);
+  keyHandler = (event) => {
+    if (event.key === "/") { attemptsFilter.focus(); return true; }
+    if (event.key === "Escape") {
+      if (selectedRef) { selectedRef = null; openAttempt = null; renderPanel(); redrawGraph(); return true; }
+      location.hash = archivedUid ? link(["archive"]) : link([], { ns });
+      return true;
+    }
+    return false;
+  };
+  if (archivedUid) {
+    // An archived run does not change: read once, no pushes, no operations.
+    live.textContent = "archived";
+    live.className = "live off";
+    api(base).then(render).catch((err) => showBanner("error", (err as Error).message));
+    return;
+  }
+  const source = new EventSource(`${base}/stream`);
   source.addEventListener("workflow", (event) => {
     live.textContent = "● live";
     live.className = "live";
@@ -556,20 +584,83 @@ function workflowPage(ns: string, name: string): void {
     live.className = "live off";
     if (view === null) {
       // The stream was refused before it started: say why (the API server's answer) once.
-      api(`/api/namespaces/${encodeURIComponent(ns)}/workflows/${encodeURIComponent(name)}`)
+      api(base)
         .then(render).catch((err) => { showBanner("error", (err as Error).message); source.close(); live.textContent = ""; });
     }
   };
   cleanup = () => source.close();
+}
+
+// ------------------------------------------------------------------------------------------ archive
+function archivePage(params: URLSearchParams): void {
+  const state = { ns: params.get("ns") ?? config.namespace, all: params.get("all") === "1",
+    phase: params.get("phase") || "", label: params.get("label") || "", since: params.get("since") || "" };
+  const go = (changes: Partial<typeof state>): void => {
+    const next = { ...state, ...changes };
+    const query: Record<string, string> = { phase: next.phase, label: next.label, since: next.since };
+    if (next.all) query.all = "1"; else query.ns = next.ns;
+    location.hash = link(["archive"], query);
+  };
+  const ns = h("input", { type: "text", id: "archive-ns", value: state.all ? "" : state.ns, "aria-label": "namespace" });
+  const all = h("input", { type: "checkbox", id: "archive-all", checked: state.all });
+  const label = h("input", { type: "text", id: "archive-label", value: state.label, placeholder: "label selector",
+    "aria-label": "label selector" });
+  const since = h("input", { type: "text", id: "archive-since", value: state.since, placeholder: "finished since (7d, 2h, RFC 3339)",
+    "aria-label": "finished since" });
+  ns.addEventListener("change", () => go({ ns: ns.value, all: false }));
+  all.addEventListener("change", () => go({ all: all.checked }));
+  label.addEventListener("change", () => go({ label: label.value }));
+  since.addEventListener("change", () => go({ since: since.value }));
+  const chosen = new Set(state.phase.split(",").filter(Boolean));
+  const chips = h("span", { class: "chips", role: "group", "aria-label": "phase" },
+    ...["COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"].map((phase) => {
+      const chip = h("button", { type: "button", class: "chip", "aria-pressed": String(chosen.has(phase)), "data-phase": phase }, phase);
+      chip.addEventListener("click", () => {
+        if (chosen.has(phase)) chosen.delete(phase); else chosen.add(phase);
+        go({ phase: [...chosen].join(",") });
+      });
+      return chip;
+    }));
+  const table = h("table", { id: "archived", "aria-label": "archived workflows" });
+  const summary = h("p", { class: "muted" }, "loading…");
+  main.replaceChildren(h("h1", {}, "Archive"),
+    h("div", { class: "filters" }, ns, h("label", {}, all, " all namespaces"), label, since, chips), summary, table);
+  let rows: Json[] = [];
+  let selected = 0;
+  const select = (index: number): void => {
+    if (!rows.length) return;
+    selected = Math.max(0, Math.min(rows.length - 1, index));
+    table.querySelectorAll("tr.row").forEach((tr, i) => tr.classList.toggle("selected", i === selected));
+  };
   keyHandler = (event) => {
-    if (event.key === "/") { attemptsFilter.focus(); return true; }
-    if (event.key === "Escape") {
-      if (selectedRef) { selectedRef = null; openAttempt = null; renderPanel(); redrawGraph(); return true; }
-      location.hash = link([], { ns });
-      return true;
-    }
+    if (event.key === "j" || event.key === "ArrowDown") { select(selected + 1); return true; }
+    if (event.key === "k" || event.key === "ArrowUp") { select(selected - 1); return true; }
+    if (event.key === "Enter" && rows[selected]) { location.hash = link(["archived", rows[selected].uid]); return true; }
     return false;
   };
+  void (async () => {
+    const query = new URLSearchParams();
+    if (state.all) query.set("all", "1"); else query.set("namespace", state.ns);
+    for (const key of ["phase", "label", "since"] as const) if (state[key]) query.set(key, state[key]);
+    try {
+      const page = await api(`/api/archive?${query}`);
+      rows = page.rows;
+      summary.textContent = `${rows.length} archived workflow${rows.length === 1 ? "" : "s"}` +
+        `${rows.length >= page.limit ? ` (the newest ${page.limit})` : ""}, newest first`;
+      table.replaceChildren(
+        h("thead", {}, h("tr", {}, ...["Namespace", "Name", "Phase", "Finished", "Definition", "UID"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, ...rows.map((r) => {
+          const tr = h("tr", { class: "row", "data-uid": r.uid },
+            h("td", {}, r.namespace), h("td", {}, h("a", { href: link(["archived", r.uid]) }, r.name)),
+            h("td", {}, phaseBadge(r.phase)), h("td", {}, r.finished), h("td", {}, r.definition), h("td", {}, r.uid));
+          return tr;
+        })));
+      select(0);
+    } catch (err) {
+      summary.textContent = "";
+      showBanner("error", (err as Error).message);
+    }
+  })();
 }
 
 // ------------------------------------------------------------------------------------------ definitions
@@ -631,6 +722,7 @@ document.addEventListener("keydown", (event) => {
     pendingG = false;
     if (event.key === "w") { location.hash = "#/"; event.preventDefault(); return; }
     if (event.key === "d") { location.hash = "#/definitions"; event.preventDefault(); return; }
+    if (event.key === "a" && config.archive) { location.hash = "#/archive"; event.preventDefault(); return; }
   }
   if (event.key === "g") { pendingG = true; return; }
   if (event.key === "?") { (document.getElementById("help") as HTMLDialogElement).showModal(); event.preventDefault(); return; }
@@ -638,6 +730,7 @@ document.addEventListener("keydown", (event) => {
   if (keyHandler && keyHandler(event)) event.preventDefault();
 });
 document.getElementById("keys-help")?.addEventListener("click", () => (document.getElementById("help") as HTMLDialogElement).showModal());
+if (config.archive) (document.getElementById("nav-archive") as HTMLElement).hidden = false;
 if (config.readOnly) (document.getElementById("mode") as HTMLElement).textContent = "read-only: operations need your token";
 window.addEventListener("hashchange", route);
 route();

@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import os
 import sys
 
+from kondukt.archive import DSN_ENV
 from kondukt.cli.app import add_cluster_options
 from kondukt.errors import KonduktUserError
 
@@ -46,6 +48,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         read_only=args.read_only,
         allowed_hosts=frozenset(args.allowed_host or ()),
         max_branches=args.max_branches,
+        archive_dsn=args.archive_dsn or os.environ.get(DSN_ENV, ""),
     )
     app = UiServer(api.client, settings).app()
 
@@ -102,4 +105,7 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
                              "name); 127.0.0.1 and localhost always are. Repeatable")
     parser.add_argument("--max-branches", type=int, default=20, metavar="N",
                         help="dynamic-fork branches drawn before the rest collapse into one node (default 20)")
+    parser.add_argument("--archive-dsn", metavar="DSN",
+                        help=f"the workflow archive's libpq connection string (default ${DSN_ENV}): adds the "
+                             "Archive page; keep the password in ~/.pgpass or $PGPASSWORD")
     parser.set_defaults(func=cmd_ui)

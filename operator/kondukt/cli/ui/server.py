@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import datetime as dt
 import html
 import json
 import logging
@@ -39,11 +40,17 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
+from kondukt.archive import DSN_ENV
+from kondukt.archive.errors import ArchiveError, ArchiveUnavailable
+from kondukt.archive.records import ArchivedWorkflow
+from kondukt.archive.selectors import PHASES as ARCHIVED_PHASES
+from kondukt.archive.selectors import ArchiveQuery
 from kondukt.cli import cluster
+from kondukt.cli.archived import parse_time
 from kondukt.cli.operations import COMPLETABLE_STATUSES, check_operation, operation_from_args
 from kondukt.cli.ui import views
 from kondukt.cli.workflows import meta_of, parse_definition, spec_of
@@ -51,6 +58,10 @@ from kondukt.errors import KonduktError, KonduktUserError
 from kondukt.kube import resources as kr
 from kondukt.kube.kubeapi import ApiError, KubeClient
 
+if TYPE_CHECKING:  # psycopg is imported only when the archive is read
+    from kondukt.archive.store import ArchiveStore
+
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-Kondukt-Token"
@@ -107,6 +118,8 @@ class UiSettings:
     read_only: bool = False
     allowed_hosts: frozenset[str] = frozenset()
     max_branches: int = 20
+    #: The workflow archive's connection string (``--archive-dsn`` / $KONDUKT_ARCHIVE_DSN); empty: no archive page.
+    archive_dsn: str = field(default="", repr=False)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
 
@@ -116,6 +129,7 @@ class UiServer:
     def __init__(self, client: KubeClient, settings: UiSettings) -> None:
         self.client = client
         self.settings = settings
+        self._archive: ArchiveStore | None = None
 
     # ------------------------------------------------------------------------------------------ app
     def app(self) -> web.Application:
@@ -133,6 +147,9 @@ class UiServer:
             web.post("/api/namespaces/{ns}/workflows/{name}/operations", self.operate),
             web.get("/api/definitions", self.list_definitions),
             web.get("/api/namespaces/{ns}/workflowdefs/{name}", self.get_definition),
+            web.get("/api/archive", self.list_archived),
+            web.get("/api/archive/{uid}", self.get_archived),
+            web.get("/api/archive/{uid}/attempts/{task_id}", self.get_archived_attempt),
         ]
         app.add_routes(routes)
         app.on_cleanup.append(self._close)
@@ -140,6 +157,8 @@ class UiServer:
 
     async def _close(self, _app: web.Application) -> None:
         await self.client.close()
+        if self._archive is not None:
+            await self._archive.close()
 
     @web.middleware
     async def _guard(
@@ -190,6 +209,7 @@ class UiServer:
             "namespace": self.settings.namespace,
             "allNamespaces": self.settings.all_namespaces,
             "readOnly": self.settings.read_only,
+            "archive": bool(self.settings.archive_dsn),
         }
         meta = f'<meta name="kondukt-config" content="{html.escape(json.dumps(config), quote=True)}">'
         return web.Response(text=text.replace("<!--kondukt-config-->", meta), content_type="text/html")
@@ -462,6 +482,51 @@ class UiServer:
                                    "(kubectl create token ...), given on the page")
         return BearerClient(self.client, header[7:].strip())
 
+    # ------------------------------------------------------------------------------------------ archive
+    def _archive_store(self) -> ArchiveStore:
+        if not self.settings.archive_dsn:
+            raise HttpProblem(404, "no workflow archive: start `kondukt ui --archive-dsn DSN` "
+                                   f"(or set ${DSN_ENV}) to read it")
+        if self._archive is None:
+            from kondukt.archive.store import ArchiveStore  # psycopg only when an archive is read
+
+            self._archive = ArchiveStore(self.settings.archive_dsn)
+        return self._archive
+
+    async def _archive_call(self, operation: Callable[[ArchiveStore], Awaitable[T]]) -> T:
+        try:
+            return await operation(self._archive_store())
+        except ArchiveError as exc:
+            raise HttpProblem(503 if isinstance(exc, ArchiveUnavailable) else 400,
+                              f"the workflow archive: {exc}") from exc
+
+    async def list_archived(self, request: web.Request) -> web.Response:
+        query = archive_query(request.query, self.settings.namespace, dt.datetime.now(dt.UTC))
+        records = await self._archive_call(lambda store: store.find(query))
+        return web.json_response({"namespace": query.namespace, "limit": query.limit,
+                                  "rows": [archived_row(r) for r in records]})
+
+    async def _archived(self, uid: str) -> ArchivedWorkflow:
+        records = await self._archive_call(lambda store: store.get(uid, None))
+        found = [r for r in records if r.uid == uid]
+        if not found:
+            raise HttpProblem(404, f"no archived workflow with uid {uid}")
+        return found[0]
+
+    async def get_archived(self, request: web.Request) -> web.Response:
+        """An archived run as the workflow page shows a live one (no pushes, no operations)."""
+        record = await self._archived(request.match_info["uid"])
+        view = views.workflow_view(record.workflow, self.settings.max_branches)
+        view.update(operations=[], taskOperations=[], archived=archived_row(record))
+        return web.json_response(view, dumps=_dumps)
+
+    async def get_archived_attempt(self, request: web.Request) -> web.Response:
+        record = await self._archived(request.match_info["uid"])
+        task = views.find_attempt(record.workflow, request.match_info["task_id"])
+        if task is None:
+            raise HttpProblem(404, f"archived workflow {record.name} has no attempt {request.match_info['task_id']}")
+        return web.json_response(views.attempt_details(record.workflow, task), dumps=_dumps)
+
     async def list_definitions(self, request: web.Request) -> web.Response:
         namespace = self._namespace(request)
         wdefs = await self._call("workflowdefs", namespace, "GET",
@@ -479,6 +544,37 @@ class UiServer:
             return web.json_response(views.definition_view(item))
         except KonduktError as exc:
             raise HttpProblem(422, exc.message) from exc
+
+
+ARCHIVE_PAGE_LIMIT = 500
+
+
+def archive_query(params: Mapping[str, str], default_namespace: str | None, now: dt.datetime) -> ArchiveQuery:
+    """The archive page's filters as the archive's query (the same rules as ``kondukt get --archived``)."""
+    phases = tuple(p.strip().upper() for p in params.get("phase", "").split(",") if p.strip())
+    unknown = [p for p in phases if p not in ARCHIVED_PHASES]
+    if unknown:
+        raise HttpProblem(400, f"phase: {unknown[0]} is not a phase of a finished workflow "
+                               f"({', '.join(ARCHIVED_PHASES)})")
+    try:
+        since = parse_time(params["since"], "since", now) if params.get("since") else None
+    except KonduktError as exc:
+        raise HttpProblem(400, exc.message) from exc
+    namespace = None if params.get("all") == "1" else (params.get("namespace") or default_namespace)
+    return ArchiveQuery(namespace=namespace, phases=phases, selector=params.get("label") or None,
+                        finished_after=since, limit=ARCHIVE_PAGE_LIMIT)
+
+
+def archived_row(record: ArchivedWorkflow) -> dict[str, Any]:
+    definition = (f"{record.definition_name} v{record.definition_version}" if record.definition_version
+                  else record.definition_name or "")
+    return {
+        "uid": record.uid, "namespace": record.namespace, "name": record.name, "phase": record.phase,
+        "finished": record.finished_at.isoformat().replace("+00:00", "Z"),
+        "started": record.started_at.isoformat().replace("+00:00", "Z") if record.started_at else "",
+        "archived": record.archived_at.isoformat().replace("+00:00", "Z") if record.archived_at else "",
+        "definition": definition, "labels": dict(record.labels),
+    }
 
 
 def host_name(host: str) -> str:
