@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -409,7 +410,8 @@ def test_the_archive_page_lists_finished_runs_and_opens_one(
         await store.archive(archived("uid-c", "adhoc", "COMPLETED", 20, namespace="team-b"))
         await store.close()
 
-    asyncio.run(fill())
+    with ThreadPoolExecutor(1) as pool:  # sync Playwright keeps an event loop running in this thread
+        pool.submit(asyncio.run, fill()).result(timeout=60)
     process = UiProcess(control_plane.kubeconfig, namespace, tmp_path / "ui.log",
                         env={"KONDUKT_ARCHIVE_DSN": archive_dsn})
     try:
@@ -434,6 +436,7 @@ def test_the_archive_page_lists_finished_runs_and_opens_one(
         page.locator('#panel [data-action="details"]').click()
         page.wait_for_selector('#panel .logs:has-text("logs are not archived")')
         assert "boom" in page.locator("#panel").inner_text()
+        assert page.locator("#panel .form").count() == 0 and "null" not in page.locator("#panel").inner_text()
         screenshot(page, "archived-workflow")
     finally:
         process.stop()

@@ -418,7 +418,8 @@ function workflowPage(ns: string, name: string, archivedUid?: string): void {
     });
     const forms = view.taskOperations.length ? taskForms(selectedRef, list[list.length - 1]) : null;
     panel.replaceChildren(h("h2", {}, `Task ${selectedRef}`), close,
-      h("p", { class: "muted" }, `${list.length} attempt${list.length === 1 ? "" : "s"}`), ...items, forms);
+      h("p", { class: "muted" }, `${list.length} attempt${list.length === 1 ? "" : "s"}`), ...items,
+      ...(forms ? [forms] : []));
   };
 
   const attemptDetails = (taskId: string): HTMLElement => {

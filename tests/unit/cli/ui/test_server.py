@@ -42,7 +42,7 @@ async def test_the_page_carries_its_token_and_forbids_framing(client: TestClient
     found = re.search(r'<meta name="kondukt-config" content="([^"]*)">', page)
     assert found is not None
     assert json.loads(html.unescape(found.group(1))) == {
-        "token": "secret-token", "namespace": "demo", "allNamespaces": False, "readOnly": False}
+        "token": "secret-token", "namespace": "demo", "allNamespaces": False, "readOnly": False, "archive": False}
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
