@@ -33,7 +33,7 @@ CHART = REPO / "charts" / "kondukt"
 CRDS = REPO / "crds"
 README = REPO / "README.md"
 KUBE_VERSION = "1.36.0"
-KONDUKT_CRDS = {"taskdefs.kondukt.io", "workflowdefs.kondukt.io", "workflows.kondukt.io"}
+KONDUKT_CRDS = {"taskdefs.kondukt.io", "workflowdefs.kondukt.io", "workflows.kondukt.io", "cronworkflows.kondukt.io"}
 
 Manifest = dict[str, Any]
 
@@ -205,7 +205,8 @@ def test_rbac_grants_no_secrets_no_wildcards_no_escalation(helm_home: Path, shap
         assert "nonResourceURLs" not in rule
         if "delete" in rule["verbs"]:
             assert rule["resources"] in (["jobs"], ["workflows"]), (
-                f"{where}: only task attempts' Jobs and finished Workflows (TTL) are ever deleted: {rule}")
+                f"{where}: only task attempts' Jobs and finished Workflows (TTL, CronWorkflow history) are "
+                f"ever deleted: {rule}")
         if set(rule["verbs"]) & {"create", "update", "patch"} and "pods" in rule["resources"]:
             pytest.fail(f"{where}: pods are only read: {rule}")
 
@@ -230,6 +231,9 @@ def test_the_cluster_role_grants_what_the_operator_needs(helm_home: Path) -> Non
         ("kondukt.io", "taskdefs/status"): {"patch"},
         ("kondukt.io", "workflowdefs/status"): {"patch"},
         ("kondukt.io", "workflows/finalizers"): {"update"},
+        ("kondukt.io", "cronworkflows"): {"get", "list", "watch"},
+        ("kondukt.io", "cronworkflows/status"): {"patch"},
+        ("kondukt.io", "cronworkflows/finalizers"): {"update"},
         ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
         ("", "pods"): {"get", "list", "watch"},
         ("", "events"): {"create"},

@@ -97,16 +97,19 @@ that exits at start (lease timing) or a PodDisruptionBudget that blocks every no
 {{/*
 The permissions the operator needs inside every namespace it serves (a ClusterRole grants them everywhere,
 a Role in each watched namespace otherwise). Least privilege: no Secrets, no ConfigMaps, no wildcards, and
-nothing is ever deleted but the task attempts' Jobs and finished Workflows whose TTL ran out.
+nothing is ever deleted but the task attempts' Jobs and finished Workflows (TTL ran out, or beyond a
+CronWorkflow's history limits).
 */}}
 {{- define "kondukt.namespacedRules" -}}
 # Kondukt's resources: definitions are read, and only their status is written (their health, checked
-# against each other: kondukt.kube.definitions); Workflows are read and watched, created (SUB_WORKFLOW,
-# START_WORKFLOW, failureWorkflow children) and patched (Kopf's bookkeeping annotations and finalizer,
-# operation nonces, a child's spec.terminate), and deleted once finished, archived (when the archive is on)
-# and past their ttlStrategy (children go with their parent through owner references).
+# against each other: kondukt.kube.definitions); CronWorkflows are read and only their status is written;
+# Workflows are read and watched, created (SUB_WORKFLOW, START_WORKFLOW, failureWorkflow children, the runs
+# of CronWorkflows), patched (Kopf's bookkeeping annotations and finalizer, operation nonces, a child's or a
+# replaced run's spec.terminate), and deleted once finished, archived (when the archive is on) and past their
+# ttlStrategy, or as a CronWorkflow's finished runs beyond its history limits (children go with their parent
+# through owner references).
 - apiGroups: ["kondukt.io"]
-  resources: ["taskdefs", "workflowdefs", "workflows"]
+  resources: ["taskdefs", "workflowdefs", "workflows", "cronworkflows"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["kondukt.io"]
   resources: ["workflows"]
@@ -117,10 +120,13 @@ nothing is ever deleted but the task attempts' Jobs and finished Workflows whose
 - apiGroups: ["kondukt.io"]
   resources: ["taskdefs/status", "workflowdefs/status"]
   verbs: ["patch"]
-# Owner references with blockOwnerDeletion (a task attempt's Job, a child Workflow) need this where the
-# OwnerReferencesPermissionEnforcement admission plugin is on (e.g. OpenShift).
 - apiGroups: ["kondukt.io"]
-  resources: ["workflows/finalizers"]
+  resources: ["cronworkflows/status"]
+  verbs: ["patch"]
+# Owner references with blockOwnerDeletion (a task attempt's Job, a child Workflow, a CronWorkflow's run)
+# need this where the OwnerReferencesPermissionEnforcement admission plugin is on (e.g. OpenShift).
+- apiGroups: ["kondukt.io"]
+  resources: ["workflows/finalizers", "cronworkflows/finalizers"]
   verbs: ["update"]
 # Every SIMPLE task attempt is a Job; cancelled or terminated attempts are deleted.
 - apiGroups: ["batch"]

@@ -69,6 +69,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("resume", _OPERATIONS, "resume a paused workflow (spec.suspend=false)"),
     Command("terminate", _OPERATIONS, "end the workflow TERMINATED (spec.terminate); running attempts are stopped"),
     Command("ui", "kondukt.cli.ui", "serve the web UI on this machine, with your kubeconfig's credentials"),
+    Command("cron", "kondukt.cli.cron",
+            "CronWorkflows: list them with their schedules (cron list), or start a run now (cron trigger NAME)"),
     Command("operator", "kondukt.cli.operator", "run the Kubernetes operator (workflows as Jobs)"),
     Command("run", "kondukt.cli.run", "run a workflow on this machine, without a cluster"),
 )

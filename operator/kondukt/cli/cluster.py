@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 
 from kondukt.errors import KonduktError
-from kondukt.kube.resources import GROUP, VERSION, WORKFLOW_PLURAL, WORKFLOWDEF_PLURAL
+from kondukt.kube.resources import CRONWORKFLOW_PLURAL, GROUP, VERSION, WORKFLOW_PLURAL, WORKFLOWDEF_PLURAL
 
 WORKFLOWS = WORKFLOW_PLURAL
 WORKFLOW_DEFS = WORKFLOWDEF_PLURAL
@@ -208,6 +208,22 @@ class WorkflowApi:
         ns = namespace or self.namespace
         result = self._call("workflowdefs", ns, "GET", collection_path(ns, WORKFLOW_DEFS))
         return [dict(item) for item in result.get("items") or []]
+
+    def list_cron_workflows(
+        self, namespace: str | None = None, all_namespaces: bool = False
+    ) -> list[dict[str, Any]]:
+        ns = None if all_namespaces else (namespace or self.namespace)
+        result = self._call("cronworkflows", ns, "GET", _collection(ns, CRONWORKFLOW_PLURAL))
+        return [dict(item) for item in result.get("items") or []]
+
+    def get_cron_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        ns = namespace or self.namespace
+        return self._call(f'cronworkflow "{name}"', ns, "GET", _collection(ns, CRONWORKFLOW_PLURAL, name))
+
+    def create_workflow(self, body: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        ns = namespace or self.namespace
+        name = (body.get("metadata") or {}).get("name")
+        return self._call(f'workflow "{name}"', ns, "POST", _collection(ns, WORKFLOWS), body=dict(body))
 
     def merge_patch_workflow(
         self, name: str, patch: Mapping[str, Any], namespace: str | None = None

@@ -4,6 +4,7 @@ Modules, from pure to I/O:
 
 - ``resources``: API group, kinds, label and annotation keys (constants only);
 - ``crdgen``: the CRDs, generated from the engine's models (``make crds``);
+- ``schedule``: CronWorkflow: its spec, cron times in a time zone, the plan of one reconcile (pure);
 - ``names``: deterministic, length-limited names of Jobs and child Workflows;
 - ``builders``: pure ``build_*`` functions for Jobs, child and started Workflows, Events;
 - ``attempts``: what a Job, its pod or a child Workflow says about a task attempt (TaskUpdate);
@@ -26,6 +27,7 @@ Modules, from pure to I/O:
 - ``observe``: what a reconcile observes (TaskDefs, operations, news about the attempts in flight);
 - ``definitions``: the TaskDefs' and WorkflowDefs' health (references resolve, validation) in their status;
 - ``reconcile``: one level-based reconcile of one Workflow: observe, ``decide``, act, write status;
+- ``cronworkflows``: the CronWorkflow controller (clock, runs listed, the schedule's plan carried out);
 - ``events``, ``metrics``: Kubernetes Events and Prometheus metrics;
 - ``operator``: Kopf settings and handlers, and ``run_operator`` (``kondukt operator`` is in ``kondukt.cli``).
 

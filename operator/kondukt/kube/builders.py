@@ -51,16 +51,17 @@ class AttemptSpecError(ValueError):
 
 @dataclass(frozen=True)
 class OwnerRef:
-    """The Workflow resource an object belongs to."""
+    """The Kondukt resource an object belongs to (a Workflow, or the CronWorkflow of a run)."""
 
     name: str
     namespace: str
     uid: str
+    kind: str = r.WORKFLOW_KIND
 
     def owner_reference(self, controller: bool = True) -> dict[str, Any]:
         return {
             "apiVersion": r.API_VERSION,
-            "kind": r.WORKFLOW_KIND,
+            "kind": self.kind,
             "name": self.name,
             "uid": self.uid,
             "controller": controller,
@@ -333,7 +334,7 @@ def build_event(
     name_suffix: str,
     reporting_instance: str,
 ) -> dict[str, Any]:
-    """A core/v1 Event about a Workflow (what ``kubectl describe wf`` shows)."""
+    """A core/v1 Event about a Workflow or CronWorkflow (what ``kubectl describe`` shows)."""
     stamp = now.astimezone(dt.UTC)
     text = message if len(message) <= MAX_EVENT_MESSAGE else message[: MAX_EVENT_MESSAGE - 1] + "…"
     return {
@@ -342,7 +343,7 @@ def build_event(
         "metadata": {"name": f"{regarding.name[:200]}.{name_suffix}", "namespace": regarding.namespace},
         "involvedObject": {
             "apiVersion": r.API_VERSION,
-            "kind": r.WORKFLOW_KIND,
+            "kind": regarding.kind,
             "name": regarding.name,
             "namespace": regarding.namespace,
             "uid": regarding.uid,

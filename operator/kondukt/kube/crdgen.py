@@ -1,4 +1,4 @@
-"""CustomResourceDefinitions for TaskDef, WorkflowDef and Workflow, generated from the engine's models.
+"""CustomResourceDefinitions for TaskDef, WorkflowDef, Workflow and CronWorkflow, generated from models.
 
 The engine's pydantic models are the one source of truth for the resources' shapes: this module turns
 their JSON schemas into *structural* OpenAPI v3 schemas the API server accepts, adds what only
@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from kondukt.engine.models import TaskDef, Workflow, WorkflowDef, WorkflowSpec
 from kondukt.kube import resources as r
+from kondukt.kube.schedule import CronWorkflowSpec
 
 JsonSchema = dict[str, Any]
 
@@ -545,12 +546,88 @@ def build_workflow_crd() -> dict[str, Any]:
     )
 
 
+#: What a Workflow's spec takes that a CronWorkflow's workflowSpec does not: the user's controls of one
+#: running execution, and what Kondukt sets on child workflows.
+_RUN_ONLY_FIELDS = ("suspend", "terminate", "parentWorkflowId", "parentWorkflowTaskId")
+
+
+def cron_workflow_spec_schema() -> JsonSchema:
+    spec = schema_of(CronWorkflowSpec)
+    run = workflow_spec_schema()
+    for name in _RUN_ONLY_FIELDS:
+        run["properties"].pop(name, None)
+    run["description"] = ("The spec of each run (a Workflow's spec): workflowDefRef or an inline definition, "
+                          "input, correlationId, priority.")
+    run["x-kubernetes-validations"] = [rule for rule in run["x-kubernetes-validations"] if "oldSelf" not in rule["rule"]]
+    spec["properties"]["workflowSpec"] = run
+    spec["properties"]["schedules"]["items"]["minLength"] = 1
+    spec["properties"]["schedule"]["minLength"] = 1
+    spec["description"] = ("When to run a workflow (cron schedules in a time zone) and which; each run is a "
+                           "Workflow named <cronworkflow>-<unix minutes of the scheduled time>.")
+    spec["x-kubernetes-validations"] = [
+        {
+            "rule": "has(self.schedule) || (has(self.schedules) && size(self.schedules) > 0)",
+            "message": "set spec.schedule or spec.schedules (cron expressions)",
+        },
+    ]
+    return spec
+
+
+def cron_workflow_status_schema() -> JsonSchema:
+    time = {"type": "string", "format": "date-time"}
+    return {
+        "type": "object",
+        "description": "Written by the operator: the schedule's times, the active runs, conditions.",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64",
+                                   "description": "The metadata.generation the status reflects."},
+            "schedule": {"type": "string", "description": "The schedules in use (macros expanded), for display."},
+            "lastScheduleTime": {**time, "description": "The scheduled time of the last run started on schedule."},
+            "nextScheduleTime": {**time, "description": "The next scheduled time (absent when suspended)."},
+            "lastSuccessfulTime": {**time, "description": "When the last COMPLETED run ended."},
+            "lastSkippedTime": {**time, "description": "The last scheduled time not started (Forbid while a run "
+                                "was active, or past startingDeadlineSeconds)."},
+            "active": {"type": "array", "description": "The runs (Workflows) not finished yet.",
+                       "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+            "activeCount": {"type": "integer", "description": "How many runs are active."},
+            "conditions": {
+                "type": "array",
+                "description": "Ready (the schedule is in force; False when the spec cannot be used) and "
+                "Stalled (True when the spec cannot be used: see its message).",
+                "items": {**CONDITION_SCHEMA, "description": "One aspect of the CronWorkflow's state "
+                          "(metav1.Condition)."},
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        },
+    }
+
+
+def build_cronworkflow_crd() -> dict[str, Any]:
+    return _crd(
+        r.CRONWORKFLOW_KIND, r.CRONWORKFLOW_PLURAL, "cwf", cron_workflow_spec_schema(),
+        status=cron_workflow_status_schema(),
+        description="CronWorkflow: runs a workflow on a cron schedule; each run is a Workflow it owns.",
+        columns=[
+            {"name": "Schedule", "type": "string", "jsonPath": ".status.schedule"},
+            {"name": "Timezone", "type": "string", "jsonPath": ".spec.timezone", "priority": 1},
+            {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+            {"name": "Active", "type": "integer", "jsonPath": ".status.activeCount"},
+            {"name": "Last Schedule", "type": "date", "jsonPath": ".status.lastScheduleTime"},
+            {"name": "Next", "type": "string", "jsonPath": ".status.nextScheduleTime"},
+            {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+            AGE_COLUMN,
+        ],
+    )
+
+
 def build_crds() -> dict[str, dict[str, Any]]:
     """Every CRD by file name (``crds/<file>``)."""
     return {
         f"{r.GROUP}_{r.TASKDEF_PLURAL}.yaml": build_taskdef_crd(),
         f"{r.GROUP}_{r.WORKFLOWDEF_PLURAL}.yaml": build_workflowdef_crd(),
         f"{r.GROUP}_{r.WORKFLOW_PLURAL}.yaml": build_workflow_crd(),
+        f"{r.GROUP}_{r.CRONWORKFLOW_PLURAL}.yaml": build_cronworkflow_crd(),
     }
 
 

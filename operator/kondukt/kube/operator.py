@@ -17,6 +17,8 @@ indexes, credentials — and nothing else: every handler here is thin and only d
   annotations under ``kopf.kondukt.io`` (and the handlers used here need neither), Kopf's own Events are
   limited to warnings, and no finalizers are added (children and Jobs go with their Workflow through owner
   references).
+- ``kopf.on.event`` on CronWorkflows feeds their own controller (:mod:`kondukt.kube.cronworkflows`); a
+  change of a Workflow a CronWorkflow owns (one of its runs) wakes that CronWorkflow.
 - HA: with ``--lease NAME`` the replicas elect a leader through a Kubernetes Lease
   (:mod:`kondukt.kube.leader`, client-go's semantics). Every replica watches and keeps its caches warm; only
   the leader reconciles — the work queue's gate (``Reconciler.leading``) and the API client's fence (no
@@ -53,6 +55,7 @@ from kondukt.kube import resources as r
 from kondukt.kube.builders import JobOptions
 from kondukt.kube.claims import LimitClaims
 from kondukt.kube.definitions import DefinitionHealth, index_references
+from kondukt.kube.cronworkflows import CronWorkflows
 from kondukt.kube.events import EventRecorder
 from kondukt.kube.informer import IndexStore, Informer
 from kondukt.kube.kubeapi import KubeClient, TransientApiError, load_configuration
@@ -60,6 +63,7 @@ from kondukt.kube.leader import LeaderElector, LeaseTiming
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
 from kondukt.kube.shards import ShardManager
+from kondukt.kube.schedule import owner_cron_name
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
 from kondukt.limits import DEFAULT_MAX_SUB_WORKFLOW_DEPTH
 from kondukt.scriptpool import ScriptLimits
@@ -193,6 +197,8 @@ class Controller:
         #: The TaskDefs' and WorkflowDefs' status (their health, checked against each other).
         self.definitions = DefinitionHealth(api, self.reconciler.view, self.reconciler.observer.task_defs,
                                             ready=self.kopf_indexed)
+        #: CronWorkflows: their own queue, started with the reconciler (see kondukt.kube.cronworkflows).
+        self.crons = CronWorkflows(api, self.events, ready=self.kopf_indexed)
         #: The leader election (None: a single replica that always acts); see run_operator_async.
         self.elector: LeaderElector | None = None
         #: With --shards above 1: the shards this replica holds (then ``elector`` is None).
@@ -248,6 +254,7 @@ class Controller:
         self.events.start()
         await self.reconciler.start()
         await self.definitions.start()
+        await self.crons.start()
         if self.options.metrics_port:
             self.metrics.serve(self.options.metrics_port, self.options.metrics_address)
         if self.elector is not None:  # campaign only with warm caches: a new leader acts at once
@@ -270,6 +277,7 @@ class Controller:
             await informer.stop()
         await self.reconciler.stop()
         await self.definitions.stop()
+        await self.crons.stop()
         await self.events.stop()
         if self.elector is not None:  # nothing acts any more: hand the Lease over to a standby now
             await self.elector.release()
@@ -319,6 +327,17 @@ class Controller:
         parent = cache.owner_workflow_name(body)
         if parent is not None:
             self.reconciler.enqueue((key[0], parent))
+        cron = owner_cron_name(body)
+        if cron is not None:
+            self.crons.on_run_changed(key[0], cron)
+
+    def on_cron_workflow(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        self.kopf_indexed.set()
+        self.crons.on_event(event_type, body)
+
+    def stand_by(self) -> None:
+        self.reconciler.stand_by()
+        self.crons.stand_by()
 
     def on_job_change(self, event_type: str, now: Mapping[Any, Any], before: Mapping[Any, Any]) -> None:
         record = next(iter(now.values()), None) or next(iter(before.values()), None)
@@ -375,10 +394,11 @@ class Controller:
 
     def lead(self, shard: int | None = None) -> None:
         """This replica just became the leader (of ``shard``): reconcile every Workflow (of that shard), and check
-        every definition (the leader's work, or shard 0's holder's)."""
+        every definition and CronWorkflow (the leader's work, or shard 0's holder's)."""
         self.reconciler.lead(shard)
         if shard is None or shard == 0:
             self.definitions.lead()
+            self.crons.lead()
 
 
 def build_registry(controller: Controller) -> kopf.OperatorRegistry:
@@ -435,6 +455,9 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     @kopf.index(r.GROUP, r.VERSION, r.WORKFLOWDEF_PLURAL, id=cache.REFERENCES_INDEX, registry=registry)
     async def kondukt_references(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], str]:
         return index_references(body)
+    @kopf.on.event(r.GROUP, r.VERSION, r.CRONWORKFLOW_PLURAL, registry=registry)
+    async def cronworkflow_changed(event: Mapping[str, Any], **_: Any) -> None:
+        controller.on_cron_workflow(event.get("type"), event["object"])
 
     @kopf.on.event(r.GROUP, r.VERSION, r.TASKDEF_PLURAL, registry=registry)
     async def taskdef_changed(event: Mapping[str, Any], **_: Any) -> None:
@@ -486,6 +509,7 @@ async def run_operator_async(
             controller.reconciler.shard_of = shards.shard_of
             controller.reconciler.claims = LimitClaims(api, identity)
             controller.definitions.leading = lambda: shards.holds(0)  # definitions' health: shard 0's holder
+            controller.crons.leading = lambda: shards.holds(0)  # CronWorkflows too
             api.fence = shards.may_act
             mode = (f"{options.shards} shards on leases {namespace}/{options.lease_name}-shard-<i>-of-{options.shards} as {identity} (lease "
                     f"{timing.lease_duration}s, renew deadline {timing.renew_deadline:g}s, retry {timing.retry_period:g}s)")
@@ -493,13 +517,13 @@ async def run_operator_async(
             elector = LeaderElector(
                 KubeClient(configuration, timeout=timing.request_timeout, connections=4),
                 namespace=namespace, name=options.lease_name, identity=identity, timing=timing,
-                metrics=controller.metrics, on_started=controller.lead,
-                on_stopped=controller.reconciler.stand_by,
+                metrics=controller.metrics, on_started=controller.lead, on_stopped=controller.stand_by,
             )
             elector.api.on_error = controller.on_api_error
             controller.elector = elector
             controller.reconciler.leading = elector.is_leader
             controller.definitions.leading = elector.is_leader
+            controller.crons.leading = elector.is_leader
             api.fence = elector.is_leader
             mode = (f"leader election on lease {namespace}/{options.lease_name} as {identity} (lease "
                     f"{timing.lease_duration}s, renew deadline {timing.renew_deadline:g}s, retry {timing.retry_period:g}s)")

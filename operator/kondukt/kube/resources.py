@@ -19,6 +19,8 @@ WORKFLOWDEF_KIND: Final = "WorkflowDef"
 WORKFLOWDEF_PLURAL: Final = "workflowdefs"
 WORKFLOW_KIND: Final = "Workflow"
 WORKFLOW_PLURAL: Final = "workflows"
+CRONWORKFLOW_KIND: Final = "CronWorkflow"
+CRONWORKFLOW_PLURAL: Final = "cronworkflows"
 
 #: The category ``kubectl get kondukt`` lists.
 CATEGORY: Final = "kondukt"
@@ -38,6 +40,11 @@ LABEL_TASK_ID: Final = "kondukt.io/task-id"
 LABEL_PARENT_UID: Final = "kondukt.io/parent-workflow-uid"
 #: On Workflows started by START_WORKFLOW or as a failureWorkflow: the starting workflow's uid.
 LABEL_STARTED_BY_UID: Final = "kondukt.io/started-by-uid"
+#: On the runs (Workflows) of a CronWorkflow: its uid (the exact selector of its runs) and name, and
+#: whether the run was started on schedule or by ``kondukt cron trigger`` (``schedule`` | ``manual``).
+LABEL_CRON_UID: Final = "kondukt.io/cron-workflow-uid"
+LABEL_CRON: Final = "kondukt.io/cron-workflow"
+LABEL_CRON_TRIGGER: Final = "kondukt.io/cron-trigger"
 
 # ----------------------------------------------------------------------------------- annotations
 ANNOTATION_WORKFLOW: Final = "kondukt.io/workflow-name"
@@ -55,6 +62,8 @@ ANNOTATION_PARENT_TASK_ID: Final = "kondukt.io/parent-task-id"
 #: parent's or starter's depth + 1; a Workflow without it is 0), checked against the operator's
 #: --max-sub-workflow-depth before each such Workflow is created.
 ANNOTATION_SUB_WORKFLOW_DEPTH: Final = "kondukt.io/sub-workflow-depth"
+#: On the runs of a CronWorkflow: the scheduled time (RFC 3339, UTC) it was started for.
+ANNOTATION_SCHEDULED_TIME: Final = "kondukt.io/scheduled-time"
 
 #: Operations requested by the CLI: ``ops.kondukt.io/<op>`` = JSON ``{"nonce": ..., ...}``.
 OPERATION_ANNOTATION_PREFIX: Final = "ops.kondukt.io/"

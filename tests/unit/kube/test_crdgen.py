@@ -42,7 +42,7 @@ def test_one_file_per_kind_each_a_single_crd() -> None:
         assert len(documents) == 1
         assert documents[0]["kind"] == "CustomResourceDefinition"
         kinds.add(documents[0]["spec"]["names"]["kind"])
-    assert kinds == {"TaskDef", "WorkflowDef", "Workflow"}
+    assert kinds == {"TaskDef", "WorkflowDef", "Workflow", "CronWorkflow"}
 
 
 @pytest.mark.parametrize("name", sorted(crdgen.build_crds()))
@@ -71,7 +71,7 @@ def test_crds_stay_small_enough_for_client_side_kubectl_apply() -> None:
 def test_names_columns_and_subresources() -> None:
     crds = {c["spec"]["names"]["kind"]: c for c in crdgen.build_crds().values()}
     short = {kind: c["spec"]["names"]["shortNames"] for kind, c in crds.items()}
-    assert short == {"TaskDef": ["td"], "WorkflowDef": ["wfd"], "Workflow": ["wf"]}
+    assert short == {"TaskDef": ["td"], "WorkflowDef": ["wfd"], "Workflow": ["wf"], "CronWorkflow": ["cwf"]}
     for crd in crds.values():
         assert crd["spec"]["group"] == "kondukt.io"
         assert crd["spec"]["scope"] == "Namespaced"
