@@ -88,6 +88,8 @@ class CronWorkflows:
         #: Whether this replica may act now (it holds the Lease); None: always (one replica).
         self.leading: Callable[[], bool] | None = None
         self._objects: dict[CronKey, dict[str, Any]] = {}
+        #: The phase of each run last seen (see on_run_changed).
+        self._run_phases: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------------------- entry points
     def on_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -97,11 +99,27 @@ class CronWorkflows:
             self._objects.pop(key, None)
             self.queue.cancel_timer(key)
             return
+        known = self._objects.get(key)
+        if known is not None and not _newer((known.get("metadata") or {}).get("resourceVersion"),
+                                            meta.get("resourceVersion")):
+            return  # the watch's echo of our own status write, or an older version: nothing new
         self._objects[key] = dict(body)
         self.queue.add(key)
 
-    def on_run_changed(self, namespace: str, cron_name: str) -> None:
-        """A run (Workflow) of this CronWorkflow changed: its active list, history or a pending run may too."""
+    def on_run_changed(self, event_type: str | None, run: Mapping[str, Any], cron_name: str) -> None:
+        """A run (Workflow) of this CronWorkflow changed. Only a new phase (or a new or deleted run) can
+        change the CronWorkflow's active runs, history or a pending run; a running workflow's progress
+        updates do not wake it."""
+        meta = run.get("metadata") or {}
+        namespace = str(meta.get("namespace"))
+        run_key = (namespace, str(meta.get("name")))
+        phase = str((run.get("status") or {}).get("phase") or "")
+        if event_type == "DELETED":
+            self._run_phases.pop(run_key, None)
+        elif self._run_phases.get(run_key) == phase:
+            return
+        else:
+            self._run_phases[run_key] = phase
         self.queue.add((namespace, cron_name))
 
     def lead(self) -> None:
@@ -223,6 +241,14 @@ class CronWorkflows:
         patched = await self.api.merge_patch(cron_path(*key, subresource="status"), {"status": status},
                                              f"cronworkflow {key[0]}/{key[1]} status")
         self._objects[key] = patched
+
+
+def _newer(known: Any, seen: Any) -> bool:
+    """Whether resourceVersion ``seen`` is newer than ``known`` (opaque strings: different = newer, unless
+    both are numbers, as the API server's are in practice)."""
+    if str(known).isdigit() and str(seen).isdigit():
+        return int(seen) > int(known)
+    return bool(known != seen)
 
 
 def _refused(plan: cron.CronPlan, reason: str) -> cron.CronPlan:

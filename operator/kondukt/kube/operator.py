@@ -329,7 +329,7 @@ class Controller:
             self.reconciler.enqueue((key[0], parent))
         cron = owner_cron_name(body)
         if cron is not None:
-            self.crons.on_run_changed(key[0], cron)
+            self.crons.on_run_changed(event_type, body, cron)
 
     def on_cron_workflow(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         self.kopf_indexed.set()
