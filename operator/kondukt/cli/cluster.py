@@ -213,17 +213,17 @@ class WorkflowApi:
         self, namespace: str | None = None, all_namespaces: bool = False
     ) -> list[dict[str, Any]]:
         ns = None if all_namespaces else (namespace or self.namespace)
-        result = self._call("cronworkflows", ns, "GET", _collection(ns, CRONWORKFLOW_PLURAL))
+        result = self._call("cronworkflows", ns, "GET", collection_path(ns, CRONWORKFLOW_PLURAL))
         return [dict(item) for item in result.get("items") or []]
 
     def get_cron_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         ns = namespace or self.namespace
-        return self._call(f'cronworkflow "{name}"', ns, "GET", _collection(ns, CRONWORKFLOW_PLURAL, name))
+        return self._call(f'cronworkflow "{name}"', ns, "GET", collection_path(ns, CRONWORKFLOW_PLURAL, name))
 
     def create_workflow(self, body: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
         ns = namespace or self.namespace
         name = (body.get("metadata") or {}).get("name")
-        return self._call(f'workflow "{name}"', ns, "POST", _collection(ns, WORKFLOWS), body=dict(body))
+        return self._call(f'workflow "{name}"', ns, "POST", collection_path(ns, WORKFLOWS), body=dict(body))
 
     def merge_patch_workflow(
         self, name: str, patch: Mapping[str, Any], namespace: str | None = None
