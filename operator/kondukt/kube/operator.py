@@ -54,16 +54,16 @@ from kondukt.kube import cache
 from kondukt.kube import resources as r
 from kondukt.kube.builders import JobOptions
 from kondukt.kube.claims import LimitClaims
-from kondukt.kube.definitions import DefinitionHealth, index_references
 from kondukt.kube.cronworkflows import CronWorkflows
+from kondukt.kube.definitions import DefinitionHealth, index_references
 from kondukt.kube.events import EventRecorder
 from kondukt.kube.informer import IndexStore, Informer
 from kondukt.kube.kubeapi import KubeClient, TransientApiError, load_configuration
 from kondukt.kube.leader import LeaderElector, LeaseTiming
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
-from kondukt.kube.shards import ShardManager
 from kondukt.kube.schedule import owner_cron_name
+from kondukt.kube.shards import ShardManager
 from kondukt.kube.status import DEFAULT_COMPRESS_OVER_BYTES
 from kondukt.limits import DEFAULT_MAX_SUB_WORKFLOW_DEPTH
 from kondukt.scriptpool import ScriptLimits
