@@ -4,8 +4,9 @@ Flux (and kpt) decide whether a resource is healthy with the kstatus library of 
 hack/kstatus is a small program built from it (``make kstatus``, cached) that prints kstatus's verdict for
 objects read from ``kubectl get -o json``. These tests run the operator on a real control plane (kwok's
 fake pods as workers) and ask kstatus about definitions and Workflows in each state: Current for a Ready
-definition and a COMPLETED workflow, InProgress for a definition still missing a reference and for a
-running workflow, Failed for a FAILED one. See docs/gitops.md.
+definition, a COMPLETED workflow and a scheduled CronWorkflow, InProgress for a definition still missing a
+reference and for a running workflow, Failed for a FAILED or TERMINATED one, an invalid definition and a
+CronWorkflow whose schedule cannot be used. See docs/gitops.md.
 """
 
 from __future__ import annotations
@@ -136,3 +137,22 @@ def test_workflows_are_in_progress_current_or_failed(cluster: Cluster, kstatus: 
     cluster.patch_workflow("wf-slow", {"spec": {"terminate": {"reason": "enough"}}})
     assert cluster.wait_phase("wf-slow")["phase"] == "TERMINATED"
     wait_verdict(cluster, kstatus, "workflow", "wf-slow", "Failed")
+
+
+def test_cronworkflows_are_current_once_scheduled_and_failed_when_unusable(cluster: Cluster,
+                                                                          kstatus: Kstatus) -> None:
+    def cron(name: str, schedule: str, **spec: Any) -> dict[str, Any]:
+        body = {"schedule": schedule, "workflowSpec": {"definition": {
+            "name": "flow", "tasks": [{"name": "quick", "taskReferenceName": "only"}]}}, **spec}
+        return {"apiVersion": "kondukt.io/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": name},
+                "spec": body}
+
+    cluster.apply(taskdef("quick"), cron("yearly", "0 0 1 1 *"), cron("paused", "0 0 1 1 *", suspend=True),
+                  cron("broken", "61 * * * *"))
+    for name in ("yearly", "paused"):
+        condition = cluster.wait_until(lambda name=name: ready_condition(cluster, "cronworkflows", name),
+                                       f"CronWorkflow {name}'s Ready")
+        assert condition["status"] == "True", condition
+        assert kstatus("cronworkflow", name)["status"] == "Current"
+    failed = wait_verdict(cluster, kstatus, "cronworkflow", "broken", "Failed")
+    assert "61" in failed["message"] or "schedule" in failed["message"], failed

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from kondukt.engine.models import Workflow, WorkflowStatus
+from kondukt.kube import conditions as kube_conditions
 from kondukt.kube import definitions
 from kondukt.kube import status as codec
 
@@ -128,6 +129,39 @@ def definition_obj(found: definitions.Health | None, generation: int = 1) -> dic
 def test_definition_health(lua: str, tmp_path: Path, found: definitions.Health | None, generation: int,
                            expected: str, message: str) -> None:
     assert health(lua, "definition.lua", definition_obj(found, generation), tmp_path) == (expected, message)
+
+
+def cron_obj(conditions: list[tuple[str, str, str, str]] | None, *, suspend: bool = False,
+             generation: int = 1) -> dict[str, Any]:
+    """A CronWorkflow with the conditions its controller writes (kondukt.kube.conditions.merge)."""
+    obj: dict[str, Any] = {"apiVersion": "kondukt.io/v1alpha1", "kind": "CronWorkflow",
+                           "metadata": {"name": "nightly", "generation": generation},
+                           "spec": {"schedule": "0 2 * * *", "suspend": suspend}}
+    if conditions is not None:
+        obj["status"] = {"observedGeneration": 1, "conditions": kube_conditions.merge(conditions, [], 1, NOW)}
+    return obj
+
+
+SCHEDULED = [("Ready", "True", "Scheduled", "next run at 2026-05-02 02:00 UTC")]
+REFUSED = [("Ready", "False", "RunRefused", "Workflow nightly-1 refused: quota"),
+           ("Stalled", "True", "RunRefused", "Workflow nightly-1 refused: quota")]
+
+
+@pytest.mark.parametrize(("obj", "expected", "message"), [
+    pytest.param(cron_obj(SCHEDULED), "Healthy", "next run at 2026-05-02 02:00 UTC", id="scheduled"),
+    pytest.param(cron_obj([("Ready", "True", "Suspended", "spec.suspend is true")], suspend=True), "Suspended",
+                 "spec.suspend is true: no run starts on schedule", id="suspended"),
+    pytest.param(cron_obj(REFUSED), "Degraded", "RunRefused: Workflow nightly-1 refused: quota", id="stalled"),
+    pytest.param(cron_obj(REFUSED, suspend=True), "Degraded", "RunRefused: Workflow nightly-1 refused: quota",
+                 id="stalled-wins-over-suspended"),
+    pytest.param(cron_obj([("Ready", "False", "InvalidSpec", "schedule: bad")]), "Degraded",
+                 "InvalidSpec: schedule: bad", id="not-ready"),
+    pytest.param(cron_obj(SCHEDULED, generation=2), "Progressing", "Waiting for the operator to schedule it",
+                 id="spec-not-observed-yet"),
+    pytest.param(cron_obj(None), "Progressing", "Waiting for the operator to schedule it", id="no-status"),
+])
+def test_cronworkflow_health(lua: str, tmp_path: Path, obj: dict[str, Any], expected: str, message: str) -> None:
+    assert health(lua, "cronworkflow.lua", obj, tmp_path) == (expected, message)
 
 
 def test_the_docs_carry_every_script_verbatim() -> None:
