@@ -16,6 +16,7 @@ import asyncio
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -23,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kondukt.archive.store import ArchiveStore
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.test_operator_support import Cluster, OperatorProcess, taskdef, workflow
+from tests.e2e.test_operator_support import Cluster, OperatorProcess, WatchRecorder, taskdef, workflow
 from tests.postgres import PostgresServer, free_port
 
 pytestmark = pytest.mark.e2e
@@ -47,9 +48,14 @@ def metric(port: int, name: str) -> float | None:
     return values[0] if values else None
 
 
-def archived_condition(cluster: Cluster, name: str) -> dict[str, str]:
-    found = [c for c in cluster.status(name).get("conditions") or [] if c.get("type") == "Archived"]
+def archived(workflow: dict[str, Any]) -> dict[str, str]:
+    """The Workflow's ``Archived`` condition ({} without one)."""
+    found = [c for c in (workflow.get("status") or {}).get("conditions") or [] if c.get("type") == "Archived"]
     return found[0] if found else {}
+
+
+def archived_condition(cluster: Cluster, name: str) -> dict[str, str]:
+    return archived(cluster.workflow(name))
 
 
 @pytest.fixture
@@ -71,6 +77,7 @@ def test_archived_before_deletion_and_a_database_outage_delays_both_and_loses_no
     operator = OperatorProcess(control_plane, namespace, tmp_path, "--archive", "--ttl-after-completion", "1",
                                "--metrics-port", str(port), "--metrics-address", "127.0.0.1").start()
     cluster = Cluster(control_plane, namespace, operator)
+    watch = WatchRecorder(cluster, "workflows").start()
     try:
         cluster.apply(taskdef("echo"), taskdef("slow", annotations={"kwok.kondukt.io/echo-input": "true",
                                                                      "kwok.kondukt.io/duration": "3s"}))
@@ -84,15 +91,18 @@ def test_archived_before_deletion_and_a_database_outage_delays_both_and_loses_no
         # deleted with it.
         cluster.apply(workflow("first", definition=one, ttlStrategy={"secondsAfterCompletion": 5},
                                input={"k": "v"}))
-        cluster.wait_until(lambda: archived_condition(cluster, "first").get("status") == "True",
-                           "first archived (its Archived condition)")
-        uid = cluster.workflow("first")["metadata"]["uid"]
+        # Seen through a watch begun before the apply, not by polling: under load a poll can miss the
+        # few seconds between the condition and the deletion.
+        uid = watch.wait(lambda: next((obj["metadata"]["uid"] for _, obj in watch.of("first")
+                                       if archived(obj).get("status") == "True"), None),
+                         "first archived (its Archived condition)")
         assert rows(dsn, uid) == 1, "the row is there before the condition says so"
-        [child] = cluster.list("workflows", selector=f"kondukt.io/parent-workflow-uid={uid}")
-        cluster.wait_until(lambda: cluster.get("workflows", "first") is None, "first deleted by its TTL")
-        assert rows(dsn, child["metadata"]["uid"]) == 1, "the child was archived before its parent went"
-        cluster.wait_until(lambda: cluster.get("workflows", child["metadata"]["name"]) is None,
-                           "the child deleted with its parent", timeout=90)
+        child = watch.wait(lambda: next((obj["metadata"] for _, obj in watch.recorded() if (
+            obj["metadata"].get("labels") or {}).get("kondukt.io/parent-workflow-uid") == uid), None),
+            "first's SUB_WORKFLOW child")
+        watch.wait(lambda: "first" in watch.names("DELETED"), "first deleted by its TTL")
+        assert rows(dsn, child["uid"]) == 1, "the child was archived before its parent went"
+        watch.wait(lambda: child["name"] in watch.names("DELETED"), "the child deleted with its parent", timeout=90)
         with psycopg.connect(dsn) as conn:
             found = conn.execute(f"SELECT phase, workflow FROM {TABLE} WHERE uid = %s", (uid,)).fetchone()  # type: ignore[arg-type]
         assert found is not None
@@ -117,8 +127,8 @@ def test_archived_before_deletion_and_a_database_outage_delays_both_and_loses_no
         assert any(e["reason"] == "ArchiveUnavailable" for e in cluster.events("second"))
 
         # Back: the row appears, then the TTL deletes the workflow; the metrics say all is well.
+        second_uid = cluster.workflow("second")["metadata"]["uid"]  # before the database is back: then it goes
         own_postgres.start()
-        second_uid = cluster.workflow("second")["metadata"]["uid"]
         cluster.wait_until(lambda: cluster.get("workflows", "second") is None, "second archived, then deleted",
                            timeout=120)
         assert rows(dsn, second_uid) == 1 and rows(dsn) == 3
@@ -128,6 +138,7 @@ def test_archived_before_deletion_and_a_database_outage_delays_both_and_loses_no
         assert own_postgres.password not in logs
         assert "Traceback" not in logs
     finally:
+        watch.stop()
         operator.stop()
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.test_operator_support import Cluster, OperatorProcess, taskdef, workflow
+from tests.e2e.test_operator_support import Cluster, OperatorProcess, WatchRecorder, taskdef, workflow
 
 pytestmark = pytest.mark.e2e
 
@@ -26,9 +27,25 @@ def ttl_cluster(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> 
         operator.stop()
 
 
+def phase(obj: dict[str, Any]) -> str | None:
+    return (obj.get("status") or {}).get("phase")
+
+
 def test_ttl_deletes_the_workflow_with_its_child_and_jobs_and_the_default_applies_only_without_one(
         ttl_cluster: Cluster) -> None:
     cluster = ttl_cluster
+    # A one-second TTL leaves too short a window to poll for "COMPLETED, not yet deleted" under load: the
+    # test records every change through watches begun before anything is applied, and asserts on those.
+    workflows = WatchRecorder(cluster, "workflows").start()
+    jobs = WatchRecorder(cluster, "jobs", "batch/v1").start()
+    try:
+        check_retention(cluster, workflows, jobs)
+    finally:
+        workflows.stop()
+        jobs.stop()
+
+
+def check_retention(cluster: Cluster, workflows: WatchRecorder, jobs: WatchRecorder) -> None:
     cluster.apply(taskdef("echo"))
     cluster.apply({"apiVersion": "kondukt.io/v1alpha1", "kind": "WorkflowDef", "metadata": {"name": "inner"},
                    "spec": {"name": "inner", "tasks": [
@@ -46,22 +63,36 @@ def test_ttl_deletes_the_workflow_with_its_child_and_jobs_and_the_default_applie
                                {"name": "inner", "taskReferenceName": "sub", "type": "SUB_WORKFLOW",
                                 "subWorkflowParam": {"name": "inner"}}]}))
     cluster.apply(workflow("defaulted", definition=one_task))
-    cluster.wait_until(lambda: cluster.get("workflows", "parent") is not None
-                       and cluster.status("parent").get("phase") == "COMPLETED"
-                       and len(cluster.list("workflows")) == 4 and len(cluster.jobs()) == 4,
-                       "parent COMPLETED with its child, four Jobs (kept, defaulted, first, deep)")
-    parent_uid = cluster.workflow("parent")["metadata"]["uid"]
-    child = cluster.list("workflows", selector=f"kondukt.io/parent-workflow-uid={parent_uid}")[0]
-    assert child["status"]["phase"] == "COMPLETED"
-    assert "ttlStrategy" not in child["spec"], "a child has no TTL of its own: it goes with its parent"
 
     # The operator's default (1 s after completion) deletes "defaulted"; the parent's own 3 s (success wins
     # over its 600 s after completion) deletes it, its child and every Job they owned.
-    cluster.wait_until(lambda: cluster.get("workflows", "defaulted") is None, "defaulted deleted (operator default)")
-    cluster.wait_until(lambda: cluster.get("workflows", "parent") is None, "parent deleted (its ttlStrategy)")
-    cluster.wait_until(lambda: cluster.get("workflows", child["metadata"]["name"]) is None,
-                       "the child deleted with its parent (garbage collector)", timeout=90)
-    cluster.wait_until(lambda: len(cluster.jobs()) == 1, "only kept's Job left", timeout=90)
+    parent_uid = workflows.wait(lambda: next((obj["metadata"]["uid"] for _, obj in workflows.of("parent")), None),
+                                "parent created")
+
+    def child_name() -> str | None:
+        found = [obj["metadata"]["name"] for _, obj in workflows.recorded()
+                 if (obj["metadata"].get("labels") or {}).get("kondukt.io/parent-workflow-uid") == parent_uid]
+        return found[0] if found else None
+    child = workflows.wait(child_name, "the parent's SUB_WORKFLOW child created")
+    workflows.wait(lambda: {"defaulted", "parent", child} <= set(workflows.names("DELETED")),
+                   "defaulted (operator default), parent (its ttlStrategy) and its child (garbage collector) "
+                   "deleted", timeout=120)
+    for name in ("defaulted", "parent", child):
+        seen = [(kind, phase(obj)) for kind, obj in workflows.of(name)]
+        assert ("MODIFIED", "COMPLETED") in seen, f"{name} deleted before it was seen COMPLETED: {seen}"
+        assert seen[-1][0] == "DELETED", f"{name}: {seen}"
+    child_specs = [obj["spec"] for _, obj in workflows.of(child)]
+    assert all("ttlStrategy" not in spec for spec in child_specs), "a child has no TTL of its own"
+    assert "DELETED" not in [kind for kind, _ in workflows.of("kept")]
+    assert cluster.get("workflows", "kept") is not None, "kept outlived the defaulted workflow's 1 s"
+
+    def owner(job: dict[str, Any]) -> str:
+        return str(job["metadata"]["ownerReferences"][0]["name"])
+    owners = {obj["metadata"]["name"]: owner(obj) for kind, obj in jobs.recorded() if kind == "ADDED"}
+    assert sorted(owners.values()) == sorted(["kept", "defaulted", "parent", child]), owners
+    jobs.wait(lambda: set(jobs.names("DELETED")) == {j for j, w in owners.items() if w != "kept"},
+              "the Jobs of defaulted, parent and its child deleted (garbage collector)", timeout=120)
+    assert [owner(j) for j in cluster.jobs()] == ["kept"]
     assert [w["metadata"]["name"] for w in cluster.list("workflows")] == ["kept"]
     assert cluster.status("kept")["phase"] == "COMPLETED"
     logs = cluster.operator.logs() if cluster.operator else ""

@@ -15,9 +15,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,8 @@ WORKER_IMAGE = "kondukt.test/worker:1"
 ECHO = {"kwok.kondukt.io/echo-input": "true"}
 TERMINAL_PHASES = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
 
-__all__ = ["ECHO", "Cluster", "OperatorProcess", "cluster_fixture", "operator_fixture", "taskdef", "wait_for"]
+__all__ = ["ECHO", "Cluster", "OperatorProcess", "WatchRecorder", "cluster_fixture", "operator_fixture", "taskdef",
+           "wait_for"]
 
 
 class OperatorProcess:
@@ -181,6 +185,92 @@ class Cluster:
         if self.operator is None:
             return ""
         return "\n".join(self.operator.logs().splitlines()[-lines:])
+
+
+class WatchRecorder:
+    """Every watch event of one resource in the test's namespace, from a resourceVersion taken at ``start()``.
+
+    A test that must see a short-lived state (a Workflow COMPLETED, then deleted by a one-second TTL) cannot
+    poll for it: under load the poll misses the window. The watch starts from the resourceVersion of a list
+    made in ``start()`` itself, so the API server replays every change after it, however late the background
+    thread connects or reconnects (it resumes from the last event it recorded). Bounded: each connection asks
+    for ``timeoutSeconds``, each read times out, and the thread ends at ``stop()`` or after ``max_seconds``.
+    """
+
+    def __init__(self, cluster: Cluster, plural: str, group: str = "kondukt.io/v1alpha1",
+                 max_seconds: float = 600) -> None:
+        prefix = "/api/v1" if group == "v1" else f"/apis/{group}"
+        self.cluster = cluster
+        self.path = f"{prefix}/namespaces/{cluster.namespace}/{plural}"
+        self.max_seconds = max_seconds
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> WatchRecorder:
+        status, body = self.cluster.cp.api("GET", self.path, timeout=60)
+        assert status == 200, body
+        for item in body.get("items") or []:
+            self.events.append(("ADDED", item))
+        version = str(body["metadata"]["resourceVersion"])
+        self._thread = threading.Thread(target=self._run, args=(version,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self, version: str) -> None:
+        cp = self.cluster.cp
+        ctx = ssl.create_default_context(cafile=str(cp.ca_file))
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            req = urllib.request.Request(
+                f"{cp.server}{self.path}?watch=1&allowWatchBookmarks=false&timeoutSeconds=60"
+                f"&resourceVersion={version}")
+            req.add_header("Authorization", f"Bearer {cp.token}")
+            try:
+                with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:
+                    while not self._stop.is_set() and time.monotonic() < deadline:
+                        line = resp.readline()
+                        if not line:
+                            break  # the server ended the watch (timeoutSeconds): resume from `version`
+                        event = json.loads(line)
+                        if event.get("type") == "ERROR":
+                            self.errors.append(json.dumps(event)[:500])
+                            return
+                        obj = event["object"]
+                        version = str(obj["metadata"]["resourceVersion"])
+                        with self._lock:
+                            self.events.append((str(event["type"]), obj))
+            except OSError:  # an idle read timed out, or the connection broke: resume from `version`
+                time.sleep(0.1)
+            except Exception as err:  # a waiting test reports it (a thread's exception is lost)
+                self.errors.append(repr(err))
+                return
+
+    def recorded(self) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            return list(self.events)
+
+    def of(self, name: str) -> list[tuple[str, dict[str, Any]]]:
+        """The events of one object, in order."""
+        return [(kind, obj) for kind, obj in self.recorded() if obj["metadata"]["name"] == name]
+
+    def names(self, kind: str) -> list[str]:
+        """The names of the objects with an event of this type (ADDED, MODIFIED, DELETED), in order of the first."""
+        return list(dict.fromkeys(obj["metadata"]["name"] for k, obj in self.recorded() if k == kind))
+
+    def wait(self, probe: Callable[[], Any], what: str, timeout: float = 90) -> Any:
+        """Wait on the recorded events (not on the live state, which may already have moved on)."""
+        def checked() -> Any:
+            assert not self.errors, f"the watch of {self.path} failed: {self.errors}"
+            return probe()
+        return self.cluster.wait_until(checked, what, timeout=timeout)
 
 
 def taskdef(name: str, *, annotations: Mapping[str, str] | None = None, **spec: Any) -> dict[str, Any]:
