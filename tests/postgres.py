@@ -10,6 +10,10 @@ PostgreSQL refuses to run as root: as root the cluster's directory is owned by t
 (Debian's package creates it) and every server command runs as that user through ``runuser``. The binaries
 come from ``$KONDUKT_PG_BIN``, else the newest ``/usr/lib/postgresql/<version>/bin`` (``.ci/install-postgres``
 installs them); missing ones FAIL the tests that need them, never skip them.
+
+A test run killed with SIGKILL never runs its teardown, and its server would live on: each server's directory
+names the process that made it (``owner.pid``), and every new server first stops and removes those whose owner
+is gone (:func:`reap_orphans`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pathlib import Path
 import psycopg
 
 USER = "kondukt"
+PREFIX = "kondukt-pg-"
+OWNER_FILE = "owner.pid"
 
 
 class PostgresError(RuntimeError):
@@ -50,10 +56,44 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(bin_dir: Path, temp_dir: Path | None = None) -> list[Path]:
+    """Stop and remove the servers of test runs that died without their teardown; returns their directories.
+
+    Only a directory with an ``owner.pid`` naming a process that no longer exists is touched."""
+    reaped = []
+    for root in sorted(Path(temp_dir or tempfile.gettempdir()).glob(f"{PREFIX}*")):
+        try:
+            owner = int((root / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        data = root / "data"
+        if (data / "postmaster.pid").exists():
+            runner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+            subprocess.run([*runner, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "-t", "30",
+                            "stop"], capture_output=True, timeout=60, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+        reaped.append(root)
+    return reaped
+
+
 class PostgresServer:
     def __init__(self) -> None:
         self.bin = server_binaries()
-        self.root = Path(tempfile.mkdtemp(prefix="kondukt-pg-"))
+        reap_orphans(self.bin)
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.root / OWNER_FILE).write_text(str(os.getpid()))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = free_port()
