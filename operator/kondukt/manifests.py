@@ -1,8 +1,11 @@
 """Reading definitions from files: Kondukt manifests (multi-document YAML) or Conductor JSON as is.
 
 ``load_files(paths)`` reads every file (or every ``*.yaml``/``*.yml``/``*.json`` of a directory, or stdin
-for ``-``) into one ``Bundle``: the TaskDefs, WorkflowDefs and Workflows they hold. A document with
-``apiVersion``/``kind`` is a manifest (``kind: TaskDef | WorkflowDef | Workflow``, or a ``List`` of them);
+for ``-``) into one ``Bundle``: the TaskDefs, WorkflowDefs, Workflows and CronWorkflows they hold. A document
+with ``apiVersion``/``kind`` is a manifest (``kind: TaskDef | WorkflowDef | Workflow | CronWorkflow``, or a
+``List`` of them); a CronWorkflow's ``spec.workflowSpec`` is checked here like a Workflow's spec, its schedule
+by the caller's ``check_cron`` (``kondukt validate`` gives the operator's own parser, which lives in the
+operator's package);
 anything else is Conductor JSON (a WorkflowDef, a TaskDef, or an array of either), imported through
 ``kondukt.engine.conductor`` so both spellings load to the same models.
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +42,9 @@ from kondukt.engine.validation import (
 from kondukt.errors import ManifestError
 from kondukt.limits import DEFAULT_LIMITS, DocumentLimits, parse_json, parse_yaml_documents
 
-__all__ = ["KINDS", "Bundle", "ManifestError", "ParsedDocument", "Source", "load_files", "read_documents"]
+__all__ = ["KINDS", "Bundle", "CronCheck", "CronManifest", "ManifestError", "ParsedDocument", "Source", "load_files", "read_documents"]
 
-KINDS = ("TaskDef", "WorkflowDef", "Workflow")
+KINDS = ("TaskDef", "WorkflowDef", "Workflow", "CronWorkflow")
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _JSON_HINTS = {
     "Extra data": " (text after the end of the JSON value, e.g. a trailing comma)",
@@ -89,6 +92,12 @@ class _Origin:
 
     def describe(self, problem: Problem) -> str:
         return f"{self.source}: {problem.with_prefix(self.prefix)}"
+
+
+def _a_type(value: Any) -> str:
+    """``an int``, ``a list``: what a value is, as a message says it."""
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def _built_in_memory(kind: str, name: Any) -> Source:
@@ -190,6 +199,17 @@ def _expand(paths: Sequence[str | Path]) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CronManifest:
+    """A CronWorkflow read from a file: its metadata, its spec as written, its checked workflowSpec."""
+
+    metadata: dict[str, Any]
+    spec: dict[str, Any]
+    """As written: the schedule fields are checked by the caller (kondukt.kube.schedule.parse_spec)."""
+    workflow_spec: WorkflowSpec
+    source: Source
+
+
 @dataclass
 class Bundle:
     """The definitions of a set of files, keyed the way Conductor refers to them."""
@@ -203,6 +223,8 @@ class Bundle:
     _task_def_origins: dict[str, _Origin] = field(default_factory=dict, repr=False)
     _workflow_def_origins: dict[tuple[str, int], _Origin] = field(default_factory=dict, repr=False)
     _workflow_origins: list[_Origin] = field(default_factory=list, repr=False)
+    cron_workflows: list[CronManifest] = field(default_factory=list)
+    """CronWorkflow manifests; their workflowSpec is checked like a Workflow's spec, not run by ``kondukt run``."""
 
     def find_workflow_def(self, name: str, version: int | None = None) -> WorkflowDef | None:
         """The WorkflowDef of that name and version (the highest version when None), or None."""
@@ -251,13 +273,14 @@ class Bundle:
             messages.extend(origin.describe(p) for p in validate_workflow_def(workflow_def, task_defs))
             if self_contained:
                 messages.extend(origin.describe(p) for p in self._unknown_workflow_names(workflow_def))
-        for index, (metadata, spec) in enumerate(self.workflows):
-            if index < len(self._workflow_origins):
-                origin = self._workflow_origins[index]
-            else:
-                origin = _Origin(_built_in_memory("Workflow", metadata.get("name")), "spec")
+        runs = [
+            (self._workflow_origins[index] if index < len(self._workflow_origins)
+             else _Origin(_built_in_memory("Workflow", metadata.get("name")), "spec"), spec)
+            for index, (metadata, spec) in enumerate(self.workflows)
+        ] + [(_Origin(cron.source, "spec.workflowSpec"), cron.workflow_spec) for cron in self.cron_workflows]
+        for origin, spec in runs:
             if spec.definition is not None:
-                inline = _Origin(origin.source, "spec.definition")
+                inline = _Origin(origin.source, f"{origin.prefix}.definition")
                 messages.extend(inline.describe(p) for p in validate_workflow_def(spec.definition, task_defs))
                 if self_contained:
                     messages.extend(inline.describe(p) for p in self._unknown_workflow_names(spec.definition))
@@ -265,7 +288,8 @@ class Bundle:
                 ref = spec.workflowDefRef
                 if self.find_workflow_def(ref.name, ref.version) is None:
                     messages.append(
-                        f"{origin.source}: spec.workflowDefRef {self._missing_workflow_def(ref.name, ref.version)}"
+                        f"{origin.source}: {origin.prefix}.workflowDefRef "
+                        f"{self._missing_workflow_def(ref.name, ref.version)}"
                     )
         return messages
 
@@ -319,9 +343,16 @@ class Bundle:
 # --------------------------------------------------------------------------------------------------
 
 
-def load_files(paths: Sequence[str | Path]) -> Bundle:
-    """Load manifests and Conductor JSON from files into one Bundle; ManifestError lists every mistake."""
-    loader = _BundleLoader()
+#: Checks a CronWorkflow's spec as written (its schedule): the problem, naming the field, or None.
+CronCheck = Callable[[Mapping[str, Any]], "str | None"]
+
+
+def load_files(paths: Sequence[str | Path], *, check_cron: CronCheck | None = None) -> Bundle:
+    """Load manifests and Conductor JSON from files into one Bundle; ManifestError lists every mistake.
+
+    ``check_cron``: the schedule check of each CronWorkflow (the operator's parser, given by the caller:
+    this module does not depend on the operator); without it only their workflowSpec is checked."""
+    loader = _BundleLoader(check_cron)
     try:
         files = _expand(paths)
     except ManifestError as err:
@@ -342,7 +373,8 @@ def load_files(paths: Sequence[str | Path]) -> Bundle:
 
 
 class _BundleLoader:
-    def __init__(self) -> None:
+    def __init__(self, check_cron: CronCheck | None = None) -> None:
+        self.check_cron = check_cron
         self.bundle = Bundle()
         self.errors: list[str] = []
 
@@ -381,7 +413,7 @@ class _BundleLoader:
 
     def add_manifest(self, manifest: Any, source: Source, prefix: str) -> None:
         if not isinstance(manifest, dict):
-            self.errors.append(f"{source}: must be an object (a manifest), not a {type(manifest).__name__}")
+            self.errors.append(f"{source}: must be an object (a manifest), not {_a_type(manifest)}")
             return
         kind = manifest.get("kind")
         metadata = manifest.get("metadata")
@@ -426,6 +458,8 @@ class _BundleLoader:
             self._add_task_def(metadata, spec, origin)
         elif kind == "WorkflowDef":
             self._add_workflow_def(metadata, spec, origin)
+        elif kind == "CronWorkflow":
+            self._add_cron_workflow(metadata, spec, origin)
         else:
             self._add_workflow(metadata, spec, origin)
 
@@ -471,25 +505,47 @@ class _BundleLoader:
         self.bundle._workflow_def_origins[key] = origin
 
     def _add_workflow(self, metadata: dict[str, Any], spec: dict[str, Any], origin: _Origin) -> None:
+        workflow_spec = self._workflow_spec(spec, origin)
+        if workflow_spec is not None:
+            self.bundle.workflows.append((dict(metadata), workflow_spec))
+            self.bundle._workflow_origins.append(origin)
+
+    def _add_cron_workflow(self, metadata: dict[str, Any], spec: dict[str, Any], origin: _Origin) -> None:
+        problem = self.check_cron(spec) if self.check_cron is not None else None
+        if problem:
+            self.errors.append(f"{origin.source}: {problem}")
+        raw = spec.get("workflowSpec")
+        if not isinstance(raw, dict):
+            got = "is missing" if raw is None else f"must be an object, not {_a_type(raw)}"
+            self.errors.append(f"{origin.source}: spec.workflowSpec {got} (the spec of each run: "
+                               "workflowDefRef or definition, input)")
+            return
+        workflow_spec = self._workflow_spec(raw, _Origin(origin.source, "spec.workflowSpec"))
+        if workflow_spec is not None and not problem:
+            self.bundle.cron_workflows.append(CronManifest(dict(metadata), dict(spec), workflow_spec, origin.source))
+
+    def _workflow_spec(self, spec: dict[str, Any], origin: _Origin) -> WorkflowSpec | None:
+        """A Workflow's spec (or a CronWorkflow's workflowSpec) checked on its own; None after an error."""
         workflow_spec, problems = model_problems(WorkflowSpec, spec)
         if workflow_spec is None:
             self.errors.extend(origin.describe(p) for p in problems)
-            return
+            return None
+        where = origin.prefix
         if workflow_spec.definition is None and workflow_spec.workflowDefRef is None:
             self.errors.append(
-                f"{origin.source}: spec.workflowDefRef is missing (name a WorkflowDef, or give an inline spec.definition)"
+                f"{origin.source}: {where}.workflowDefRef is missing "
+                f"(name a WorkflowDef, or give an inline {where}.definition)"
             )
-            return
+            return None
         if workflow_spec.definition is not None and workflow_spec.workflowDefRef is not None:
             self.errors.append(
-                f"{origin.source}: spec gives both workflowDefRef and definition (give one of them)"
+                f"{origin.source}: {where} gives both workflowDefRef and definition (give one of them)"
             )
-            return
+            return None
         if workflow_spec.definition is not None:
-            inline = _Origin(origin.source, "spec.definition")
+            inline = _Origin(origin.source, f"{where}.definition")
             problems = validate_workflow_def(workflow_spec.definition, None)
             if problems:
                 self.errors.extend(inline.describe(p) for p in problems)
-                return
-        self.bundle.workflows.append((dict(metadata), workflow_spec))
-        self.bundle._workflow_origins.append(origin)
+                return None
+        return workflow_spec

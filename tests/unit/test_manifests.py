@@ -246,7 +246,7 @@ ERRORS: list[Any] = [
     pytest.param(
         "k.yaml",
         "apiVersion: kondukt.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\nspec: {}\n",
-        "k.yaml: document 1 (Pipeline p): kind 'Pipeline' is not one of TaskDef, WorkflowDef, Workflow",
+        "k.yaml: document 1 (Pipeline p): kind 'Pipeline' is not one of TaskDef, WorkflowDef, Workflow, CronWorkflow",
         id="unknown-kind",
     ),
     pytest.param(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -198,12 +199,26 @@ def run_import_conductor(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    bundle = load_files(args.files)
+    bundle = load_files(args.files, check_cron=check_cron_schedule)
     bundle.check(self_contained=not args.allow_external_refs)
+    crons = f", {count(len(bundle.cron_workflows), 'cron workflow')}" if bundle.cron_workflows else ""
     print(
         f"ok: {count(len(bundle.task_defs), 'task definition')}, "
         f"{count(len(bundle.workflow_defs), 'workflow definition')}, "
-        f"{count(len(bundle.workflows), 'workflow')}"
+        f"{count(len(bundle.workflows), 'workflow')}{crons}"
     )
     return 0
+
+
+def check_cron_schedule(spec: Mapping[str, Any]) -> str | None:
+    """A CronWorkflow's schedule checked by the operator's own parser: what the operator would report in its
+    conditions (an unknown time zone, a cron expression of 6 fields, an unknown concurrencyPolicy...)."""
+    from kondukt.kube import schedule  # the operator's parser, imported only when a file has a CronWorkflow
+
+    try:
+        # spec.workflowSpec is load_files' to check, like a Workflow's spec (and reported once, there).
+        schedule.parse_schedule(schedule.parse_spec({**spec, "workflowSpec": {}}))
+    except schedule.CronSpecError as err:
+        return str(err)
+    return None
 

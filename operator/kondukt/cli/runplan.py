@@ -151,6 +151,11 @@ def _metadata_name(metadata: Mapping[str, Any]) -> str | None:
     return str(name) if name else None
 
 
+def _cron_file(file: str) -> Path | None:
+    """The file a CronWorkflow came from (its relative file: inputs start there); None for stdin."""
+    return None if file == "-" else Path(file)
+
+
 def _workflow_manifest_file(files: Sequence[Path], metadata: Mapping[str, Any]) -> Path | None:
     """The file holding the Workflow manifest with this metadata (its relative file: inputs start there)."""
     candidates: list[Path] = []
@@ -199,21 +204,26 @@ def choose_workflow(
 
     Returns (definition, input, correlationId, a label naming what was chosen).
     """
-    manifests = bundle.workflows
+    # A CronWorkflow runs once, as `kondukt cron trigger` would start it on a cluster: its workflowSpec.
+    manifests: list[tuple[dict[str, Any], WorkflowSpec, str, Path | None]] = [
+        (metadata, spec, "Workflow", _workflow_manifest_file(files, metadata)) for metadata, spec in bundle.workflows
+    ] + [
+        (cron.metadata, cron.workflow_spec, "CronWorkflow", _cron_file(cron.source.file))
+        for cron in bundle.cron_workflows
+    ]
 
     def from_manifest(
-        metadata: dict[str, Any], spec: WorkflowSpec
+        metadata: dict[str, Any], spec: WorkflowSpec, kind: str, source: Path | None
     ) -> tuple[WorkflowDef, dict[str, Any], str | None, str]:
-        source = _workflow_manifest_file(files, metadata)
         base = source.resolve().parent if source is not None else cwd
         workflow_input: dict[str, Any] = resolve_relative_file_uris(dict(spec.input or {}), base)
-        label = f"Workflow {_metadata_name(metadata) or '(unnamed)'}" + (f" ({source})" if source else "")
+        label = f"{kind} {_metadata_name(metadata) or '(unnamed)'}" + (f" ({source})" if source else "")
         return _definition_of_spec(bundle, spec), workflow_input, spec.correlationId, label
 
     if selector is not None:
-        for metadata, spec in manifests:
-            if _metadata_name(metadata) == selector:
-                return from_manifest(metadata, spec)
+        for manifest in manifests:
+            if _metadata_name(manifest[0]) == selector:
+                return from_manifest(*manifest)
         name, version = _parse_selector(selector)
         chosen = bundle.find_workflow_def(name, version)
         if chosen is None:
@@ -222,18 +232,19 @@ def choose_workflow(
                 f"--workflow {selector}: no such WorkflowDef or Workflow among the files given"
                 + (f" (WorkflowDefs: {', '.join(known)})" if known else "")
             )
-        for metadata, spec in manifests:
-            ref = spec.workflowDefRef
+        for manifest in manifests:
+            ref = manifest[1].workflowDefRef
             if ref is not None and ref.name == chosen.name and ref.version in (None, chosen.version):
-                return from_manifest(metadata, spec)
+                return from_manifest(*manifest)
         return chosen, {}, None, f"WorkflowDef {chosen.name} v{chosen.version}"
 
     if len(manifests) == 1:
         return from_manifest(*manifests[0])
     if len(manifests) > 1:
-        listed = ", ".join(_metadata_name(m) or "(unnamed)" for m, _ in manifests)
+        listed = ", ".join(f"{kind} {_metadata_name(m) or '(unnamed)'}" for m, _, kind, _ in manifests)
         raise RunUsageError(
-            f"the files hold {len(manifests)} Workflow manifests ({listed}): choose one with --workflow NAME"
+            f"the files hold {len(manifests)} Workflow and CronWorkflow manifests ({listed}): "
+            "choose one with --workflow NAME"
         )
 
     defs = list(bundle.workflow_defs.values())

@@ -187,6 +187,65 @@ def test_validate_reports_every_bad_file(capsys: pytest.CaptureFixture[str], tmp
     assert lines[3] == f"{tmp_path / 'gone.yaml'}: no such file"
 
 
+def test_validate_reads_a_gitops_repository_with_its_cron_workflow(capsys: pytest.CaptureFixture[str]) -> None:
+    gitops = REPO / "examples" / "gitops"
+    code, out, err = run(
+        capsys, "validate", *(str(gitops / d) for d in ("taskdefs", "workflowdefs", "cronworkflows"))
+    )
+    assert (code, err) == (0, "")
+    assert out == "ok: 2 task definitions, 1 workflow definition, 0 workflows, 1 cron workflow\n"
+
+
+CRON = "apiVersion: kondukt.io/v1alpha1\nkind: CronWorkflow\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+
+
+def test_validate_checks_a_cron_workflows_schedule_and_its_workflow_spec(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The schedule by the operator's own parser, the workflowSpec like a Workflow's spec: each mistake
+    once, with its document, name and field, all of them at once."""
+    manifest = tmp_path / "cron.yaml"
+    manifest.write_text("---\n".join([
+        CRON.format(name="six", spec="{schedule: '30 2 * * * *', workflowSpec: {workflowDefRef: {name: w}}}"),
+        CRON.format(name="mars", spec="{schedule: '@daily', timezone: Mars/Olympus, workflowSpec: {}}"),
+        CRON.format(name="policy", spec="{schedule: '@daily', concurrencyPolicy: Sometimes, "
+                    "workflowSpec: {definition: {name: x, tasks: [{name: t, taskReferenceName: t, type: WAT}]}}}"),
+        CRON.format(name="bare", spec="{workflowSpec: 3}"),
+        CRON.format(name="unknown", spec="{schedule: '@daily', workflowSpec: {workflowDefRef: {name: gone}}}"),
+    ]))
+    code, out, err = run(capsys, "validate", str(manifest))
+    assert (code, out) == (2, "")
+    lines = err.splitlines()
+    assert lines[:4] == [
+        f"{manifest}: document 1 (CronWorkflow six): spec.schedule: '30 2 * * * *': expected 5 fields "
+        "(minute hour day-of-month month day-of-week), found 6",
+        f"{manifest}: document 2 (CronWorkflow mars): spec.timezone: 'Mars/Olympus' is not a known time zone "
+        "(an IANA name such as Europe/Berlin or America/New_York)",
+        f"{manifest}: document 2 (CronWorkflow mars): spec.workflowSpec.workflowDefRef is missing "
+        "(name a WorkflowDef, or give an inline spec.workflowSpec.definition)",
+        f"{manifest}: document 3 (CronWorkflow policy): spec.concurrencyPolicy: Input should be 'Allow', "
+        "'Forbid' or 'Replace'",
+    ]
+    assert lines[4].startswith(
+        f"{manifest}: document 3 (CronWorkflow policy): task 't' (spec.workflowSpec.definition.tasks[0]): "
+        "type 'WAT' is not a task type"
+    )
+    assert lines[5:] == [
+        f"{manifest}: document 4 (CronWorkflow bare): spec.schedule: set spec.schedule or spec.schedules "
+        "(a cron expression)",
+        f"{manifest}: document 4 (CronWorkflow bare): spec.workflowSpec must be an object, not an int "
+        "(the spec of each run: workflowDefRef or definition, input)",
+    ]
+    # Once every file reads, the set is checked: the WorkflowDef a cron's runs name must be in the files.
+    manifest.write_text(CRON.format(name="unknown", spec="{schedule: '@daily', workflowSpec: "
+                                                         "{workflowDefRef: {name: gone}}}"))
+    code, out, err = run(capsys, "validate", str(manifest))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"{manifest}: document 1 (CronWorkflow unknown): spec.workflowSpec.workflowDefRef ")
+    code, out, err = run(capsys, "validate", "--allow-external-refs", str(manifest))
+    assert (code, out, err) == (0, "ok: 0 task definitions, 0 workflow definitions, 0 workflows, 1 cron workflow\n", "")
+
+
 # --------------------------------------------------------------------------------------------------
 # The command core: version, usage, exit codes, the registry
 # --------------------------------------------------------------------------------------------------

@@ -306,6 +306,40 @@ def test_workflow_is_chosen_with_the_workflow_flag(tmp_path: Path) -> None:
     assert json.loads(chosen.stdout)["workflowName"] == "other_flow"
 
 
+def test_a_cron_workflow_runs_once_with_its_workflow_spec(tmp_path: Path) -> None:
+    """`kondukt run` of a CronWorkflow's file runs its workflowSpec once (as `kondukt cron trigger` starts it
+    on a cluster), with its input, relative files resolved from its own file; beside a Workflow it is one of
+    the choices --workflow names."""
+    tasks = '    - {name: fake, taskReferenceName: echo, inputParameters: {all: "${workflow.input}"}}'
+    task_def, flow_def, workflow = fake_manifests(tasks, input_yaml="{from: workflow}").split("---\n")
+    (tmp_path / "crons").mkdir()
+    cron = write(tmp_path / "crons", "nightly.yaml", """\
+apiVersion: kondukt.io/v1alpha1
+kind: CronWorkflow
+metadata: {name: nightly}
+spec:
+  schedule: "30 2 * * *"
+  timezone: Europe/Berlin
+  workflowSpec:
+    workflowDefRef: {name: fake_flow}
+    input: {from: cron, picture: "file:pics/a.jpg"}
+""")
+    defs = write(tmp_path, "defs.yaml", "---\n".join([task_def, flow_def]))
+    done = kondukt_run(str(defs), str(cron), "-o", "json", cwd=tmp_path, data_dir=tmp_path / "d")
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)["tasks"][0]["outputData"]["input"]["all"]
+    assert seen == {"from": "cron", "picture": (tmp_path / "crons" / "pics" / "a.jpg").as_uri()}
+
+    runs = write(tmp_path, "run.yaml", workflow)
+    ambiguous = kondukt_run(str(defs), str(cron), str(runs), cwd=tmp_path, data_dir=tmp_path / "d")
+    assert ambiguous.returncode == 2
+    assert "2 Workflow and CronWorkflow manifests (Workflow fake-run, CronWorkflow nightly)" in ambiguous.stderr
+    chosen = kondukt_run(str(defs), str(cron), str(runs), "--workflow", "fake-run", "-o", "json",
+                         cwd=tmp_path, data_dir=tmp_path / "d")
+    assert chosen.returncode == 0, chosen.stderr
+    assert json.loads(chosen.stdout)["tasks"][0]["outputData"]["input"]["all"] == {"from": "workflow"}
+
+
 # --------------------------------------------------------------------------------------------------
 # Invalid input: exit 2, a message that says where, no traceback
 # --------------------------------------------------------------------------------------------------
