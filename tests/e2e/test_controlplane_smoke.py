@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from tests.e2e.controlplane import ControlPlane, wait_for
+from tests.e2e.realnode import BRIDGE
 
 pytestmark = pytest.mark.e2e
 
@@ -307,3 +309,25 @@ def test_server_reports_the_pinned_version(control_plane: ControlPlane) -> None:
     assert version["gitVersion"].startswith("v1.") and version["major"] == "1" and version["minor"].isdigit()
     client = json.loads(control_plane.kubectl("version", "--client", "-o", "json").stdout)
     assert client["clientVersion"]["gitVersion"] == version["gitVersion"]
+
+
+def test_every_node_address_the_api_server_may_dial_stays_on_this_machine(control_plane: ControlPlane) -> None:
+    """The network rule: the API server dials a node's address for a pod's logs, exec or port-forward (`kubectl
+    logs`, the web UI's log view). Each address of each node must route to loopback or to the real node's bridge,
+    never out of the machine (kwok's fake nodes once had 10.0.0.1, which routed through eth0)."""
+    nodes = control_plane.kubectl_json("get", "nodes")["items"]
+    assert nodes, "no node"
+    checked = []
+    for node in nodes:
+        for address in node.get("status", {}).get("addresses", []):
+            if address["type"] not in ("InternalIP", "ExternalIP"):
+                continue
+            routes = json.loads(subprocess.run(
+                ["ip", "-j", "route", "get", address["address"]], capture_output=True, text=True, check=True,
+                timeout=10).stdout)
+            device = routes[0].get("dev")
+            assert device in ("lo", BRIDGE), (
+                f"node {node['metadata']['name']}: {address['type']} {address['address']} routes via {device}, "
+                "out of this machine")
+            checked.append(address["address"])
+    assert checked, "no node has an address"
