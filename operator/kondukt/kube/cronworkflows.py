@@ -34,7 +34,7 @@ from kondukt.kube import resources as r
 from kondukt.kube import schedule as cron
 from kondukt.kube.builders import OwnerRef
 from kondukt.kube.events import EventRecorder
-from kondukt.kube.kubeapi import ApiError, Invalid, KubeClient, NotFound, TransientApiError
+from kondukt.kube.kubeapi import ApiError, Invalid, KubeClient, NotFound, NotLeader, TransientApiError
 from kondukt.kube.status import merge_conditions
 from kondukt.kube.workqueue import WorkQueue
 
@@ -145,12 +145,14 @@ class CronWorkflows:
             wake = await self.reconcile(key)
         except TransientApiError as err:
             delay = self.queue.add_rate_limited(key, at_least=err.retry_after or 0.0)
-            logger.warning("cronworkflow %s/%s: %s (retrying in %.2fs)", key[0], key[1], err, delay)
+            logger.log(logging.INFO if isinstance(err, NotLeader) else logging.WARNING,  # a handover: expected
+                       "cronworkflow %s/%s: %s (retrying in %.2fs)", key[0], key[1], err, delay)
             return
         except ApiError as err:  # e.g. a Conflict or a refused status: read it fresh and try again later
             self._objects.pop(key, None)
             delay = self.queue.add_rate_limited(key)
-            logger.warning("cronworkflow %s/%s: %s (retrying in %.2fs)", key[0], key[1], err, delay)
+            logger.log(logging.INFO if isinstance(err, NotLeader) else logging.WARNING,  # a handover: expected
+                       "cronworkflow %s/%s: %s (retrying in %.2fs)", key[0], key[1], err, delay)
             return
         self.queue.forget(key)
         if wake is None:

@@ -44,7 +44,7 @@ from kondukt.kube.cache import (
     taskdef_record,
     workflowdef_record,
 )
-from kondukt.kube.kubeapi import ApiError, Conflict, KubeClient, NotFound, TransientApiError
+from kondukt.kube.kubeapi import ApiError, Conflict, KubeClient, NotFound, NotLeader, TransientApiError
 from kondukt.kube.workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
@@ -257,8 +257,8 @@ class DefinitionHealth:
             return  # it moved on (its watch event brings the newer version and checks again) or is gone
         except TransientApiError as err:
             delay = self.queue.add_rate_limited(key, at_least=err.retry_after or 0.0)
-            logger.warning("%s %s/%s: writing its status failed (%s); again in %.1fs", plural, namespace, name,
-                           err, delay)
+            logger.log(logging.INFO if isinstance(err, NotLeader) else logging.WARNING,  # a handover: expected
+                       "%s %s/%s: writing its status failed (%s); again in %.1fs", plural, namespace, name, err, delay)
             return
         except ApiError as err:
             logger.warning("%s %s/%s: its status could not be written: %s", plural, namespace, name, err)

@@ -82,7 +82,7 @@ from kondukt.kube.cache import (
 )
 from kondukt.kube.claims import Claim, LimitClaims, counted, pruned
 from kondukt.kube.events import EventRecorder, describe_transition, describe_workflow
-from kondukt.kube.kubeapi import Conflict, KubeClient, TooLarge, TransientApiError
+from kondukt.kube.kubeapi import Conflict, KubeClient, NotLeader, TooLarge, TransientApiError
 from kondukt.kube.memo import Memo, Outcome, ReconcileSettings, TransientError, WorkflowKey
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.observe import Observer
@@ -323,13 +323,16 @@ class Reconciler:
             self.queue.add(key)
         except (TransientApiError, TransientError) as err:
             result = "retry"
-            self.metrics.reconcile_errors.labels("transient").inc()
+            # NotLeader: this replica lost the workflow's shard (or the lease) mid-reconcile and its write was
+            # fenced; the new holder carries on. Expected at every handover, so not a warning.
+            handover = isinstance(err, NotLeader)
+            self.metrics.reconcile_errors.labels("not_leader" if handover else "transient").inc()
             asked = err.retry_after if isinstance(err, TransientApiError) else None
             delay = self.queue.add_rate_limited(key, at_least=asked or 0.0)
             if asked:
                 self.metrics.api_retry_after.inc(asked)
-            logger.warning("workflow %s/%s: %s (retrying in %.2fs%s)", key[0], key[1], err, delay,
-                           f", the server asked Retry-After {asked:g}s" if asked else "")
+            logger.log(logging.INFO if handover else logging.WARNING, "workflow %s/%s: %s (retrying in %.2fs%s)",
+                       key[0], key[1], err, delay, f", the server asked Retry-After {asked:g}s" if asked else "")
         finally:
             acting_shard.reset(shard_token)
             self.metrics.reconcile_duration.labels(result).observe(time.perf_counter() - started)

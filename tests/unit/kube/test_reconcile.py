@@ -23,7 +23,7 @@ from kondukt.kube import cache
 from kondukt.kube import resources as r
 from kondukt.kube.builders import JobOptions
 from kondukt.kube.events import EventRecorder
-from kondukt.kube.kubeapi import Conflict, KubeClient
+from kondukt.kube.kubeapi import Conflict, KubeClient, NotLeader, TransientApiError
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
 from kondukt.kube.shards import acting_shard
@@ -751,3 +751,33 @@ async def test_simultaneous_completions_cost_one_reconcile_and_one_status_write(
 def _reconciles(metrics: Metrics) -> float:
     return sum(sample.value for family in metrics.registry.collect() for sample in family.samples
                if sample.name == "kondukt_reconcile_duration_seconds_count")
+
+
+@pytest.mark.parametrize("error", ["not_leader", "transient"])
+async def test_a_fenced_write_at_a_handover_is_retried_quietly(
+    harness: Harness, error: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write refused because this replica lost the shard mid-reconcile (NotLeader) is expected at every
+    handover: retried, counted apart, logged at INFO; any other transient API error stays a warning."""
+    harness.cluster.apply(run_of("run"))
+    harness.reconciler.observe(copy.deepcopy(harness.cluster.workflow("run")))
+    refused = {"left": 1}
+    request = harness.cluster.request
+
+    async def fenced(method: str, path: str, **kwargs: Any) -> Any:
+        if method == "POST" and path.startswith("/apis/batch/v1") and refused["left"]:
+            refused["left"] -= 1
+            if error == "not_leader":
+                raise NotLeader(0, "NotLeader", "this replica does not lead", kwargs["what"])
+            raise TransientApiError(503, "ServiceUnavailable", "etcd is busy", kwargs["what"])
+        return await request(method, path, **kwargs)
+
+    monkeypatch.setattr(harness.cluster, "request", fenced)
+    with caplog.at_level("INFO", logger="kondukt.kube.reconcile"):
+        await harness.reconciler.run(("ns", "run"))
+    [record] = [r for r in caplog.records if "retrying in" in r.getMessage()]
+    assert record.levelname == ("INFO" if error == "not_leader" else "WARNING")
+    assert harness.reconciler.metrics.reconcile_errors.labels(error)._value.get() == 1
+    assert not harness.cluster.jobs() and harness.reconciler.queue.depth + harness.reconciler.queue.pending_timers() == 1
+    await harness.reconciler.run(("ns", "run"))  # the retry (here: the replica leads again)
+    assert len(harness.cluster.jobs()) == 1
