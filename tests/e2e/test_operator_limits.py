@@ -64,3 +64,39 @@ def test_a_workflow_that_starts_itself_fails_at_the_depth_limit(limited_cluster:
 
     assert cluster.wait_phase("neighbour")["phase"] == "COMPLETED"
     assert len(cluster.list("workflows")) == 5, "nothing more was created after the failure"
+
+
+def test_a_resource_quota_on_workflows_bounds_a_sub_workflow_fan_out(limited_cluster: Cluster) -> None:
+    """The Kubernetes way to bound how many Workflows a tree of sub-workflows may hold: a ResourceQuota on
+    `count/workflows.kondukt.io`. The child the quota refuses FAILS its SUB_WORKFLOW task with the API server's
+    words (waiting would wait for ever: the room is held by this workflow's own children, deleted with it)."""
+    cluster = limited_cluster
+    cluster.apply({
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "workflows"},
+        "spec": {"hard": {"count/workflows.kondukt.io": "3"}},
+    })
+    # Admission counts against the quota only once the quota controller has filled in its status.
+    cluster.wait_until(lambda: (cluster.get("resourcequotas", "workflows", "v1") or {}).get("status", {}).get("hard"),
+                       "the ResourceQuota's status")
+    leaf = {"name": "leaf", "tasks": [{"name": "set", "taskReferenceName": "set", "type": "SET_VARIABLE",
+                                       "inputParameters": {"done": True}}]}
+    cluster.apply({"apiVersion": "kondukt.io/v1alpha1", "kind": "WorkflowDef", "metadata": {"name": "leaf"},
+                   "spec": leaf})
+    branches = [[{"name": "leaf", "taskReferenceName": f"child_{i}", "type": "SUB_WORKFLOW",
+                  "subWorkflowParam": {"name": "leaf"}}] for i in range(3)]
+    cluster.apply(workflow("wide", definition={"name": "wide", "tasks": [
+        {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": branches},
+        {"name": "join", "taskReferenceName": "join", "type": "JOIN",
+         "joinOn": [f"child_{i}" for i in range(3)]}]}))
+
+    status = cluster.wait_phase("wide", timeout=120)
+    assert status["phase"] == "FAILED", status
+    children = [w for w in cluster.list("workflows") if w["metadata"]["name"] != "wide"]
+    assert len(children) == 2, "the quota (3) holds the parent and two children"
+    for child in children:  # completed, or terminated with the parent that failed first (as in Conductor)
+        assert cluster.wait_phase(child["metadata"]["name"])["phase"] in ("COMPLETED", "TERMINATED")
+    refused = [t for t in cluster.tasks("wide") if t.get("referenceTaskName", "").startswith("child_")
+               and t["status"] == "FAILED"]
+    assert len(refused) == 1, cluster.tasks("wide")
+    reason = refused[0]["reasonForIncompletion"]
+    assert reason.startswith("the sub workflow could not be created: ") and "exceeded quota: workflows" in reason

@@ -53,7 +53,7 @@ from kondukt.kube.builders import (
 )
 from kondukt.kube.cache import ClusterView, WorkflowDefRecord
 from kondukt.kube.events import EventRecorder
-from kondukt.kube.kubeapi import Invalid, KubeClient, NotFound
+from kondukt.kube.kubeapi import Invalid, KubeClient, NotFound, TransientApiError, exceeded_quota
 from kondukt.kube.memo import ReconcileSettings, TransientError, WorkflowKey
 from kondukt.kube.metrics import Metrics
 from kondukt.limits import sub_workflow_depth_reason
@@ -310,7 +310,12 @@ class Actor:
         what = f"child workflow {owner.namespace}/{body['metadata']['name']}"
         try:
             child = await self._create_or_get(KubeClient.workflow_path(owner.namespace), body, what)
-        except Invalid as err:
+        except (Invalid, TransientApiError) as err:
+            # A ResourceQuota on Workflows (count/workflows.kondukt.io) bounds a tree of sub-workflows: waiting
+            # for room would wait for ever when the room is held by this workflow's own children (deleted only
+            # with it), so the task FAILS, as Conductor fails a sub-workflow it cannot start (its retries apply).
+            if isinstance(err, TransientApiError) and not exceeded_quota(err):
+                raise
             return [TaskUpdate(taskId=action.taskId, status=TaskStatus.FAILED,
                                reasonForIncompletion=f"the sub workflow could not be created: {err.api_message}")]
         return [TaskUpdate(taskId=action.taskId, subWorkflowId=str(child["metadata"]["uid"]), started=True)]
@@ -336,7 +341,9 @@ class Actor:
         what = f"workflow {owner.namespace}/{body['metadata']['name']}"
         try:
             started = await self._create_or_get(KubeClient.workflow_path(owner.namespace), body, what)
-        except Invalid as err:
+        except (Invalid, TransientApiError) as err:
+            if isinstance(err, TransientApiError) and not exceeded_quota(err):
+                raise  # retried; a quota refusal is final here, as for a sub-workflow (start_child)
             reason = f"the workflow {action.name!r} could not be started: {err.api_message}"
             if action.taskId:
                 return [TaskUpdate(taskId=action.taskId, status=TaskStatus.FAILED, reasonForIncompletion=reason)]

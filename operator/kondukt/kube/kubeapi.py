@@ -100,6 +100,12 @@ def retry_after_seconds(value: str | None) -> float | None:
     return min(seconds, MAX_RETRY_AFTER_SECONDS)
 
 
+def exceeded_quota(error: ApiError) -> bool:
+    """A create refused by a ResourceQuota (403 ``exceeded quota: ...``): it succeeds only once objects counted
+    against the quota are deleted."""
+    return error.status == 403 and "exceeded quota" in str(error.api_message)
+
+
 class NotLeader(TransientApiError):
     """A write refused before it was sent: this replica does not lead (it stands by, or lost the Lease)."""
 
