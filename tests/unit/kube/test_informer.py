@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from kubernetes_asyncio.client import Configuration
 
 from kondukt.kube import cache
 from kondukt.kube import resources as r
@@ -21,6 +20,7 @@ from kondukt.kube.kubeapi import (
     TransientApiError,
     retry_after_seconds,
 )
+from tests.unit.kube.loopback import serve
 
 
 def pod(name: str, version: int, state: dict[str, Any] | None = None, phase: str = "Pending") -> dict[str, Any]:
@@ -66,20 +66,11 @@ async def server() -> AsyncIterator[tuple[FakeServer, KubeClient]]:
     fake = FakeServer()
     app = web.Application()
     app.router.add_get("/api/v1/namespaces/ns/pods", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    configuration = Configuration()
-    configuration.host = f"http://127.0.0.1:{port}"
-    client = KubeClient(configuration)
-    try:
-        yield fake, client
-    finally:
-        fake.closing.set()
-        await client.close()
-        await runner.cleanup()
+    async with serve(app) as client:
+        try:
+            yield fake, client
+        finally:
+            fake.closing.set()
 
 
 async def wait_until(condition: Any, timeout: float = 60) -> None:
@@ -169,24 +160,13 @@ async def test_throttling_429_carries_retry_after_and_is_reported() -> None:
 
     app = web.Application()
     app.router.add_get("/api/v1/namespaces/ns/pods", throttled)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    configuration = Configuration()
-    configuration.host = f"http://127.0.0.1:{port}"
-    client = KubeClient(configuration)
     seen: list[TransientApiError] = []
-    client.on_error = seen.append
-    try:
+    async with serve(app) as client:
+        client.on_error = seen.append
         with pytest.raises(TransientApiError) as raised:
             await client.request("GET", "/api/v1/namespaces/ns/pods", what="pods")
         with pytest.raises(NotFound):  # an answer, not a fault: not reported
             await client.request("GET", "/api/v1/namespaces/ns/nothing", what="nothing")
-    finally:
-        await client.close()
-        await runner.cleanup()
     assert raised.value.status == 429 and raised.value.retry_after == 3.0
     assert [e.status for e in seen] == [429]
 

@@ -15,7 +15,6 @@ import pytest
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
-from kubernetes_asyncio.client import Configuration
 
 from kondukt.kube.kubeapi import (
     AlreadyExists,
@@ -45,6 +44,7 @@ from kondukt.kube.leader import (
     standby_delay,
 )
 from tests.profiles import examples
+from tests.unit.kube.loopback import serve
 
 NOW = dt.datetime(2026, 12, 6, 17, 0, 0, 123456, tzinfo=dt.UTC)
 TIMING = LeaseTiming()
@@ -226,19 +226,8 @@ async def recording_server() -> AsyncIterator[tuple[list[str], KubeClient]]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    configuration = Configuration()
-    configuration.host = f"http://127.0.0.1:{port}"
-    client = KubeClient(configuration)
-    try:
+    async with serve(app) as client:
         yield seen, client
-    finally:
-        await client.close()
-        await runner.cleanup()
 
 
 async def test_a_replica_that_does_not_lead_sends_no_write(recording_server: tuple[list[str], KubeClient]) -> None:
