@@ -20,6 +20,7 @@ import pydantic
 from kondukt.engine.decision import EvaluateScript, Operation, OperationKind, TaskUpdate
 from kondukt.engine.models import Blueprint, Task, TaskDef, TaskStatus, TaskType, Workflow, WorkflowSpec
 from kondukt.kube import attempts, names, opsannotations
+from kondukt.kube import resources as r
 from kondukt.kube.actions import Actor
 from kondukt.kube.builders import OwnerRef
 from kondukt.kube.cache import ClusterView, TaskDefRecord
@@ -31,6 +32,9 @@ from kondukt_workers.payloads import resolve_result_payload
 from kondukt_workers.storage import StorageError
 
 logger = logging.getLogger(__name__)
+
+#: Up to this many Jobs missing from the cache are looked up one GET each; more, with one LIST (names only).
+CONFIRM_ONE_BY_ONE = 4
 
 
 class Observer:
@@ -132,6 +136,7 @@ class Observer:
         newsworthy.update(task_id for task_id, job in jobs.items() if job.finished)
         children = {child.parent_task_id: child for child in self.view.children_of(namespace, uid)}
         grace = self.settings.job_missing_grace_ms
+        unconfirmed: list[Task] = []
         for task in active:
             if task.taskId in known:
                 continue
@@ -165,17 +170,42 @@ class Observer:
                 if observed.missing:
                     if now - found_jobs.get(task.taskId, now - grace - 1) <= grace:
                         continue  # it existed a moment ago; the watch has not delivered it yet
-                    job_name = names.job_name(owner.name, uid, task.referenceTaskName, task.taskId)
-                    found = await self.api.get(KubeClient.job_path(namespace, job_name), f"job {namespace}/{job_name}")
-                    if found is None:
-                        updates.append(attempts.job_missing(task, job_name))
-                    else:
-                        self._found_jobs.setdefault(uid, {})[task.taskId] = now
-                        extra_wakes.append(now + grace + 1)
+                    unconfirmed.append(task)
                 elif observed.result is not None:
                     updates.append(await self._resolved(observed.result))
                 elif task.taskId not in jobs:
                     extra_wakes.append((task.updateTime or task.scheduledTime) + grace + 1)
+        if unconfirmed:
+            updates += await self._confirm_missing(owner, unconfirmed, now, extra_wakes)
+        return updates
+
+    async def _confirm_missing(self, owner: OwnerRef, tasks: list[Task], now: int,
+                               extra_wakes: list[int]) -> list[TaskUpdate]:
+        """Attempts whose Job the cache has not shown for longer than the grace period: the API is asked whether
+        the Jobs exist — a GET each when they are few, else one LIST of the workflow's Jobs (names only, in
+        pages). In a big fork the watch can lag behind thousands of Job creates at once (the API server busy
+        creating their pods), and a GET per Job, one after another, would hold the reconcile for thousands of
+        round trips while nothing else of the workflow moves. A Job found is not asked about again for a grace
+        period; an attempt whose Job is not there fails ("disappeared")."""
+        namespace, uid = owner.namespace, owner.uid
+        job_names = {t.taskId: names.job_name(owner.name, uid, t.referenceTaskName, t.taskId) for t in tasks}
+        existing: set[str] = set()
+        if len(tasks) <= CONFIRM_ONE_BY_ONE:
+            for job_name in job_names.values():
+                if await self.api.get(KubeClient.job_path(namespace, job_name), f"job {namespace}/{job_name}"):
+                    existing.add(job_name)
+        else:
+            existing = await self.api.list_names(KubeClient.job_path(namespace),
+                                                 f"jobs of workflow {namespace}/{owner.name}",
+                                                 label_selector=f"{r.LABEL_WORKFLOW_UID}={uid}")
+        updates: list[TaskUpdate] = []
+        for task in tasks:
+            if job_names[task.taskId] in existing:
+                self._found_jobs.setdefault(uid, {})[task.taskId] = now
+            else:
+                updates.append(attempts.job_missing(task, job_names[task.taskId]))
+        if len(updates) < len(tasks):
+            extra_wakes.append(now + self.settings.job_missing_grace_ms + 1)
         return updates
 
     async def _resolved(self, result: attempts.AttemptResult) -> TaskUpdate:

@@ -34,6 +34,7 @@ class FakeCluster(KubeClient):
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}  # collection path + "/" + name -> object
         self.calls: list[tuple[str, str]] = []
+        self.lists: list[tuple[str, str, int]] = []  # collection GETs: (path, label selector, items returned)
         self.events: list[dict[str, Any]] = []
         self.created_jobs: list[str] = []
         self.crash_on: tuple[str, str] | None = None  # (method, path prefix) to raise Crash once
@@ -44,7 +45,8 @@ class FakeCluster(KubeClient):
 
     # -------------------------------------------------------------------------------- API surface
     async def request(self, method: str, path: str, *, what: str, body: Any = None, params: Any = None,
-                      content_type: str = "application/json", on_conflict: type = Conflict) -> Any:
+                      content_type: str = "application/json", on_conflict: type = Conflict,
+                      accept: str = "application/json") -> Any:
         self.calls.append((method, path))
         if self.crash_on is not None and method == self.crash_on[0] and path.startswith(self.crash_on[1]):
             self.crash_on = None
@@ -53,10 +55,7 @@ class FakeCluster(KubeClient):
         if method == "GET":
             if path in self.objects:
                 return copy.deepcopy(self.objects[path])
-            items = [copy.deepcopy(o) for p, o in self.objects.items() if p.rsplit("/", 1)[0] == path]
-            if items or path.endswith(("jobs", "workflowdefs", "taskdefs", "workflows")):
-                return {"items": items}
-            raise NotFound(404, "NotFound", f"{path} not found", what)
+            return self._list(path, dict(params or {}), accept, what)
         if method == "POST":
             if path.endswith("/events"):
                 self.events.append(body)
@@ -116,6 +115,21 @@ class FakeCluster(KubeClient):
                 del self.objects[pod_path]
             return {}
         raise AssertionError(f"unexpected {method} {path}")
+
+    def _list(self, path: str, params: dict[str, str], accept: str, what: str) -> dict[str, Any]:
+        """A collection GET: one ``key=value`` label selector, pages (``limit`` / ``continue``), and metadata
+        only when the Accept header asks for PartialObjectMetadataList."""
+        items = [o for p, o in self.objects.items() if p.rsplit("/", 1)[0] == path]
+        if not items and not path.endswith(("jobs", "workflowdefs", "taskdefs", "workflows")):
+            raise NotFound(404, "NotFound", f"{path} not found", what)
+        key, _, value = params.get("labelSelector", "").partition("=")
+        if key:
+            items = [o for o in items if (o["metadata"].get("labels") or {}).get(key) == value]
+        start = int(params.get("continue") or 0)
+        end = start + int(params["limit"]) if params.get("limit") else len(items)
+        page = [{"metadata": o["metadata"]} if "PartialObjectMetadataList" in accept else o for o in items[start:end]]
+        self.lists.append((path, params.get("labelSelector", ""), len(page)))
+        return {"items": copy.deepcopy(page), "metadata": {"continue": str(end)} if end < len(items) else {}}
 
     async def close(self) -> None:
         return None

@@ -191,6 +191,64 @@ async def test_a_job_the_cache_does_not_show_yet_is_asked_about_once_per_grace_p
     assert "disappeared" in harness.tasks("run")[0]["reasonForIncompletion"], "a Job really gone still fails it"
 
 
+def fork_of(branches: int, name: str = "wide") -> dict[str, Any]:
+    refs = [f"b{i}" for i in range(branches)]
+    return {"apiVersion": "kondukt.io/v1alpha1", "kind": "WorkflowDef", "metadata": {"name": name},
+            "spec": {"name": name, "tasks": [
+                {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN",
+                 "forkTasks": [[{"name": "echo", "taskReferenceName": ref}] for ref in refs]},
+                {"name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": refs}]}}
+
+
+async def test_many_jobs_the_lagging_cache_does_not_show_cost_one_list_not_a_get_each(harness: Harness) -> None:
+    """A big fork whose Job creates the watch has not delivered yet (the API server busy with their pods): past
+    the grace period the reconcile asks with one LIST of the workflow's Jobs, names only, in pages — not one
+    GET per Job, one after another (at 10,000 branches that held a reconcile for an hour while completions
+    waited). A Job really gone still fails its attempt."""
+    harness.cluster.apply(fork_of(30))
+    harness.cluster.apply(run_of("run", definition="wide"))
+    await harness.reconcile("run")
+    created = set(harness.cluster.jobs())
+    assert len(created) == 30
+    other = harness.cluster.apply(run_of("other", definition="wide"))  # its Jobs are not the workflow's
+    await harness.reconcile("other")
+    observer = harness.reconciler.observer
+    indices = dict(observer.view._indices)  # type: ignore[attr-defined]
+    observer.view = cache.ClusterView({**indices, cache.JOBS_INDEX: {}, cache.PODS_INDEX: {}})  # the lagging cache
+    job_gets = lambda: sum(1 for method, path in harness.cluster.calls  # noqa: E731
+                           if method == "GET" and "/jobs/" in path)
+    harness.clock.ms += 31_000
+    outcome = await harness.reconcile("run")
+    uid = harness.cluster.workflow("run")["metadata"]["uid"]
+    assert job_gets() == 0
+    assert harness.cluster.lists == [("/apis/batch/v1/namespaces/ns/jobs", f"{r.LABEL_WORKFLOW_UID}={uid}", 30)]
+    assert {t["status"] for t in harness.tasks("run") if t["referenceTaskName"].startswith("b")} == {"SCHEDULED"}
+    assert outcome.wake_at_ms is not None, "it comes back to look again"
+    harness.clock.ms += 1_000
+    await harness.reconcile("run")
+    assert len(harness.cluster.lists) == 1, "found a moment ago: not asked again"
+    gone = sorted(created)[:3]
+    for job in gone:
+        await harness.cluster.delete(KubeClient.job_path("ns", job), "job")
+    harness.clock.ms += 31_000
+    await harness.reconcile("run")
+    assert job_gets() == 0 and len(harness.cluster.lists) == 2
+    failed = [t for t in harness.tasks("run") if t["status"] == "FAILED"]
+    assert sorted(t["jobName"] for t in failed) == gone
+    assert all("disappeared" in t["reasonForIncompletion"] for t in failed)
+    assert other["metadata"]["uid"] != uid
+
+
+async def test_names_are_listed_in_pages_with_metadata_only() -> None:
+    cluster = Harness().cluster
+    for i in range(12):
+        cluster.objects[f"/apis/batch/v1/namespaces/ns/jobs/j{i}"] = {
+            "metadata": {"name": f"j{i}", "labels": {"k": "a" if i % 3 else "b"}}, "spec": {"big": "x" * 100}}
+    assert await cluster.list_names("/apis/batch/v1/namespaces/ns/jobs", "jobs", label_selector="k=a", page=3) == {
+        f"j{i}" for i in range(12) if i % 3}
+    assert [n for _, _, n in cluster.lists] == [3, 3, 2]
+
+
 async def test_suspend_and_resume_are_edges_of_spec_suspend(harness: Harness) -> None:
     harness.cluster.apply(run_of("run"))
     await harness.reconcile("run")
