@@ -144,7 +144,7 @@ def watching(cp: ControlPlane, path: str, on_event: Callable[[dict[str, Any], fl
 
 # ----------------------------------------------------------------------------------------- operator
 class Operator:
-    def __init__(self, cp: ControlPlane, namespace: str, log: Path) -> None:
+    def __init__(self, cp: ControlPlane, namespace: str, log: Path, env: dict[str, str] | None = None) -> None:
         self.metrics_port = free_port()
         script = Path(sys.executable).with_name("kondukt")
         program = [str(script)] if script.exists() else [sys.executable, "-m", "kondukt.cli"]
@@ -154,6 +154,7 @@ class Operator:
              "--metrics-port", str(self.metrics_port), "--metrics-address", "127.0.0.1", "--log-level", "WARNING",
              "--workers", "32"],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+            env={**os.environ, **(env or {})},
         )
 
     def rss_mib(self) -> float:

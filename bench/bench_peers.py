@@ -180,6 +180,17 @@ def cpu_seconds(pgids: set[int]) -> float:
     return sum(sum(int(f) for f in fields[11:15]) for _, fields in _group_processes(pgids)) / ticks
 
 
+def rss_mib(pgids: set[int]) -> float:
+    """Resident memory now (VmRSS) of every process in these process groups."""
+    total = 0
+    for pid, _ in _group_processes(pgids):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return round(total / 1024, 1)
+
+
 def peak_rss_mib(pgids: set[int]) -> float:
     total = 0
     for pid, _ in _group_processes(pgids):
@@ -235,6 +246,38 @@ def summarize_profile(collapsed: str, top: int = 30) -> str:
     lines += [f"{100 * n / max(total, 1):5.1f}%  {frame}" for frame, n in inclusive.most_common()
               if "kondukt" in frame][:top]
     return "\n".join(lines) + "\n"
+
+
+class RssSampler(threading.Thread):
+    """The controller's resident memory (VmRSS of its process group), sampled every half second while a
+    workload runs: the peak, and how many of the workload's pods were active (seen, not yet ended) then."""
+
+    def __init__(self, pgid: int | None, recorder: Recorder, workflow: str) -> None:
+        super().__init__(daemon=True)
+        self.pgid, self.recorder, self.workflow = pgid, recorder, workflow
+        self.peak_mib: float | None = None
+        self.active_at_peak: int | None = None
+        self.stopped = threading.Event()
+
+    def __enter__(self) -> RssSampler:
+        if self.pgid is not None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        if self.is_alive():
+            self.join(timeout=10)
+
+    def run(self) -> None:
+        assert self.pgid is not None
+        while not self.stopped.wait(0.5):
+            rss = rss_mib({self.pgid})
+            if self.peak_mib is None or rss > self.peak_mib:
+                with self.recorder.lock:
+                    active = sum(1 for r in self.recorder.pods.values() if r.workflow == self.workflow
+                                 and r.succeeded is None and r.failed is None)
+                self.peak_mib, self.active_at_peak = rss, active
 
 
 # ---------------------------------------------------------------------------------------- watcher
@@ -454,23 +497,71 @@ class FloorJobs(Floor):
     jobs = True
 
 
+class PayloadStore:
+    """External payload storage for the operator: a real S3 endpoint (moto's ``ThreadedMotoServer``, as the
+    tests and ``kondukt run`` use) on 127.0.0.1 in this process, with one bucket. The dynamic fork needs it:
+    its plan step's output (every branch's input) is over the 256 KiB a value may take in a Workflow's status.
+    Dummy credentials; boto3 is kept from reading the user's AWS files and from the instance metadata service."""
+
+    BUCKET = "kondukt-payloads"
+
+    def __init__(self) -> None:
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on the harness's output
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self.env = {"KONDUKT_PAYLOAD_BUCKET": self.BUCKET, "KONDUKT_S3_ENDPOINT": self.endpoint,
+                    "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
+                    "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                    "AWS_EC2_METADATA_DISABLED": "true"}
+        self.client().create_bucket(Bucket=self.BUCKET)
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench").client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+
+    def stored(self) -> tuple[int, int]:
+        """(objects, bytes) in the bucket."""
+        objects = size = 0
+        for page in self.client().get_paginator("list_objects_v2").paginate(Bucket=self.BUCKET):
+            for item in page.get("Contents", []):
+                objects += 1
+                size += int(item["Size"])
+        return objects, size
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 class Kondukt(System):
     key = "kondukt"
 
     def __init__(self) -> None:
         super().__init__()
         self.operator: Operator | None = None
+        self.payloads: PayloadStore | None = None
 
     def start(self, cp: ControlPlane, workdir: Path) -> None:
         super().start(cp, workdir)
         self.workflows_path = f"/apis/kondukt.io/v1alpha1/namespaces/{self.namespace}/workflows"
         kubectl_apply(cp, self.namespace, echo_taskdef())
-        self.operator = Operator(cp, self.namespace, workdir / "operator.log")
+        self.payloads = PayloadStore()
+        self.operator = Operator(cp, self.namespace, workdir / "operator.log", env=self.payloads.env)
         self.pgid = self.operator.proc.pid
 
     def stop(self) -> None:
         if self.operator is not None:
             self.operator.stop()
+        if self.payloads is not None:
+            self.payloads.stop()
 
     def version(self) -> str:
         out = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True,
@@ -702,6 +793,25 @@ class Run:
         size_bytes = self.system.object_bytes(name)
         self.results[f"{prefix}object_kib"] = round(size_bytes / 1024, 1) if size_bytes else None
 
+    def fork(self) -> None:
+        """The dynamic fork: the fan-out's figures, plus what its size costs — the controller's RSS sampled
+        while it runs (with how many branches were active then), API requests per branch, and for Kondukt the
+        values its payload storage holds."""
+        sampler = RssSampler(self.system.pgid, self.recorder, f"fork-{self.sizes['fork']}")
+        with sampler:
+            self.fanout("fork", shape="fork")
+        size = self.sizes["fork"]
+        self.results["fork_rss_mib"] = sampler.peak_mib
+        self.results["fork_rss_active_branches"] = sampler.active_at_peak
+        self.results["fork_max_active_branches"] = figures.max_active(self.recorder.pods_of(f"fork-{size}"))
+        total = self.results.get("fork_api_total")
+        self.results["fork_api_total_per_branch"] = round(total / size, 2) if isinstance(total, int) else None
+        payloads = getattr(self.system, "payloads", None)
+        if isinstance(payloads, PayloadStore):
+            objects, stored = payloads.stored()
+            self.results["fork_payload_objects"] = objects
+            self.results["fork_payload_kib"] = round(stored / 1024, 1)
+
     def throughput(self, label: str) -> None:
         size = self.sizes[label]
         names = [f"one-{size}-{i}" for i in range(size)]
@@ -724,7 +834,7 @@ class Run:
                 ("fanout_large", lambda: self.fanout("fanout_large")),
                 ("throughput_small", lambda: self.throughput("throughput_small")),
                 ("throughput_large", lambda: self.throughput("throughput_large")),
-                ("fork", lambda: self.fanout("fork", shape="fork"))]
+                ("fork", self.fork)]
 
     def run(self) -> dict[str, object]:
         self.warm_up()

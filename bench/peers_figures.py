@@ -112,6 +112,22 @@ def fanout_figures(pods: Sequence[PodRecord], created: float, done: float) -> di
     }
 
 
+def max_active(pods: Sequence[PodRecord]) -> int:
+    """The most pods active at once (seen, not yet seen Succeeded or Failed); a pod never seen ending counts
+    as active to the end."""
+    edges = []
+    for record in pods:
+        edges.append((record.seen, 1))
+        end = record.succeeded if record.succeeded is not None else record.failed
+        if end is not None:
+            edges.append((end, -1))
+    active = most = 0
+    for _, step in sorted(edges):  # at equal times an end (-1) sorts first
+        active += step
+        most = max(most, active)
+    return most
+
+
 def throughput_figures(created: Mapping[str, float], done: Mapping[str, float]) -> dict[str, object]:
     """N workflows created at once: per minute (N / (last done - first create sent)) and create -> done."""
     missing = sorted(set(created) - set(done))
@@ -216,6 +232,9 @@ def markdown_table(results: Mapping[str, Mapping[str, object]]) -> str:
         ("{throughput_large} one-task workflows: per minute", (("throughput_large_workflows_per_min", ""),)),
         ("dynamic fork {fork}: total / join", (("fork_total_s", " s"), ("fork_join_ms", " ms"))),
         ("dynamic fork {fork}: Workflow object", (("fork_object_kib", " KiB"),)),
+        ("dynamic fork {fork}: API requests per branch", (("fork_api_total_per_branch", ""),)),
+        ("dynamic fork {fork}: controller peak RSS (branches active then)",
+         (("fork_rss_mib", " MiB"), ("fork_rss_active_branches", ""))),
         ("API requests per workflow: fan-out {fanout_small} / {throughput_small} one-task",
          (("fanout_small_api_total_per_workflow", ""), ("api_total_per_workflow", ""))),
         ("… of them Jobs / pods / status writes / Events ({throughput_small} one-task)",
