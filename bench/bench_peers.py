@@ -797,12 +797,22 @@ class Run:
         """The dynamic fork: the fan-out's figures, plus what its size costs — the controller's RSS sampled
         while it runs (with how many branches were active then), API requests per branch, and for Kondukt the
         values its payload storage holds."""
-        sampler = RssSampler(self.system.pgid, self.recorder, f"fork-{self.sizes['fork']}")
-        with sampler:
-            self.fanout("fork", shape="fork")
         size = self.sizes["fork"]
-        self.results["fork_rss_mib"] = sampler.peak_mib
-        self.results["fork_rss_active_branches"] = sampler.active_at_peak
+        sampler = RssSampler(self.system.pgid, self.recorder, f"fork-{size}")
+        try:
+            with sampler:
+                self.fanout("fork", shape="fork")
+        finally:  # also when it failed or was stopped: how far it got
+            pods = self.recorder.pods_of(f"fork-{size}")
+            self.results["fork_branches_seen"] = sum(1 for r in pods if r.step != figures.JOIN_STEP)
+            self.results["fork_branches_succeeded"] = sum(1 for r in pods if r.step != figures.JOIN_STEP
+                                                          and r.succeeded is not None)
+            self.results["fork_rss_mib"] = sampler.peak_mib
+            self.results["fork_rss_active_branches"] = sampler.active_at_peak
+            if "fork_object_kib" not in self.results:
+                with contextlib.suppress(Exception):
+                    size_bytes = self.system.object_bytes(f"fork-{size}")
+                    self.results["fork_object_kib"] = round(size_bytes / 1024, 1) if size_bytes else None
         self.results["fork_max_active_branches"] = figures.max_active(self.recorder.pods_of(f"fork-{size}"))
         total = self.results.get("fork_api_total")
         self.results["fork_api_total_per_branch"] = round(total / size, 2) if isinstance(total, int) else None
@@ -993,7 +1003,18 @@ def combine(files: list[Path], out_dir: Path) -> Path:
     return markdown
 
 
+class Stopped(Exception):
+    """SIGTERM (e.g. ``timeout`` ending a run at the end of a quiet window): the workload running ends as failed
+    with this, the control plane is stopped and the figures gathered so far are written."""
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Stopped(f"stopped by signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     parser = argparse.ArgumentParser(prog="python -m bench peers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes (under 10 minutes)")

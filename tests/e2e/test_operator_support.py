@@ -43,8 +43,10 @@ class OperatorProcess:
     """``kondukt operator`` in a subprocess (its own process group, so SIGKILL takes all of it)."""
 
     def __init__(self, control_plane: ControlPlane, namespace: str, log_dir: Path, *extra: str,
-                 lease: str | None = None, name: str = "operator") -> None:
-        """``lease``: elect a leader through this Lease (in the test's namespace) instead of ``--standalone``."""
+                 lease: str | None = None, name: str = "operator", env: Mapping[str, str] | None = None) -> None:
+        """``lease``: elect a leader through this Lease (in the test's namespace) instead of ``--standalone``;
+        ``env``: added to the operator's environment (e.g. external payload storage)."""
+        self.env = dict(env or {})
         self.control_plane = control_plane
         self.namespace = namespace
         self.log_dir = log_dir
@@ -74,6 +76,7 @@ class OperatorProcess:
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "POD_ID": self.pod_id}
         env.pop("KONDUKT_PAYLOAD_BUCKET", None)
+        env.update(self.env)
         with self.log_file.open("wb") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
                                          start_new_session=True)

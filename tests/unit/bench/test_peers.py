@@ -245,3 +245,12 @@ def test_a_table_combines_result_files_and_names_their_sources(tmp_path: Path) -
     (tmp_path / "c.json").write_text("{}")
     with pytest.raises(SystemExit, match=r"c\.json: no system's figures in it"):
         bench_peers.combine([tmp_path / "c.json"], tmp_path)
+
+
+def test_the_most_pods_active_at_once() -> None:
+    pods = [pod("f", "b0", 0.0, 2.0), pod("f", "b1", 1.0, 3.0), pod("f", "b2", 2.0, 2.5),
+            pod("f", "b3", 3.0, None), PodRecord("f", "b4", seen=3.5, failed=4.0)]
+    # at 1.0: b0, b1; at 2.0 b0 ends as b2 starts: b1, b2; at 3.5: b3, b4 (b1 ended at 3.0)
+    assert figures.max_active(pods) == 2
+    assert figures.max_active([]) == 0
+    assert figures.max_active([pod("f", f"b{i}", float(i), None) for i in range(5)]) == 5
