@@ -839,3 +839,33 @@ async def test_a_fenced_write_at_a_handover_is_retried_quietly(
     assert not harness.cluster.jobs() and harness.reconciler.queue.depth + harness.reconciler.queue.pending_timers() == 1
     await harness.reconciler.run(("ns", "run"))  # the retry (here: the replica leads again)
     assert len(harness.cluster.jobs()) == 1
+
+
+async def test_actions_are_carried_out_by_a_bounded_pool_each_once_and_failures_raised_after_all() -> None:
+    """A fork's thousands of starts are taken by at most 32 workers in turn (not a coroutine each, alive at once);
+    one that fails does not stop the others, and its error is raised once all had their turn."""
+    from kondukt.engine.decision import CancelTask
+    from kondukt.kube.actions import _PARALLEL_ACTIONS
+    from kondukt.kube.builders import OwnerRef
+
+    actor = Harness().reconciler.actor
+    running = most = 0
+    done: list[str] = []
+
+    async def carry_out(owner: Any, action: Any, blueprint: Any, now: int) -> list[Any]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0)
+        running -= 1
+        done.append(action.taskId)
+        if action.taskId == "t7":
+            raise RuntimeError("t7 failed")
+        return []
+
+    actor._carry_out = carry_out  # type: ignore[method-assign]
+    actions = [CancelTask(taskId=f"t{i}", referenceTaskName=f"r{i}", taskType="SIMPLE", reason="x") for i in range(500)]
+    with pytest.raises(RuntimeError, match="t7 failed"):
+        await actor.act(OwnerRef(name="w", namespace="ns", uid="u"), actions, None, 0)  # type: ignore[arg-type]
+    assert sorted(done) == sorted(f"t{i}" for i in range(500))
+    assert most == _PARALLEL_ACTIONS
