@@ -187,9 +187,16 @@ PACK_BLOCK_TASKS: Final = 256
 
 @dataclass(frozen=True)
 class _Encoded:
+    """One task's entry, kept as its compact JSON only: a fork of 10,000 branches would otherwise keep every entry
+    twice (as dicts and as text, ~20 MiB of dicts); the dicts are needed only for a small, uncompressed list."""
+
     task: Task
-    entry: dict[str, Any]
     text: bytes  # the entry as compact JSON
+
+    @property
+    def entry(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.text)
+        return decoded
 
 
 class TaskEncoder:
@@ -216,7 +223,7 @@ class TaskEncoder:
             if hit is None or hit.task is not task:
                 entry = encode_task(task, job_name(task), (external or {}).get(task.taskId))
                 text = json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-                hit = _Encoded(task, entry, text)
+                hit = _Encoded(task, text)
             fresh[task.taskId] = hit
             out.append(hit)
         self._cache = fresh

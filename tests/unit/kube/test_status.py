@@ -159,9 +159,10 @@ def test_reason_override_names_why_a_run_never_started() -> None:
 def test_the_encoder_reuses_entries_of_unchanged_tasks() -> None:
     encoder = codec.TaskEncoder()
     same = attempt(1, "t0", TaskStatus.COMPLETED)
-    first = encoder.encode([same], lambda task: None)
-    second = encoder.encode([same, attempt(2, "t1", TaskStatus.SCHEDULED)], lambda task: None)
+    first = encoder.encoded([same], lambda task: None)
+    second = encoder.encoded([same, attempt(2, "t1", TaskStatus.SCHEDULED)], lambda task: None)
     assert second[0] is first[0] and len(second) == 2
+    assert encoder.encode([same], lambda task: None) == [codec.encode_task(same)]
 
 
 def test_large_outputs_are_compressed_and_read_back() -> None:
