@@ -80,6 +80,7 @@ from bench.bench_operator import (  # noqa: E402
     Operator,
     Watcher,
     echo_taskdef,
+    histogram_quantile,
     kubectl_apply,
     namespace_for,
 )
@@ -816,6 +817,20 @@ class Run:
         self.results["fork_max_active_branches"] = figures.max_active(self.recorder.pods_of(f"fork-{size}"))
         total = self.results.get("fork_api_total")
         self.results["fork_api_total_per_branch"] = round(total / size, 2) if isinstance(total, int) else None
+        operator = getattr(self.system, "operator", None)
+        if isinstance(operator, Operator):  # its own account of the reconciles (since its start: the warm-up too)
+            with contextlib.suppress(Exception):
+                metrics = operator.metrics()
+                name = "kondukt_reconcile_duration_seconds"
+                self.results["fork_reconciles"] = int(sum(v for k, v in metrics.items()
+                                                          if k.startswith(f"{name}_count")))
+                self.results["fork_reconcile_s_total"] = round(sum(v for k, v in metrics.items()
+                                                                   if k.startswith(f"{name}_sum")), 1)
+                ok = {k.replace('{result="ok"}', "").replace(',result="ok"', "").replace('result="ok",', ""): v
+                      for k, v in metrics.items() if k.startswith(name) and 'result="ok"' in k}
+                p95 = histogram_quantile(ok, name, 0.95)
+                self.results["fork_reconcile_p95_s"] = round(p95, 2) if p95 is not None else None
+                self.results["fork_status_bytes_last"] = metrics.get("kondukt_status_bytes")
         payloads = getattr(self.system, "payloads", None)
         if isinstance(payloads, PayloadStore):
             objects, stored = payloads.stored()
