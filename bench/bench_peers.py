@@ -781,10 +781,11 @@ class Run:
         size = self.sizes[label]
         name = f"{shape}-{size}"
         prefix = f"{label}_" if shape == "fanout" else "fork_"
-        profiling = self.profile is not None and label == "fanout_large" and isinstance(self.system, Kondukt)
+        profiling = self.profile is not None and label in ("fanout_large", "fork") and isinstance(self.system, Kondukt)
         with self.measured(prefix, 1), contextlib.ExitStack() as stack:
             if profiling and self.profile is not None:
-                stack.enter_context(profiled(self.system, self.profile))
+                stack.enter_context(profiled(self.system, self.profile if label == "fanout_large" else
+                                             self.profile.with_name(self.profile.name.replace("fanout", label))))
             created = time.monotonic()
             self.system.submit(name, shape, size)
             self.recorder.wait_done([name], self.timeout(size + 1, 2))
@@ -1035,7 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (under 10 minutes)")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write {system: figures} to FILE")
     parser.add_argument("--profile", action="store_true",
-                        help="sample Kondukt's operator with py-spy (if on PATH) during the larger fan-out")
+                        help="sample Kondukt's operator with py-spy (if on PATH) during the larger fan-out and the fork")
     parser.add_argument("--size", action="append", default=[], metavar="NAME=N",
                         help="override one size, e.g. fork=2000 (names: chain_steps, chain_repeats, fanout_small, "
                              "fanout_large, throughput_small, throughput_large, fork)")
