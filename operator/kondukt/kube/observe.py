@@ -192,7 +192,7 @@ class Observer:
         existing: set[str] = set()
         if len(tasks) <= CONFIRM_ONE_BY_ONE:
             for job_name in job_names.values():
-                if await self.api.get(KubeClient.job_path(namespace, job_name), f"job {namespace}/{job_name}"):
+                if await self.api.get(KubeClient.job_path(namespace, job_name), f"job {namespace}/{job_name}") is not None:
                     existing.add(job_name)
         else:
             existing = await self.api.list_names(KubeClient.job_path(namespace),
