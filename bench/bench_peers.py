@@ -258,6 +258,8 @@ class RssSampler(threading.Thread):
         self.pgid, self.recorder, self.workflow = pgid, recorder, workflow
         self.peak_mib: float | None = None
         self.active_at_peak: int | None = None
+        self.most_active = 0  # the most branches active in a sample, and the RSS then
+        self.mib_at_most_active: float | None = None
         self.stopped = threading.Event()
 
     def __enter__(self) -> RssSampler:
@@ -274,11 +276,13 @@ class RssSampler(threading.Thread):
         assert self.pgid is not None
         while not self.stopped.wait(0.5):
             rss = rss_mib({self.pgid})
+            with self.recorder.lock:
+                active = sum(1 for r in self.recorder.pods.values() if r.workflow == self.workflow
+                             and r.succeeded is None and r.failed is None)
             if self.peak_mib is None or rss > self.peak_mib:
-                with self.recorder.lock:
-                    active = sum(1 for r in self.recorder.pods.values() if r.workflow == self.workflow
-                                 and r.succeeded is None and r.failed is None)
                 self.peak_mib, self.active_at_peak = rss, active
+            if active and active >= self.most_active:
+                self.most_active, self.mib_at_most_active = active, rss
 
 
 # ---------------------------------------------------------------------------------------- watcher
@@ -811,6 +815,8 @@ class Run:
                                                           and r.succeeded is not None)
             self.results["fork_rss_mib"] = sampler.peak_mib
             self.results["fork_rss_active_branches"] = sampler.active_at_peak
+            self.results["fork_rss_at_most_active_mib"] = sampler.mib_at_most_active
+            self.results["fork_most_active_sampled"] = sampler.most_active
             if "fork_object_kib" not in self.results:
                 with contextlib.suppress(Exception):
                     size_bytes = self.system.object_bytes(f"fork-{size}")
