@@ -71,6 +71,8 @@ class Memo:
     external: dict[str, dict[str, str]] = field(default_factory=dict)
     #: The value objects already measured for offloading (immutable: the same object, the same size).
     measured: dict[tuple[str, str], Any] = field(default_factory=dict)
+    #: The Task objects whose values were measured (a Task is immutable: the same object, the same values).
+    measured_tasks: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -36,7 +36,10 @@ async def offload(settings: ReconcileSettings, owner: OwnerRef, workflow: Workfl
         return
     values: list[tuple[str, str, Any]] = [(WORKFLOW_KEY, "output", workflow.output),
                                           (WORKFLOW_KEY, "input", workflow.input)]
-    for task in workflow.tasks:
+    # A Task object is never changed (the engine replaces it): one measured already needs nothing. In a fork of
+    # 10,000 branches, looking at its two values one by one in every reconcile was a fifth of the operator's time.
+    fresh = [task for task in workflow.tasks if memo.measured_tasks.get(task.taskId) is not task]
+    for task in fresh:
         values += [(task.taskId, "outputData", task.outputData), (task.taskId, "inputData", task.inputData)]
     for key, name, value in values:
         if memo.measured.get((key, name)) is value:
@@ -50,6 +53,7 @@ async def offload(settings: ReconcileSettings, owner: OwnerRef, workflow: Workfl
         elif name in stored:
             memo.external[key] = {k: v for k, v in stored.items() if k != name}
         memo.measured[(key, name)] = value
+    memo.measured_tasks.update((task.taskId, task) for task in fresh)
 
 async def fetch_external(payload_settings: Any, stored: StoredStatus) -> StoredStatus:
     """The status's workflow with the values stored outside it read back (see kube.status.POINTERS)."""

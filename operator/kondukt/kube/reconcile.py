@@ -403,7 +403,8 @@ class Reconciler:
                         definition_dump=memo.definition_dump if memo else None,
                         warned=memo.warned if memo else set(),
                         external={k: dict(v) for k, v in stored.external.items()},
-                        measured=memo.measured if memo else {})
+                        measured=memo.measured if memo else {},
+                        measured_tasks=memo.measured_tasks if memo else {})
             self._memos[uid] = memo
         stored = memo.stored
         raw_spec = dict(obj.get("spec") or {})
