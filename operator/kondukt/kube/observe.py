@@ -127,10 +127,13 @@ class Observer:
         if found_jobs:
             self._found_jobs[owner.uid] = found_jobs
         namespace, uid = owner.namespace, owner.uid
-        jobs = {job.task_id: job for job in self.view.jobs_of(namespace, uid)}
+        # Only the unfinished attempts' Jobs and pods matter: late in a big fork almost all have ended.
+        active_ids = {t.taskId for t in active}
+        jobs = {job.task_id: job for job in self.view.jobs_of(namespace, uid) if job.task_id in active_ids}
         pods: dict[str, list[Any]] = {}
         for pod in self.view.pods_of(namespace, uid):
-            pods.setdefault(pod.task_id, []).append(pod)
+            if pod.task_id in active_ids:
+                pods.setdefault(pod.task_id, []).append(pod)
         # Attempts with news: a pod that runs or ended, a Job that ended, a Job not seen (yet, or any more).
         newsworthy = {task_id for task_id, found in pods.items() if any(p.started for p in found)}
         newsworthy.update(task_id for task_id, job in jobs.items() if job.finished)
