@@ -838,6 +838,9 @@ class Run:
                 p95 = histogram_quantile(ok, name, 0.95)
                 self.results["fork_reconcile_p95_s"] = round(p95, 2) if p95 is not None else None
                 self.results["fork_status_bytes_last"] = metrics.get("kondukt_status_bytes")
+                self.results["fork_operator_requests"] = {
+                    k.split('method="')[1].split('"')[0]: int(v) for k, v in metrics.items()
+                    if k.startswith("kondukt_api_request_duration_seconds_count{")}
         payloads = getattr(self.system, "payloads", None)
         if isinstance(payloads, PayloadStore):
             objects, stored = payloads.stored()
