@@ -86,24 +86,32 @@ PLAN = (
 
 # ------------------------------------------------------------------------------------------ watching
 class Watcher(threading.Thread):
-    """One watch stream; calls ``on_event(event, arrival)`` for every event, arrival = time.monotonic()."""
+    """One watch stream; calls ``on_event(event, arrival)`` for every event, arrival = time.monotonic().
+
+    A stream the API server ends (its request timeout, a broken connection) is reopened from the last event's
+    resourceVersion, so no event between the two streams is missed (a workflow deleted by its TTL in between
+    would otherwise never be seen COMPLETED); when that version is gone (410 Gone), from the current state."""
 
     def __init__(self, cp: ControlPlane, path: str, on_event: Callable[[dict[str, Any], float], None]) -> None:
         super().__init__(daemon=True)
         self.cp, self.path, self.on_event = cp, path, on_event
         self.ready = threading.Event()
         self.stopped = False
+        self.streams = 0  # watch requests made: more than 1 means the stream was reopened
         self._connection: http.client.HTTPSConnection | None = None
 
     def run(self) -> None:
         url = urllib.parse.urlparse(self.cp.server)
         context = ssl.create_default_context(cafile=str(self.cp.ca_file))
+        resource_version: str | None = None
         while not self.stopped:
             connection = http.client.HTTPSConnection(url.hostname or "127.0.0.1", url.port, context=context,
                                                      timeout=600)
             self._connection = connection
+            since = f"&resourceVersion={resource_version}" if resource_version else ""
+            self.streams += 1
             try:
-                connection.request("GET", f"{self.path}?watch=1&allowWatchBookmarks=false",
+                connection.request("GET", f"{self.path}?watch=1&allowWatchBookmarks=false{since}",
                                    headers={"Authorization": f"Bearer {self.cp.token}"})
                 response = connection.getresponse()
                 self.ready.set()
@@ -116,7 +124,14 @@ class Watcher(threading.Thread):
                     *lines, pending = (pending + chunk).split(b"\n")
                     for line in lines:
                         if line.strip():
-                            self.on_event(json.loads(line), arrival)
+                            event = json.loads(line)
+                            version = ((event.get("object") or {}).get("metadata") or {}).get("resourceVersion")
+                            if event.get("type") == "ERROR":
+                                if (event.get("object") or {}).get("code") == 410:
+                                    resource_version = None
+                            elif version:
+                                resource_version = str(version)
+                            self.on_event(event, arrival)
             except (OSError, http.client.HTTPException, ValueError):
                 if self.stopped:
                     return

@@ -1,7 +1,10 @@
 """Soak: a steady stream of one-task workflows through sharded operator replicas, for many minutes.
 
 ``python -m bench soak`` (``--minutes``, ``--rate``, ``--replicas``, ``--shards`` for other shapes): 1,000 one-task
-Workflows a minute for 15 minutes, created at an even pace by 16 parallel clients, on the e2e control plane
+Workflows a minute for 15 minutes, offered at a fixed pace by an open-loop generator (``bench/loadgen.py``: a
+ticker, a bounded queue, 64 workers on kept-alive connections; what was offered, dropped because the queue was
+full, accepted and refused is reported per minute — a slow API server shows as drops, never as a quietly
+lower rate), on the e2e control plane
 with kwok's fake nodes (the Job controller and scheduler with a busy cluster's client limits, as in
 ``bench_operator``; kube-apiserver's ``--event-ttl`` at 5 minutes, so Events plateau within the run). Two
 ``kondukt operator --lease soak --shards 4`` processes share the work. When the operator has them (``--ttl-after-*``
@@ -17,9 +20,15 @@ COMPLETED by the watch nor found in the archive), archive rows against workflows
 once: the uid is the table's key, so the check is "rows == created" and "every created uid present").
 
 Then the largest rate one replica sustains: a single replica (a fresh namespace, same control plane) is given
-60 s steps of increasing rates (60 to 1,500 a minute; it stops at the first step not sustained); a step is sustained when its workflows all complete within 60 s after the step and
-their p95 latency stays under 30 s. The machine's load average is recorded before and after (the machine is
-shared: the figures are for that load).
+60 s steps of increasing rates (750 to 2,500 a minute; it stops at the first step not sustained, or when the next
+step and its 60 s to finish would end past the run's time budget, ``WINDOW_SECONDS`` from the start, so that a
+15-minute soak and its ramp fit a 25-minute quiet window; the report says which); a step is
+sustained when every offer was accepted, its workflows all complete within 60 s after the step and their p95
+latency stays under 30 s. The machine's load average is recorded before and after and in every sample (the
+machine is shared: the figures are for that load).
+
+The scratch directory (etcd's data, in /dev/shm) goes on every way out, SIGTERM and SIGHUP included, and a run
+first removes what an earlier SIGKILLed one left (``bench/scratch.py``); the operators die with this process.
 """
 
 from __future__ import annotations
@@ -27,12 +36,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +48,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.e2e.controlplane import ControlPlane, bin_dir, check_binaries, free_port, kondukt_crds  # noqa: E402
+from tests.e2e.controlplane import (  # noqa: E402
+    ControlPlane,
+    _set_pdeathsig,
+    bin_dir,
+    check_binaries,
+    free_port,
+    kondukt_crds,
+)
 
 from bench.bench_operator import (  # noqa: E402
     RAISED_LIMITS,
@@ -51,14 +66,29 @@ from bench.bench_operator import (  # noqa: E402
     percentile,
     watching,
 )
+from bench.bench_peers import summarize_profile  # noqa: E402
+from bench.bench_profile import CONTROL_PLANE, apiserver_requests, cpu_seconds  # noqa: E402
+from bench.loadgen import Connection, run_open_loop  # noqa: E402
+from bench.scratch import scratch_directory  # noqa: E402
 
 SAMPLE_SECONDS = 15.0
 TTL_SECONDS = 60
 EVENT_TTL = "5m"
-RAMP_RATES = (60, 120, 250, 500, 1000, 1500)
+RAMP_RATES = (750, 1000, 1250, 1500, 2000, 2500)
 RAMP_STEP_SECONDS = 60.0
+#: The single-replica steps start no later than this after the ramp began (a step: 60 s + up to 60 s to finish).
+RAMP_BUDGET_SECONDS = 360.0
+#: The whole default run (control plane, soak, drain, ramp) ends within this; a quiet window is 25 minutes.
+WINDOW_SECONDS = 23 * 60.0
+#: The load generator: workers sending creates, and how many seconds of offers its queue holds.
+LOAD_WORKERS = 64
+QUEUE_SECONDS = 5.0
 #: After the soak's load: how long at most for the backlog to complete.
 DRAIN_SECONDS = 300.0
+#: py-spy (if found) samples one replica for this long, from PROFILE_AFTER_SECONDS (a third of a shorter load) into
+#: the load.
+PROFILE_SECONDS = 60
+PROFILE_AFTER_SECONDS = 300.0
 
 
 class SoakControlPlane(ControlPlane):
@@ -99,6 +129,7 @@ class Replica:
              "--workers", "32", *extra],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
             env={**os.environ, **env, "POD_ID": name},
+            preexec_fn=_set_pdeathsig,  # a SIGKILLed benchmark leaves no operator behind
         )
         self._cpu: tuple[float, float] | None = None
 
@@ -194,47 +225,25 @@ class Stream:
             elif phase in ("FAILED", "TIMED_OUT", "TERMINATED"):
                 self.failed.setdefault(name, phase)
 
-    def create(self, index: int) -> None:
+    def create(self, connection: Connection, index: int) -> tuple[int, Any]:
         name = f"{self.prefix}{index:06d}"
         document = inline_workflow(name, [{"name": "echo", "taskReferenceName": "only", "inputParameters": {"i": index}}])
         with self.lock:
             self.sent[name] = time.monotonic()
-        status, body = self.cp.api("POST", self.path, document, timeout=60)
-        if status != 201:
-            self.create_errors.append(f"{name}: HTTP {status}")
-            return
+        status, body = connection.request("POST", self.path, document)
         with self.lock:
-            self.uids[name] = str(body["metadata"]["uid"])
+            if status == 201:
+                self.uids[name] = str(body["metadata"]["uid"])
+            else:
+                self.create_errors.append(f"{name}: HTTP {status}")
+        return status, body
 
-    def run(self, rate_per_minute: float, seconds: float, on_tick: Any = None) -> None:
-        """Create ``rate_per_minute`` workflows a minute for ``seconds``, evenly spaced (16 clients). When the API
-        server cannot take them that fast the clients fall behind and fewer are created: the load ends at
-        ``seconds`` whatever was sent (``sent`` says how many)."""
-        interval = 60.0 / rate_per_minute
-        total = int(seconds / interval)
-        began = time.monotonic()
-        slots = threading.BoundedSemaphore(32)  # at most this many creates waiting for a client
-
-        def create(index: int) -> None:
-            try:
-                self.create(index)
-            finally:
-                slots.release()
-
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            for index in range(total):
-                delay = began + index * interval - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                while not slots.acquire(timeout=0.5):
-                    if time.monotonic() >= began + seconds:
-                        return
-                if time.monotonic() >= began + seconds:
-                    slots.release()
-                    return
-                pool.submit(create, index)
-                if on_tick is not None:
-                    on_tick()
+    def run(self, rate_per_minute: float, seconds: float) -> dict[str, object]:
+        """Offer ``rate_per_minute`` creates a minute for ``seconds`` (open loop, ``bench/loadgen.py``); returns
+        what was offered, dropped, accepted and refused."""
+        report = run_open_loop(self.cp, self.create, rate_per_minute=rate_per_minute, seconds=seconds,
+                               workers=LOAD_WORKERS, queue_seconds=QUEUE_SECONDS)
+        return report.figures()
 
     def latencies(self) -> list[float]:
         with self.lock:
@@ -243,7 +252,7 @@ class Stream:
 
 # ------------------------------------------------------------------------------------------------- runs
 def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replicas: int, shards: int,
-         ttl: bool, archive_dsn: str | None) -> dict[str, object]:
+         ttl: bool, archive_dsn: str | None, deadline: float | None = None) -> dict[str, object]:
     namespace = namespace_for(cp, "soak")
     kubectl_apply(cp, namespace, echo_taskdef())
     extra = ["--lease", "soak", "--lease-namespace", namespace, "--shards", str(shards)]
@@ -258,6 +267,44 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
     samples: list[dict[str, object]] = []
     stop = threading.Event()
     began = time.monotonic()
+    components = {name: cp.pids[name] for name in CONTROL_PLANE if name in cp.pids}
+    component_cpu = {name: cpu_seconds(pid) for name, pid in components.items()}
+    component_at = time.monotonic()
+    profile: dict[str, object] = {}
+
+    def control_plane_cpu() -> dict[str, float]:
+        """Each control-plane process's CPU since the last call, as a share of one core."""
+        nonlocal component_at
+        now = time.monotonic()
+        shares = {}
+        for name, pid in components.items():
+            used = cpu_seconds(pid)
+            shares[name] = round((used - component_cpu[name]) / max(now - component_at, 1e-6), 3)
+            component_cpu[name] = used
+        component_at = now
+        return shares
+
+    def profile_one_replica() -> None:
+        """py-spy on the first replica for PROFILE_SECONDS, PROFILE_AFTER_SECONDS into the load."""
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not os.access(spy, os.X_OK):
+            profile["operator_profile"] = "not taken: no py-spy on PATH or next to this Python"
+            return
+        if stop.wait(min(PROFILE_AFTER_SECONDS, minutes * 60 / 3)):
+            return
+        out = scratch / "soak-0.pyspy"
+        done = subprocess.run([spy, "record", "--pid", str(operators[0].proc.pid), "--subprocesses", "--rate", "50",
+                               "--duration", str(PROFILE_SECONDS), "--format", "raw", "--output", str(out),
+                               "--nonblocking"], capture_output=True, text=True, check=False,
+                              timeout=PROFILE_SECONDS + 60)
+        if done.returncode != 0 or not out.exists():
+            profile["operator_profile"] = f"py-spy failed ({done.returncode}): {done.stderr.strip()[-300:]}"
+            return
+        collapsed = out.read_text()
+        kept = REPO / "bench" / "results" / f"soak-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-operator.pyspy"
+        kept.write_text(collapsed)
+        profile["operator_profile"] = str(kept.relative_to(REPO))
+        profile["operator_profile_top"] = summarize_profile(collapsed, top=25).splitlines()
 
     def archive_rows() -> int | None:
         if archive_dsn is None:
@@ -279,30 +326,39 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
                 objects = {"(unreadable)": 0}
                 print(f"   soak: the API server's metrics were not read: {err}", flush=True)
             with stream.lock:
-                sent, done = len(stream.sent), len(stream.completed)
+                sent, accepted, done = len(stream.sent), len(stream.uids), len(stream.completed)
             samples.append({
                 "t_s": round(time.monotonic() - began, 1),
-                "sent": sent, "completed": done,
+                "sent": sent, "accepted": accepted, "completed": done,
                 "cpu_cores": [o.cpu_share() for o in operators],
                 "rss_mib": [o.rss_mib() for o in operators],
                 "etcd_objects": sum(objects.values()),
                 "etcd_by_resource": {k: v for k, v in sorted(objects.items()) if v >= 10},
                 "archive_rows": archive_rows(),
+                "control_plane_cpu_cores": control_plane_cpu(),
                 "load": load_average(),
             })
-            print(f"   soak t={samples[-1]['t_s']}s sent={sent} completed={done} cpu={samples[-1]['cpu_cores']} "
+            print(f"   soak t={samples[-1]['t_s']}s sent={sent} accepted={accepted} completed={done} "
+                  f"cpu={samples[-1]['cpu_cores']} "
                   f"rss={samples[-1]['rss_mib']} etcd={samples[-1]['etcd_objects']} "
-                  f"archive={samples[-1]['archive_rows']} load={samples[-1]['load']}", flush=True)
+                  f"archive={samples[-1]['archive_rows']} cp={samples[-1]['control_plane_cpu_cores']} "
+                  f"load={samples[-1]['load']}", flush=True)
 
     sampler = threading.Thread(target=sample, daemon=True)
+    profiler = threading.Thread(target=profile_one_replica, daemon=True)
     try:
         time.sleep(10)  # the replicas elect their shards
         with watching(cp, stream.path, stream.on_workflow):
             sampler.start()
+            requests_before = apiserver_requests(cp)
             load_began = time.monotonic()
-            stream.run(rate, minutes * 60)
+            profiler.start()
+            offered = stream.run(rate, minutes * 60)
             load_ended = time.monotonic()
+            requests_after = apiserver_requests(cp)
             drain_deadline = time.monotonic() + DRAIN_SECONDS
+            if deadline is not None:  # leave the TTL's wait and the ramp's first step some of the budget
+                drain_deadline = min(drain_deadline, max(time.monotonic() + 60, deadline - 330))
             while time.monotonic() < drain_deadline:
                 with stream.lock:
                     pending = set(stream.sent) - set(stream.completed) - set(stream.failed)
@@ -311,9 +367,10 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
                 time.sleep(1)
             drained = time.monotonic()
             if ttl:  # let the TTL and the archive catch up, for the plateau and the rows
-                time.sleep(TTL_SECONDS + 2 * SAMPLE_SECONDS)
+                time.sleep(TTL_SECONDS + SAMPLE_SECONDS)
             stop.set()
             sampler.join(timeout=60)
+            profiler.join(timeout=PROFILE_SECONDS + 90)
         status, listed = cp.api("GET", stream.path, timeout=300)
         still_there = {str(item["metadata"]["name"]): str((item.get("status") or {}).get("phase") or "")
                        for item in (listed.get("items") or [])} if status == 200 else {}
@@ -348,7 +405,13 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
         "replicas": replicas, "shards": shards, "rate_per_minute": rate, "minutes": minutes,
         "ttl_seconds_after_completion": TTL_SECONDS if ttl else "off (the operator has no --ttl-after-*)",
         "archive": "on (PostgreSQL)" if archive_dsn else "off (the operator has no --archive, or no PostgreSQL)",
+        "load_generator": offered,
+        "api_requests_during_load": dict(sorted(
+            ((k, v - requests_before.get(k, 0)) for k, v in requests_after.items() if v - requests_before.get(k, 0) > 0),
+            key=lambda kv: -kv[1])),
+        "api_requests_during_load_total": sum(requests_after.values()) - sum(requests_before.values()),
         "workflows_created": len(created), "create_errors": len(stream.create_errors),
+        "create_errors_first": stream.create_errors[:5],
         "completed": len(stream.completed), "failed": len(stream.failed),
         "lost": len(lost), "lost_names": lost[:20],
         "unfinished_after_drain": len(unfinished),
@@ -364,41 +427,53 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
         "archive_rows_match_created": (rows_final == len(created) and {stream.uids[n] for n in created} <= archived_uids)
         if archive_dsn else None,
         "samples": samples,
+        **profile,
     }
     return figures
 
 
-def ramp(cp: ControlPlane, scratch: Path, rates: tuple[int, ...], step_seconds: float) -> dict[str, object]:
+def ramp(cp: ControlPlane, scratch: Path, rates: tuple[int, ...], step_seconds: float,
+         budget_seconds: float = RAMP_BUDGET_SECONDS) -> dict[str, object]:
     """The largest rate one replica sustains (see the module docstring)."""
     namespace = namespace_for(cp, "soak-single")
     kubectl_apply(cp, namespace, echo_taskdef())
     operator = Replica(cp, namespace, scratch / "single.log", "single", ["--standalone"], {})
     steps: list[dict[str, object]] = []
     sustained: int | None = None
+    stopped_by = "a step not sustained"
+    began = time.monotonic()
     try:
         time.sleep(5)
         for rate in rates:
+            if time.monotonic() - began + step_seconds + 60 > budget_seconds:
+                stopped_by = f"the time budget ({budget_seconds:.0f} s) before the {rate}/min step"
+                break
             stream = Stream(cp, namespace, f"r{rate}-")
             with watching(cp, stream.path, stream.on_workflow):
                 operator.cpu_share()
-                stream.run(rate, step_seconds)
+                offered = stream.run(rate, step_seconds)
                 cpu = operator.cpu_share()
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline and len(stream.completed) < len(stream.sent):
                     time.sleep(0.5)
             latencies = stream.latencies()
             p95 = percentile(latencies, 0.95) if latencies else None
-            ok = len(stream.completed) == len(stream.sent) and p95 is not None and p95 < 30
-            steps.append({"rate_per_minute": rate, "created": len(stream.sent), "completed": len(stream.completed),
+            ok = (offered["accepted"] == offered["offered"] and len(stream.completed) == len(stream.sent)
+                  and p95 is not None and p95 < 30)
+            steps.append({"rate_per_minute": rate, "offered": offered["offered"], "accepted": offered["accepted"],
+                          "dropped": offered["dropped_queue_full"], "completed": len(stream.completed),
                           "latency_p50_s": round(percentile(latencies, 0.5), 2) if latencies else None,
                           "latency_p95_s": round(p95, 2) if p95 is not None else None,
                           "cpu_cores": cpu, "rss_mib": operator.rss_mib(), "sustained": ok, "load": load_average()})
             if not ok:
                 break
             sustained = rate
+        else:
+            stopped_by = "the last step"
     finally:
         operator.stop()
-    return {"single_replica_largest_sustained_rate_per_minute": sustained, "single_replica_steps": steps}
+    return {"single_replica_largest_sustained_rate_per_minute": sustained,
+            "single_replica_ramp_stopped_by": stopped_by, "single_replica_steps": steps}
 
 
 def run(quick: bool = False, minutes: float | None = None, rate: float | None = None, replicas: int | None = None,
@@ -410,11 +485,10 @@ def run(quick: bool = False, minutes: float | None = None, rate: float | None = 
     help_text = operator_help()
     ttl = "--ttl-after-completion" in help_text
     results: dict[str, object] = {"load_before": load_average()}
+    deadline = time.monotonic() + max(WINDOW_SECONDS, minutes * 60 + 360)
     # etcd's data in memory when the machine has /dev/shm (as the e2e control planes): the soak is about the
     # operator, not about a disk shared with other work.
-    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    with tempfile.TemporaryDirectory(prefix="kondukt-soak-", dir=shm) as scratch_dir:
-        scratch = Path(scratch_dir)
+    with scratch_directory("kondukt-soak-") as scratch:
         postgres: Any = None
         archive_dsn: str | None = None
         if "--archive" in help_text:
@@ -423,17 +497,20 @@ def run(quick: bool = False, minutes: float | None = None, rate: float | None = 
 
                 postgres = PostgresServer().start()
                 archive_dsn = postgres.create_database("soak")
-        binaries = bin_dir()
-        check_binaries(binaries)
-        (scratch / "owner.pid").write_text(str(os.getpid()))
-        cp = SoakControlPlane(workdir=scratch, binaries=binaries, nodes=3, crds=kondukt_crds()).start(timeout=180)
+        cp: ControlPlane | None = None
         try:
+            binaries = bin_dir()
+            check_binaries(binaries)
+            cp = SoakControlPlane(workdir=scratch, binaries=binaries, nodes=3, crds=kondukt_crds())
+            cp.start(timeout=180)
             results.update(soak(cp, scratch, minutes=minutes, rate=rate, replicas=replicas, shards=shards, ttl=ttl,
-                                archive_dsn=archive_dsn))
+                                archive_dsn=archive_dsn, deadline=None if quick else deadline))
             rates = (150, 300) if quick else RAMP_RATES
-            results.update(ramp(cp, scratch, rates, 30.0 if quick else RAMP_STEP_SECONDS))
+            budget = 120.0 if quick else max(0.0, min(RAMP_BUDGET_SECONDS, deadline - time.monotonic() - 20))
+            results.update(ramp(cp, scratch, rates, 30.0 if quick else RAMP_STEP_SECONDS, budget))
         finally:
-            cp.stop()
+            if cp is not None:
+                cp.stop()
             if postgres is not None:
                 postgres.destroy()
     results["load_after"] = load_average()
