@@ -65,6 +65,8 @@ if str(REPO) not in sys.path:
 
 from tests.e2e.controlplane import (  # noqa: E402
     BUILD_SCRIPT,
+    FAKE_NODE_IP,
+    KWOK_CONFIG_FILE,
     STAGES_FILE,
     ControlPlane,
     bin_dir,
@@ -140,9 +142,10 @@ class PeersControlPlane(ControlPlane):
         stages = self.workdir / "kwok-stages.yaml"
         stages.write_text(stages_yaml())
         self._spawn("kwok", [
-            f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}", f"--config={stages}",
+            f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}", f"--config={KWOK_CONFIG_FILE}", f"--config={stages}",
             "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16", "--node-ip=10.0.0.1",
+            # The e2e control plane's loopback node address: a pod log request must not leave the machine.
+            "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16", f"--node-ip={FAKE_NODE_IP}",
         ])
 
 

@@ -20,7 +20,7 @@ COMPLETED by the watch nor found in the archive), archive rows against workflows
 once: the uid is the table's key, so the check is "rows == created" and "every created uid present").
 
 Then the largest rate one replica sustains: a single replica (a fresh namespace, same control plane) is given
-60 s steps of increasing rates (750 to 2,500 a minute; it stops at the first step not sustained, or when the next
+60 s steps of increasing rates (half the soak's rate to twice it: 500 to 2,000 a minute for 1,000; it stops at the first step not sustained, or when the next
 step and its 60 s to finish would end past the run's time budget, ``WINDOW_SECONDS`` from the start, so that a
 15-minute soak and its ramp fit a 25-minute quiet window; the report says which); a step is
 sustained when every offer was accepted, its workflows all complete within 60 s after the step and their p95
@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,13 @@ from bench.scratch import scratch_directory  # noqa: E402
 SAMPLE_SECONDS = 15.0
 TTL_SECONDS = 60
 EVENT_TTL = "5m"
-RAMP_RATES = (750, 1000, 1250, 1500, 2000, 2500)
+#: The single replica's steps, as shares of the soak's rate.
+RAMP_FACTORS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 RAMP_STEP_SECONDS = 60.0
 #: The single-replica steps start no later than this after the ramp began (a step: 60 s + up to 60 s to finish).
 RAMP_BUDGET_SECONDS = 360.0
-#: The whole default run (control plane, soak, drain, ramp) ends within this; a quiet window is 25 minutes.
+#: The whole run (control plane, soak, drain, ramp) ends within this, or the load's time + 10 minutes when that is
+#: shorter; a quiet window is 25 minutes.
 WINDOW_SECONDS = 23 * 60.0
 #: The load generator: workers sending creates, and how many seconds of offers its queue holds.
 LOAD_WORKERS = 64
@@ -197,6 +200,27 @@ def storage_objects(cp: ControlPlane) -> dict[str, int]:
             resource = labels.split('resource="', 1)[1].split('"', 1)[0]
             counts[resource] = int(float(value))
     return counts
+
+
+def list_phases(cp: ControlPlane, path: str) -> tuple[dict[str, str], str | None]:
+    """Every object's name -> status.phase under ``path``, read in pages of 500 (one list of ~10,000 Workflows
+    timed out on a saturated API server); (what was read, the error that stopped it or None)."""
+    phases: dict[str, str] = {}
+    token = ""
+    for _ in range(10_000):
+        query = f"?limit=500&continue={token}" if token else "?limit=500"
+        try:
+            status, listed = cp.api("GET", path + query, timeout=120)
+        except OSError as error:
+            return phases, f"{type(error).__name__}: {error}"
+        if status != 200 or not isinstance(listed, dict):
+            return phases, f"HTTP {status}: {str(listed)[:200]}"
+        for item in listed.get("items") or []:
+            phases[str(item["metadata"]["name"])] = str((item.get("status") or {}).get("phase") or "")
+        token = str((listed.get("metadata") or {}).get("continue") or "")
+        if not token:
+            return phases, None
+    return phases, "more than 10,000 pages"
 
 
 class Stream:
@@ -351,7 +375,7 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
         with watching(cp, stream.path, stream.on_workflow):
             sampler.start()
             requests_before = apiserver_requests(cp)
-            load_began = time.monotonic()
+            load_began, load_began_wall = time.monotonic(), time.time()
             profiler.start()
             offered = stream.run(rate, minutes * 60)
             load_ended = time.monotonic()
@@ -361,27 +385,29 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
                 drain_deadline = min(drain_deadline, max(time.monotonic() + 60, deadline - 330))
             while time.monotonic() < drain_deadline:
                 with stream.lock:
-                    pending = set(stream.sent) - set(stream.completed) - set(stream.failed)
-                if not pending:
+                    pending = set(stream.uids) - set(stream.completed) - set(stream.failed)
+                    accepted = len(stream.uids)
+                # The watch can miss events (an overloaded API server closes slow watchers): the archive counts.
+                if not pending or (archive_dsn is not None and (archive_rows() or 0) >= accepted):
                     break
-                time.sleep(1)
+                time.sleep(2)
             drained = time.monotonic()
             if ttl:  # let the TTL and the archive catch up, for the plateau and the rows
                 time.sleep(TTL_SECONDS + SAMPLE_SECONDS)
             stop.set()
             sampler.join(timeout=60)
             profiler.join(timeout=PROFILE_SECONDS + 90)
-        status, listed = cp.api("GET", stream.path, timeout=300)
-        still_there = {str(item["metadata"]["name"]): str((item.get("status") or {}).get("phase") or "")
-                       for item in (listed.get("items") or [])} if status == 200 else {}
+        still_there, listing_error = list_phases(cp, stream.path)
         rows_final = archive_rows()
-        archived_uids: set[str] = set()
+        archived: dict[str, tuple[str, str, float | None, float]] = {}  # uid -> name, phase, created, finished
         if archive_dsn is not None:
             import psycopg
 
             with psycopg.connect(archive_dsn) as connection:
-                archived_uids = {str(r[0]) for r in connection.execute(
-                    "SELECT uid FROM kondukt_archived_workflows").fetchall()}
+                archived = {str(r[0]): (str(r[1]), str(r[2]), r[3], float(r[4])) for r in connection.execute(
+                    "SELECT uid, name, phase, extract(epoch FROM created_at), extract(epoch FROM finished_at)"
+                    " FROM kondukt_archived_workflows WHERE namespace = %s", (namespace,)).fetchall()}
+        archived_uids = set(archived)
     finally:
         stop.set()
         for operator in operators:
@@ -397,7 +423,17 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
                         and n in still_there and still_there[n] not in ("COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"))
     # Lost: created, never seen ending, not archived, and not there any more (nor still running).
     lost = sorted(n for n in created if n not in stream.completed and n not in stream.failed
-                  and stream.uids[n] not in archived_uids and n not in still_there)
+                  and stream.uids[n] not in archived_uids and n not in still_there) if listing_error is None else []
+    # From the archive (every finished workflow, whatever the watch missed; Kubernetes' timestamps: 1 s steps).
+    archived_per_minute = [0] * (int((drained - load_began) // 60) + 1)
+    for _, _, _, finished in archived.values():
+        minute = int((finished - load_began_wall) // 60)
+        if 0 <= minute < len(archived_per_minute):
+            archived_per_minute[minute] += 1
+    archive_latencies = [finished - float(created_at) for _, _, created_at, finished in archived.values()
+                         if created_at is not None]
+    created_uids = {stream.uids[n] for n in created}
+    archived_names = [name for name, _, _, _ in archived.values()]
     third = max(1, len(samples) // 3)
     steady = [s["etcd_objects"] for s in samples if isinstance(s["t_s"], float)
               and load_began - began + 300 <= s["t_s"] <= load_ended - began]
@@ -413,10 +449,16 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
         "workflows_created": len(created), "create_errors": len(stream.create_errors),
         "create_errors_first": stream.create_errors[:5],
         "completed": len(stream.completed), "failed": len(stream.failed),
-        "lost": len(lost), "lost_names": lost[:20],
+        "lost": len(lost) if listing_error is None else f"not known: the final listing failed ({listing_error})",
+        "lost_names": lost[:20],
         "unfinished_after_drain": len(unfinished),
         "load_seconds": round(load_ended - load_began, 1), "drain_seconds_after_load": round(drained - load_ended, 1),
         "completed_per_minute": per_minute,
+        "archived_per_minute_by_finish_time": archived_per_minute,
+        "archive_latency_p50_s": round(percentile(archive_latencies, 0.5), 1) if archive_latencies else None,
+        "archive_latency_p95_s": round(percentile(archive_latencies, 0.95), 1) if archive_latencies else None,
+        "archive_latency_max_s": round(max(archive_latencies), 1) if archive_latencies else None,
+        "archived_phases": dict(Counter(phase for _, phase, _, _ in archived.values())),
         "latency_p50_s": round(percentile(latencies, 0.5), 2) if latencies else None,
         "latency_p95_s": round(percentile(latencies, 0.95), 2) if latencies else None,
         "latency_max_s": round(max(latencies), 2) if latencies else None,
@@ -424,8 +466,12 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
         "etcd_objects_last_third_max": max((s["etcd_objects"] for s in samples[-third:]), default=None),  # type: ignore[type-var]
         "etcd_objects_steady_min_max": [min(steady), max(steady)] if steady else None,  # type: ignore[type-var]
         "archive_rows": rows_final,
-        "archive_rows_match_created": (rows_final == len(created) and {stream.uids[n] for n in created} <= archived_uids)
+        "archive_rows_match_created": (rows_final == len(created) and created_uids <= archived_uids)
         if archive_dsn else None,
+        "archive_names_twice": len(archived_names) - len(set(archived_names)),
+        "archived_not_created_by_this_run": len(archived_uids - created_uids),
+        "finished_seen_not_archived": sum(1 for n in stream.completed if n in stream.uids
+                                          and stream.uids[n] not in archived_uids) if archive_dsn else None,
         "samples": samples,
         **profile,
     }
@@ -485,7 +531,7 @@ def run(quick: bool = False, minutes: float | None = None, rate: float | None = 
     help_text = operator_help()
     ttl = "--ttl-after-completion" in help_text
     results: dict[str, object] = {"load_before": load_average()}
-    deadline = time.monotonic() + max(WINDOW_SECONDS, minutes * 60 + 360)
+    deadline = time.monotonic() + min(WINDOW_SECONDS, minutes * 60 + 600)
     # etcd's data in memory when the machine has /dev/shm (as the e2e control planes): the soak is about the
     # operator, not about a disk shared with other work.
     with scratch_directory("kondukt-soak-") as scratch:
@@ -505,7 +551,7 @@ def run(quick: bool = False, minutes: float | None = None, rate: float | None = 
             cp.start(timeout=180)
             results.update(soak(cp, scratch, minutes=minutes, rate=rate, replicas=replicas, shards=shards, ttl=ttl,
                                 archive_dsn=archive_dsn, deadline=None if quick else deadline))
-            rates = (150, 300) if quick else RAMP_RATES
+            rates = (150, 300) if quick else tuple(int(rate * f) for f in RAMP_FACTORS)
             budget = 120.0 if quick else max(0.0, min(RAMP_BUDGET_SECONDS, deadline - time.monotonic() - 20))
             results.update(ramp(cp, scratch, rates, 30.0 if quick else RAMP_STEP_SECONDS, budget))
         finally:
