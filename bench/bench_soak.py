@@ -326,9 +326,11 @@ def soak(cp: ControlPlane, scratch: Path, *, minutes: float, rate: float, replic
             return
         collapsed = out.read_text()
         kept = REPO / "bench" / "results" / f"soak-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-operator.pyspy"
-        kept.write_text(collapsed)
-        profile["operator_profile"] = str(kept.relative_to(REPO))
-        profile["operator_profile_top"] = summarize_profile(collapsed, top=25).splitlines()
+        kept.write_text(collapsed)  # the raw stacks stay out of git (.gitignore); their summary goes in
+        top = summarize_profile(collapsed, top=30)
+        kept.with_name(kept.name + ".top.txt").write_text(top)
+        profile["operator_profile"] = str(kept.relative_to(REPO)) + ".top.txt"
+        profile["operator_profile_top"] = top.splitlines()[:40]
 
     def archive_rows() -> int | None:
         if archive_dsn is None:
