@@ -89,9 +89,11 @@ class _Acting:
     owner: OwnerRef
     blueprint: Blueprint
     now: int
+    #: The workflow's Jobs that exist already (not created again).
+    known_jobs: frozenset[str] = frozenset()
 
     async def start_task(self, action: StartTask) -> list[Observation]:
-        return [*await self.actor.start_job(self.owner, action, self.blueprint, self.now)]
+        return [*await self.actor.start_job(self.owner, action, self.blueprint, self.now, self.known_jobs)]
 
     async def start_sub_workflow(self, action: StartSubWorkflow) -> list[Observation]:
         return [*await self.actor.start_child(self.owner, action)]
@@ -155,6 +157,11 @@ class Actor:
         #: previous leader) created it and died before its status write, and the Job may have run meanwhile.
         #: No watch event will announce it again, so the reconciler comes back at once to read it.
         self.found_existing: set[str] = set()
+        #: Jobs this process created (or found there) for a workflow (uid) whose status has not recorded them
+        #: yet: a reconcile that failed after some of a fan-out's creates (one create timed out, the status
+        #: write conflicted) decides the same starts again, and must not send them all once more. Cleared by
+        #: the status write that records them (:meth:`recorded`).
+        self.created: dict[str, set[str]] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def forget(self, uid: str) -> None:
@@ -162,6 +169,7 @@ class Actor:
         self.http_done.pop(uid, None)
         self.results.pop(uid, None)
         self.found_existing.discard(uid)
+        self.created.pop(uid, None)
         for http_key in [k for k in self.http if k[0] == uid]:
             self.http.pop(http_key).cancel()
         for script_key in [k for k in self.evaluations if k[0] == uid]:
@@ -176,6 +184,11 @@ class Actor:
         self.http_done.clear()
         self.results.clear()
         self.found_existing.clear()
+        self.created.clear()
+
+    def recorded(self, uid: str) -> None:
+        """The workflow's status was written: the Jobs created for it are recorded there now."""
+        self.created.pop(uid, None)
 
     async def close(self) -> None:
         for task in [*self.http.values(), *self.evaluations.values()]:
@@ -231,13 +244,15 @@ class Actor:
         if not actions:
             return [], None
         first_start: list[float] = []
+        known = self.known_jobs(owner) if any(isinstance(a, StartTask) for a in actions) else frozenset()
+        acting = _Acting(self, owner, blueprint, now, known)
         results: list[list[Observation] | Exception] = [[] for _ in actions]
         queue = iter(enumerate(actions))
 
         async def worker() -> None:
             for index, action in queue:  # shared: each action is taken by exactly one worker
                 try:
-                    results[index] = await self._carry_out(owner, action, blueprint, now)
+                    results[index] = await self._carry_out(acting, action)
                 except Exception as err:  # raised below, once every action had its turn
                     results[index] = err
                     continue
@@ -252,9 +267,8 @@ class Actor:
             updates.extend(result)
         return updates, (first_start[0] if first_start else None)
 
-    async def _carry_out(self, owner: OwnerRef, action: Action, blueprint: Blueprint, now: int
-                         ) -> list[Observation]:
-        return await dispatch(action, _Acting(self, owner, blueprint, now))
+    async def _carry_out(self, acting: _Acting, action: Action) -> list[Observation]:
+        return await dispatch(action, acting)
 
     async def _input_env(self, owner: OwnerRef, start: StartTask) -> str:
         inline = json.dumps(start.inputData, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -265,7 +279,9 @@ class Actor:
         return await asyncio.to_thread(encode_task_input, start.inputData, context, self.settings.payload_settings,
                                        INPUT_ENV_LIMIT_BYTES)
 
-    async def start_job(self, owner: OwnerRef, start: StartTask, blueprint: Blueprint, now: int) -> list[TaskUpdate]:
+    async def start_job(self, owner: OwnerRef, start: StartTask, blueprint: Blueprint, now: int,
+                        known: frozenset[str] = frozenset()) -> list[TaskUpdate]:
+        """Create the attempt's Job, unless it is in ``known`` (see :meth:`known_jobs`)."""
         task_def = start.taskDef or blueprint.task_def(start.taskDefName)
         try:
             input_env = await self._input_env(owner, start)
@@ -284,9 +300,16 @@ class Actor:
             return [TaskUpdate(taskId=start.taskId, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
                                reasonForIncompletion=str(err))]
         name = job["metadata"]["name"]
+        if name in known:
+            # Created by an earlier reconcile whose status write never came (it failed after its creates):
+            # no request. Like AlreadyExists, the Job may have run meanwhile: read it at once.
+            self.metrics.job_creates.labels("known").inc()
+            self.found_existing.add(owner.uid)
+            return []
         try:
             created = await self.api.create(KubeClient.job_path(owner.namespace), job, f"job {owner.namespace}/{name}")
             self.metrics.job_creates.labels("created" if created is not None else "existed").inc()
+            self.created.setdefault(owner.uid, set()).add(name)
             if created is None:
                 self.found_existing.add(owner.uid)
         except Invalid as err:
@@ -294,6 +317,12 @@ class Actor:
             return [TaskUpdate(taskId=start.taskId, status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
                                reasonForIncompletion=f"the attempt's Job was rejected: {err.api_message}")]
         return []
+
+    def known_jobs(self, owner: OwnerRef) -> frozenset[str]:
+        """The Jobs of ``owner`` that exist already: those this process created (no status records them yet) and
+        those the Job watch shows."""
+        return frozenset(self.created.get(owner.uid, ())) | {job.name for job in
+                                                              self.view.jobs_of(owner.namespace, owner.uid)}
 
     async def _create_or_get(self, path: str, body: Mapping[str, Any], what: str) -> dict[str, Any]:
         created = await self.api.create(path, body, what)

@@ -11,7 +11,8 @@ Names follow Prometheus conventions (``kondukt_`` prefix, ``_total`` counters, `
 - ``kondukt_reconcile_duration_seconds{result}`` and ``kondukt_reconcile_errors_total{kind}``;
 - ``kondukt_workqueue_depth``: workflows waiting for a reconcile;
 - ``kondukt_status_bytes``: size of the last status written (compactness of big workflows);
-- ``kondukt_job_creates_total{result}``: created, existed (a replay after a crash or a conflict), rejected;
+- ``kondukt_job_creates_total{result}``: created, existed (a replay after a crash or a conflict), known (not sent:
+  created by an earlier reconcile whose status write never came, or already in the Job watch), rejected;
 - ``kondukt_events_dropped_total``: Events not posted because the queue was full;
 - ``kondukt_leader{lease,identity}``: 1 while this replica holds the Lease and acts, 0 while it stands by
   (set once the replica has led; with ``--standalone`` there is no Lease and no series);
@@ -67,7 +68,8 @@ class Metrics:
         self.queue_depth = Gauge("kondukt_workqueue_depth", "Workflows waiting for a reconcile.", registry=r)
         self.status_bytes = Gauge("kondukt_status_bytes", "Size of the last Workflow status written.", registry=r)
         self.job_creates = Counter("kondukt_job_creates_total",
-                                   "Job creations by result: created, existed (an idempotent replay), rejected.",
+                                   "Job creations by result: created, existed (an idempotent replay), known (not sent: it "
+                                   "exists already), rejected.",
                                    ["result"], registry=r)
         self.script_evaluations = Counter(
             "kondukt_script_evaluations_total",

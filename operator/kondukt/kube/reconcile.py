@@ -572,6 +572,7 @@ class Reconciler:
             external={k: dict(v) for k, v in memo.external.items()},
         )
         p.written = True
+        self.actor.recorded(p.owner.uid)
         return None
 
     def _follow_up(self, p: _Pass) -> Outcome:

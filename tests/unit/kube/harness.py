@@ -18,7 +18,15 @@ from typing import Any
 from kondukt.kube import cache
 from kondukt.kube.builders import JobOptions
 from kondukt.kube.events import EventRecorder
-from kondukt.kube.kubeapi import AlreadyExists, Conflict, Invalid, KubeClient, NotFound, TooLarge
+from kondukt.kube.kubeapi import (
+    AlreadyExists,
+    Conflict,
+    Invalid,
+    KubeClient,
+    NotFound,
+    TooLarge,
+    TransientApiError,
+)
 from kondukt.kube.metrics import Metrics
 from kondukt.kube.reconcile import Reconciler, ReconcileSettings
 from kondukt.kube.status import tasks_from_status
@@ -38,6 +46,7 @@ class FakeCluster(KubeClient):
         self.events: list[dict[str, Any]] = []
         self.created_jobs: list[str] = []
         self.crash_on: tuple[str, str] | None = None  # (method, path prefix) to raise Crash once
+        self.time_out_creates: set[int] = set()  # these Job creates (1: the first) time out without being made
         self.reject: dict[str, str] = {}  # collection path -> message of a 422
         self.max_status_bytes: int | None = None  # a larger status PUT is refused as etcd refuses it
         self._rv = itertools.count(1)
@@ -63,6 +72,9 @@ class FakeCluster(KubeClient):
             if path in self.reject:
                 raise Invalid(422, "Invalid", self.reject[path], what)
             key = f"{path}/{body['metadata']['name']}"
+            if path.endswith("/jobs") and sum(1 for m, p in self.calls if m == "POST" and p == path) in \
+                    self.time_out_creates:
+                raise TransientApiError(0, "TimeoutError", "", what)
             if key in self.objects:
                 raise AlreadyExists(409, "AlreadyExists", f"{key} already exists", what)
             meta = body["metadata"]

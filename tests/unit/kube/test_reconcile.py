@@ -852,7 +852,7 @@ async def test_actions_are_carried_out_by_a_bounded_pool_each_once_and_failures_
     running = most = 0
     done: list[str] = []
 
-    async def carry_out(owner: Any, action: Any, blueprint: Any, now: int) -> list[Any]:
+    async def carry_out(acting: Any, action: Any) -> list[Any]:
         nonlocal running, most
         running += 1
         most = max(most, running)
@@ -901,3 +901,61 @@ async def test_offload_measures_a_task_s_values_once_per_task_object(monkeypatch
     workflow = workflow.model_copy(update={"tasks": [*tasks[:7], changed, *tasks[8:]]})
     await offload_module.offload(settings, owner, workflow, memo)
     assert measured == [{"o": "new"}], "only the replaced task's changed value"
+
+
+def _wide(branches: int) -> dict[str, Any]:
+    return {"apiVersion": "kondukt.io/v1alpha1", "kind": "WorkflowDef", "metadata": {"name": "wide"},
+            "spec": {"name": "wide", "tasks": [
+                {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN",
+                 "forkTasks": [[{"name": "echo", "taskReferenceName": f"b{i}", "inputParameters": {"i": i}}]
+                               for i in range(branches)]},
+                {"name": "join", "taskReferenceName": "join", "type": "JOIN",
+                 "joinOn": [f"b{i}" for i in range(branches)]}]}}
+
+
+def _job_posts(harness: Harness) -> int:
+    return sum(1 for method, path in harness.cluster.calls if method == "POST" and path.endswith("/jobs"))
+
+
+async def _fan_out_with_one_create_timed_out(harness: Harness) -> None:
+    harness.cluster.apply(ECHO)
+    harness.cluster.apply(_wide(10))
+    harness.cluster.apply(run_of("run", definition="wide"))
+    harness.cluster.time_out_creates = {7}  # the 7th Job create of this run times out, the others are made
+    with pytest.raises(TransientApiError):
+        await harness.reconcile("run")
+    assert _job_posts(harness) == 10 and len(harness.cluster.jobs()) == 9
+    assert "status" not in harness.cluster.workflow("run"), "the failed reconcile wrote no status"
+
+
+async def test_a_fan_out_whose_one_create_timed_out_sends_only_that_create_again(harness: Harness) -> None:
+    """Found in the 1,000-branch benchmark (2,001 Job creates for 1,001 Jobs): one create of a fan-out timed out,
+    the reconcile failed before its status write, and the next one decided the same starts and sent every
+    create again (999 AlreadyExists). Jobs that exist are not created again: only the one that timed out is
+    sent once more, and the workflow runs to its end with one Job per branch."""
+    await _fan_out_with_one_create_timed_out(harness)
+    await harness.reconcile("run")
+    assert _job_posts(harness) == 11, "only the create that timed out is sent again"
+    assert len(harness.cluster.jobs()) == 10
+    for job in harness.cluster.jobs():
+        harness.cluster.echo(job)
+    try:
+        await harness.settle("run")
+    finally:
+        await harness.stop()
+    assert harness.status("run")["phase"] == "COMPLETED", harness.tasks("run")
+    assert _job_posts(harness) == 11
+    assert sorted(harness.cluster.created_jobs) == sorted(set(harness.cluster.created_jobs))
+
+
+async def test_jobs_a_failed_reconcile_created_are_not_sent_again_before_the_watch_shows_them(
+        harness: Harness) -> None:
+    """The same while the Job watch lags behind (a busy API server): the operator remembers the Jobs it created
+    for a workflow until a status write records them; a new process (no memory) sends them again and finds
+    them there (AlreadyExists), as before."""
+    await _fan_out_with_one_create_timed_out(harness)
+    harness.reconciler.actor.view = cache.ClusterView({})  # the watch shows no Job yet
+    await harness.reconcile("run")
+    assert _job_posts(harness) == 11, "only the create that timed out is sent again"
+    assert harness.reconciler.actor.created == {}, "the status write recorded them: nothing left to remember"
+    assert [t["status"] for t in harness.tasks("run") if t["referenceTaskName"].startswith("b")] == ["SCHEDULED"] * 10
