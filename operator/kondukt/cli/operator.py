@@ -92,6 +92,10 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
                         help="store status.tasks compressed when their JSON is larger than this")
     parser.add_argument("--definition-grace-seconds", type=float, default=15.0,
                         help="how long a new Workflow waits for a missing WorkflowDef/TaskDef before failing")
+    parser.add_argument("--status-coalesce-seconds", type=float, default=1.0, metavar="SECONDS",
+                        help="a status write that only records progress (tasks started or finished) waits until "
+                        "this long after the workflow's previous write, gathering what comes meanwhile (0: write "
+                        "every change at once); starts, ends and operations are written at once")
     parser.add_argument("--status-value-limit", type=int, default=DEFAULT_INLINE_VALUE_BYTES // 1024, metavar="KIB",
                         help="a task input or output, or the variables, larger than this does not stay in the "
                         "Workflow's status: it goes to external payload storage (KONDUKT_PAYLOAD_BUCKET), else its "
@@ -189,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
         raise KonduktUserError("--job-ttl-seconds must not be negative")
     if args.status_value_limit < 1:
         raise KonduktUserError("--status-value-limit must be at least 1 (KiB)")
+    if not 0 <= args.status_coalesce_seconds <= 60:
+        raise KonduktUserError(f"--status-coalesce-seconds must be between 0 and 60, got {args.status_coalesce_seconds:g}")
     try:
         script_limits = ScriptLimits(time_limit_seconds=args.script_time_limit,
                                      memory_limit_bytes=args.script_memory_limit * MIB, workers=args.script_workers)
@@ -236,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         compress_over_bytes=args.compress_status_over,
         definition_grace_seconds=args.definition_grace_seconds,
+        status_coalesce_seconds=args.status_coalesce_seconds,
         script_limits=script_limits,
         inline_value_bytes=args.status_value_limit * 1024,
         max_sub_workflow_depth=max_depth,

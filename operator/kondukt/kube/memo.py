@@ -47,6 +47,10 @@ class ReconcileSettings:
     egress: EgressPolicy = field(default_factory=EgressPolicy.cluster)
     #: The TTL of finished Workflows whose spec has no ``ttlStrategy`` (``--ttl-after-*``); None: keep them.
     default_ttl: TTLStrategy | None = None
+    #: A status write that only records progress (tasks started or finished, nothing started, canceled or ended,
+    #: no operation applied) waits until this long after the workflow's previous write, gathering what comes
+    #: meanwhile into one write (``--status-coalesce-seconds``); 0: every change is written at once.
+    status_coalesce_ms: int = 0
 
     def payload_limits(self) -> PayloadLimits:
         """What the engine may keep: with payload storage, up to Conductor's maximum payload (larger values are

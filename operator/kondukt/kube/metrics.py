@@ -13,6 +13,8 @@ Names follow Prometheus conventions (``kondukt_`` prefix, ``_total`` counters, `
 - ``kondukt_status_bytes``: size of the last status written (compactness of big workflows);
 - ``kondukt_job_creates_total{result}``: created, existed (a replay after a crash or a conflict), known (not sent:
   created by an earlier reconcile whose status write never came, or already in the Job watch), rejected;
+- ``kondukt_status_writes_deferred_total``: status writes of progress alone deferred to gather more into one
+  (``--status-coalesce-seconds``);
 - ``kondukt_events_dropped_total``: Events not posted because the queue was full;
 - ``kondukt_leader{lease,identity}``: 1 while this replica holds the Lease and acts, 0 while it stands by
   (set once the replica has led; with ``--standalone`` there is no Lease and no series);
@@ -67,6 +69,9 @@ class Metrics:
                                         registry=r)
         self.queue_depth = Gauge("kondukt_workqueue_depth", "Workflows waiting for a reconcile.", registry=r)
         self.status_bytes = Gauge("kondukt_status_bytes", "Size of the last Workflow status written.", registry=r)
+        self.status_writes_deferred = Counter(
+            "kondukt_status_writes_deferred_total",
+            "Status writes of progress alone deferred to gather more (--status-coalesce-seconds).", registry=r)
         self.job_creates = Counter("kondukt_job_creates_total",
                                    "Job creations by result: created, existed (an idempotent replay), known (not sent: it "
                                    "exists already), rejected.",

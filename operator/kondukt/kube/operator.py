@@ -107,6 +107,8 @@ class OperatorOptions:
     workers: int = 16
     compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES
     definition_grace_seconds: float = 15.0
+    #: Status writes of progress alone wait this long after a workflow's previous write (see ReconcileSettings).
+    status_coalesce_seconds: float = 1.0
     script_limits: ScriptLimits = field(default_factory=ScriptLimits)
     inline_value_bytes: int = DEFAULT_INLINE_VALUE_BYTES
     max_sub_workflow_depth: int = DEFAULT_MAX_SUB_WORKFLOW_DEPTH
@@ -188,6 +190,7 @@ class Controller:
             inline_value_bytes=options.inline_value_bytes,
             max_sub_workflow_depth=options.max_sub_workflow_depth,
             default_ttl=options.default_ttl,
+            status_coalesce_ms=int(options.status_coalesce_seconds * 1000),
         )
         #: Set when Kopf calls its first event handler: Kopf does that only once every Kopf index (TaskDefs,
         #: WorkflowDefs, children) has its initial listing, and no reconcile may read them before.

@@ -156,6 +156,10 @@ class _Pass:
     waiting_on: tuple[str, ...] = ()
     first_start_done: float | None = None
     written: bool = False
+    #: Whether this pass carried out actions (Jobs created, tasks canceled, ...) or applied operations: its status
+    #: write is never deferred (see Reconciler._deferred_until).
+    acted: bool = False
+    operated: bool = False
 
 
 class Reconciler:
@@ -188,6 +192,8 @@ class Reconciler:
         #: With shards: limits counted across replicas through claims (:mod:`kondukt.kube.claims`).
         self.claims: LimitClaims | None = None
         self._memos: dict[str, Memo] = {}
+        #: When (clock ms) each workflow's status was last written by this process (uid -> ms).
+        self._last_write_ms: dict[str, int] = {}
         #: Workflows held back by a concurrentExecLimit: (ns, def) -> keys to wake when a slot frees.
         self._waiters: dict[tuple[str, str], set[WorkflowKey]] = {}
         self._objects: dict[WorkflowKey, dict[str, Any]] = {}
@@ -257,6 +263,7 @@ class Reconciler:
             self._objects.pop(key, None)
         if uid is not None:
             self._memos.pop(uid, None)
+            self._last_write_ms.pop(uid, None)
             self.actor.forget(uid)
             self.observer.forget(uid)
             if deleted:
@@ -453,7 +460,7 @@ class Reconciler:
             blueprint=blueprint, observed_suspend=observed_suspend, observed_terminate=observed_terminate,
             now=now, observations=[*operations, *updates, self.actor.load(namespace, task_defs, now)],
             extra_wakes=extra_wakes, consumed={u.taskId for u in updates if u.taskId in self.actor.results.get(uid, {})},
-            woke=woke, reconcile_started=reconcile_started,
+            woke=woke, reconcile_started=reconcile_started, operated=bool(operations),
         )
 
     async def _decide_and_act(self, p: _Pass) -> None:
@@ -471,6 +478,7 @@ class Reconciler:
             if first_done is not None and p.first_start_done is None:
                 p.first_start_done = first_done
             p.workflow = decision.workflow
+            p.acted = p.acted or bool(decision.actions)
             p.changed = p.changed or decision.changed
             p.transitions.extend(decision.transitions)
             p.wake_at, p.waiting_on = decision.wakeAt, decision.waitingOn
@@ -533,6 +541,11 @@ class Reconciler:
             and stored.observed_generation == p.generation and stored.observed_suspend == p.observed_suspend
             and bool(raw_status.get("observedTerminate")) == p.observed_terminate
         )
+        deferred = None if settled else self._deferred_until(p)
+        if deferred is not None:
+            p.extra_wakes.append(deferred)
+            self.metrics.status_writes_deferred.inc()
+            return None
         if not settled:
             try:
                 await offload(self.settings, p.owner, workflow, memo)
@@ -563,6 +576,7 @@ class Reconciler:
             return await self._fail_too_large(p.obj, p.owner, workflow, p.definition, status, err, memo,
                                               p.observed_suspend, p.observed_terminate)
         self.observe(written)
+        self._last_write_ms[p.owner.uid] = self.clock()
         self.metrics.status_bytes.set(len(json.dumps(status, separators=(",", ":"))))
         memo.resource_version = str((written.get("metadata") or {}).get("resourceVersion"))
         memo.stored = StoredStatus(
@@ -574,6 +588,32 @@ class Reconciler:
         p.written = True
         self.actor.recorded(p.owner.uid)
         return None
+
+    def _deferred_until(self, p: _Pass) -> int | None:
+        """When to write a status that only records progress, if not now (clock ms; None: now).
+
+        A wide fan-out's branches start and end one after another, each waking the workflow: written every time,
+        its status (hundreds of KiB for 1,000 tasks) costs the API server and every watcher a large write per
+        branch, and keeps the reconcile that must start the step after the join waiting behind it. Progress
+        alone — tasks that started or finished while nothing was started, canceled or ended, no operation
+        applied, no result of the operator's own attempts consumed — waits until ``status_coalesce_ms`` after the
+        workflow's previous write (this process's: after a restart the first is written at once). Nothing is lost
+        meanwhile: every reconcile derives the same progress again from the stored status and the watches, so the
+        write that comes (at the latest when the timer returned here fires) records it all, Events included.
+        """
+        window = self.settings.status_coalesce_ms
+        stored = p.stored
+        if window <= 0 or p.acted or p.operated or p.consumed or p.reason_override or stored.workflow is None:
+            return None
+        if p.workflow.status.terminal or p.workflow.status is not stored.workflow.status:
+            return None
+        if stored.observed_generation != p.generation or stored.observed_suspend != p.observed_suspend \
+                or bool(p.raw_status.get("observedTerminate")) != p.observed_terminate:
+            return None
+        last = self._last_write_ms.get(p.owner.uid)
+        if last is None or p.now >= last + window:
+            return None
+        return last + window
 
     def _follow_up(self, p: _Pass) -> Outcome:
         """Step 5: Events and metrics for what was written, the results it recorded forgotten, and when to
