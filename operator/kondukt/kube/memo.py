@@ -77,6 +77,9 @@ class Memo:
     measured: dict[tuple[str, str], Any] = field(default_factory=dict)
     #: The Task objects whose values were measured (a Task is immutable: the same object, the same values).
     measured_tasks: dict[str, Any] = field(default_factory=dict)
+    #: The validated spec of one generation (generation, spec): a spec changes only with its generation, and
+    #: validating a 1,000-branch spec again in every reconcile cost more than the rest of the reconcile.
+    spec: tuple[int, Any] | None = None
 
 
 @dataclass

@@ -411,23 +411,17 @@ class Reconciler:
                         warned=memo.warned if memo else set(),
                         external={k: dict(v) for k, v in stored.external.items()},
                         measured=memo.measured if memo else {},
-                        measured_tasks=memo.measured_tasks if memo else {})
+                        measured_tasks=memo.measured_tasks if memo else {}, spec=memo.spec if memo else None)
             self._memos[uid] = memo
         stored = memo.stored
-        raw_spec = dict(obj.get("spec") or {})
-        if isinstance(raw_spec.get("definition"), dict) and not raw_spec["definition"].get("name"):
-            raw_spec["definition"] = {**raw_spec["definition"], "name": name}  # defaults to metadata.name
-        if stored.workflow is None:
-            try:  # what the API server took may still nest too deep for the engine's recursive walks
-                check_nesting(raw_spec, "spec")
-            except ManifestError as err:
-                return await self.starter.fail_unstarted(obj, owner, "InvalidSpec", f"invalid {err}", memo)
-        try:
-            spec = WorkflowSpec.model_validate(raw_spec)
-        except pydantic.ValidationError as err:
-            problems = problems_from_validation_error(err, "spec", raw_spec)
-            text = "; ".join(str(p) for p in problems[:5]) or str(err)
-            return await self.starter.fail_unstarted(obj, owner, "InvalidSpec", f"invalid spec: {text}", memo)
+        if memo.spec is not None and memo.spec[0] == generation and stored.workflow is not None:
+            spec: WorkflowSpec = memo.spec[1]
+        else:
+            validated = await self._validated_spec(obj, owner, name, stored, memo)
+            if not isinstance(validated, WorkflowSpec):
+                return validated
+            spec = validated
+            memo.spec = (generation, spec)
 
         now = self.clock()
         reason_override: str | None = None
@@ -462,6 +456,25 @@ class Reconciler:
             extra_wakes=extra_wakes, consumed={u.taskId for u in updates if u.taskId in self.actor.results.get(uid, {})},
             woke=woke, reconcile_started=reconcile_started, operated=bool(operations),
         )
+
+    async def _validated_spec(self, obj: Mapping[str, Any], owner: OwnerRef, name: str, stored: StoredStatus,
+                              memo: Memo) -> WorkflowSpec | Outcome | None:
+        """The Workflow's spec, validated (a bad one ends the workflow FAILED: the outcome of that)."""
+        raw_spec = dict(obj.get("spec") or {})
+        if isinstance(raw_spec.get("definition"), dict) and not raw_spec["definition"].get("name"):
+            raw_spec["definition"] = {**raw_spec["definition"], "name": name}  # defaults to metadata.name
+        if stored.workflow is None:
+            try:  # what the API server took may still nest too deep for the engine's recursive walks
+                check_nesting(raw_spec, "spec")
+            except ManifestError as err:
+                return await self.starter.fail_unstarted(obj, owner, "InvalidSpec", f"invalid {err}", memo)
+        try:
+            spec = WorkflowSpec.model_validate(raw_spec)
+        except pydantic.ValidationError as err:
+            problems = problems_from_validation_error(err, "spec", raw_spec)
+            text = "; ".join(str(p) for p in problems[:5]) or str(err)
+            return await self.starter.fail_unstarted(obj, owner, "InvalidSpec", f"invalid spec: {text}", memo)
+        return spec
 
     async def _decide_and_act(self, p: _Pass) -> None:
         """Steps 2 and 3: ``decide``, carry out its actions (before anything is persisted, idempotently), and

@@ -959,3 +959,28 @@ async def test_jobs_a_failed_reconcile_created_are_not_sent_again_before_the_wat
     assert _job_posts(harness) == 11, "only the create that timed out is sent again"
     assert harness.reconciler.actor.created == {}, "the status write recorded them: nothing left to remember"
     assert [t["status"] for t in harness.tasks("run") if t["referenceTaskName"].startswith("b")] == ["SCHEDULED"] * 10
+
+
+async def test_the_spec_is_validated_once_per_generation(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1,000-branch spec cost more to validate than the rest of a reconcile: it is validated again only when
+    its generation changes (an edit), not in every reconcile."""
+    from kondukt.engine.models import WorkflowSpec
+
+    validated: list[int] = []
+    original = WorkflowSpec.model_validate.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[WorkflowSpec], value: Any, **kwargs: Any) -> WorkflowSpec:
+        validated.append(1)
+        return original(cls, value, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(WorkflowSpec, "model_validate", classmethod(counting))
+    harness.cluster.apply(run_of("run"))
+    await harness.reconcile("run")
+    harness.cluster.start_pod(harness.only_new_job(set()))
+    await harness.reconcile("run")
+    await harness.reconcile("run")
+    assert len(validated) == 1
+    harness.cluster.edit_workflow("run", spec={"suspend": True})
+    await harness.reconcile("run")
+    assert len(validated) == 2, "an edit (a new generation) is validated"
+    assert harness.status("run")["phase"] == "PAUSED"
