@@ -571,6 +571,20 @@ class Kondukt(System):
         if self.payloads is not None:
             self.payloads.stop()
 
+    #: The operator's own counters kept in the results (what it did: Job creates by result, failed reconciles,
+    #: transient API errors, status writes deferred), totals over the whole run of this system.
+    COUNTERS = ("kondukt_job_creates_total", "kondukt_reconcile_errors_total", "kondukt_api_errors_total",
+                "kondukt_status_writes_deferred_total", "kondukt_reconcile_duration_seconds_count")
+
+    def counters(self) -> dict[str, float]:
+        if self.operator is None:
+            return {}
+        try:
+            found = self.operator.metrics()
+        except OSError:  # the operator is gone (it crashed: the run's error says so)
+            return {}
+        return {k: v for k, v in found.items() if k.startswith(self.COUNTERS)}
+
     def version(self) -> str:
         out = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True,
                              text=True, check=False)
@@ -894,6 +908,8 @@ class Run:
         if errors:
             self.results["error"] = errors
         self.results["rss_mib"] = peak_rss_mib({self.system.pgid}) if self.system.pgid else None
+        if isinstance(self.system, Kondukt):
+            self.results["operator_counters"] = self.system.counters()
         # The keys other tools read (issue 12): join latency of the larger fan-out; per-workflow CPU and
         # workflows per minute of the smaller one-task batch.
         self.results["join_ms"] = self.results.get("fanout_large_join_ms")
