@@ -608,8 +608,8 @@ class Reconciler:
         A wide fan-out's branches start and end one after another, each waking the workflow: written every time,
         its status (hundreds of KiB for 1,000 tasks) costs the API server and every watcher a large write per
         branch, and keeps the reconcile that must start the step after the join waiting behind it. Progress
-        alone — tasks that started or finished while nothing was started, canceled or ended, no operation
-        applied, no result of the operator's own attempts consumed — waits until ``status_coalesce_ms`` after the
+        alone — tasks that started or finished while no task was added, nothing was started, canceled or ended,
+        no operation applied, no result of the operator's own attempts consumed — waits until ``status_coalesce_ms`` after the
         workflow's previous write (this process's: after a restart the first is written at once). Nothing is lost
         meanwhile: every reconcile derives the same progress again from the stored status and the watches, so the
         write that comes (at the latest when the timer returned here fires) records it all, Events included.
@@ -619,6 +619,8 @@ class Reconciler:
         if window <= 0 or p.acted or p.operated or p.consumed or p.reason_override or stored.workflow is None:
             return None
         if p.workflow.status.terminal or p.workflow.status is not stored.workflow.status:
+            return None
+        if len(p.workflow.tasks) != len(stored.workflow.tasks):  # a task added (its times would be derived again)
             return None
         if stored.observed_generation != p.generation or stored.observed_suspend != p.observed_suspend \
                 or bool(p.raw_status.get("observedTerminate")) != p.observed_terminate:
