@@ -37,3 +37,12 @@ def test_the_archive_needs_its_connection_string_from_the_environment_only() -> 
     assert "XYZZY" not in str(caught.value)
     with pytest.raises(KonduktUserError, match="--archive-retention-days must not be negative"):
         archive_dsn(app.parse_args(["operator", "--archive-retention-days", "-1"]), {})
+
+
+def test_status_coalescing_defaults_to_a_second_and_refuses_a_bad_value_naming_the_flag() -> None:
+    from kondukt.cli.operator import run
+
+    assert app.parse_args(["operator"]).status_coalesce_seconds == 1.0
+    for bad in ("-1", "61"):
+        with pytest.raises(KonduktUserError, match="--status-coalesce-seconds must be between 0 and 60"):
+            run(app.parse_args(["operator", "--status-coalesce-seconds", bad]))
