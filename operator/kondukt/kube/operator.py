@@ -72,7 +72,7 @@ from kondukt_workers.settings import Settings as WorkerSettings
 
 logger = logging.getLogger("kondukt.operator")
 
-#: How soon a pod that started running wakes its workflow (see Controller.on_attempt).
+#: How soon a pod that started running wakes its workflow (see Controller.on_attempt), at the least.
 STARTED_DEBOUNCE_SECONDS = 0.2
 
 #: How often the archive's retention period is applied (see Controller._prune_archive).
@@ -126,6 +126,11 @@ class OperatorOptions:
     archive_retention_days: float = 0.0
 
 
+def started_debounce(options: OperatorOptions) -> float:
+    """How soon a pod that started running wakes its workflow: no sooner than a status write of that progress
+    alone may be made (``--status-coalesce-seconds``), so a quick attempt's start and end cost one reconcile."""
+    return max(STARTED_DEBOUNCE_SECONDS, options.status_coalesce_seconds)
+
 def api_server_addresses(server: str, environ: Mapping[str, str] | None = None) -> list[str]:
     """The API server's addresses: its URL's host resolved now, and the in-cluster service's address
     (``KUBERNETES_SERVICE_HOST``). A name that does not resolve adds nothing (it is checked again as
@@ -165,9 +170,13 @@ class EventOnlyDiffBase(kopf.AnnotationsDiffBaseStorage):
 class Controller:
     """The operator's moving parts, created before Kopf starts and started by its startup handler."""
 
+    #: See started_debounce (set from the options in __init__).
+    started_debounce: float = STARTED_DEBOUNCE_SECONDS
+
     def __init__(self, options: OperatorOptions, api: KubeClient) -> None:
         self.options = options
         self.api = api
+        self.started_debounce = started_debounce(options)
         self.metrics = Metrics()
         self.events = EventRecorder(api, self.metrics)
         self.indices: dict[str, Any] = {}
@@ -375,7 +384,7 @@ class Controller:
 
         A finished (or deleted) attempt wakes its workflow at once, and the workflows a limit held back.
         A pod that just started running is news too, but less urgent: its workflow is woken within
-        ``STARTED_DEBOUNCE_SECONDS`` so that a quick attempt's start and end cost one reconcile, not two.
+        ``started_debounce`` so that a quick attempt's start and end cost one reconcile, not two.
         Everything else (a Job created, a pod scheduled) changes nothing the workflow records.
         """
         if workflow:
@@ -383,7 +392,7 @@ class Controller:
             if finished:
                 self.reconciler.enqueue(key)
             elif started:
-                self.reconciler.queue.add_soon(key, STARTED_DEBOUNCE_SECONDS)
+                self.reconciler.queue.add_soon(key, self.started_debounce)
         if task_def and finished:
             self.reconciler.wake_waiters(namespace, task_def)
 

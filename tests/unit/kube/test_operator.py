@@ -223,3 +223,12 @@ def test_the_controller_applies_its_policy_to_http_tasks_task_pods_and_payload_r
     assert ctl.egress == expected and settings.egress == expected
     assert settings.payload_settings.egress == expected
     assert EgressPolicy.from_environ(dict(settings.job_options.egress_env)) == expected
+
+
+def test_a_started_pod_wakes_no_sooner_than_its_progress_may_be_written() -> None:
+    """With status writes of progress alone gathered for a second, waking a workflow 0.2 s after its pod started
+    buys a reconcile that writes nothing: the start waits as long, so a quick attempt costs one reconcile."""
+    from kondukt.kube.operator import STARTED_DEBOUNCE_SECONDS, started_debounce
+
+    assert started_debounce(OperatorOptions()) == 1.0
+    assert started_debounce(OperatorOptions(status_coalesce_seconds=0)) == STARTED_DEBOUNCE_SECONDS
