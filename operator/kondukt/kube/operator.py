@@ -131,6 +131,7 @@ def started_debounce(options: OperatorOptions) -> float:
     alone may be made (``--status-coalesce-seconds``), so a quick attempt's start and end cost one reconcile."""
     return max(STARTED_DEBOUNCE_SECONDS, options.status_coalesce_seconds)
 
+
 def api_server_addresses(server: str, environ: Mapping[str, str] | None = None) -> list[str]:
     """The API server's addresses: its URL's host resolved now, and the in-cluster service's address
     (``KUBERNETES_SERVICE_HOST``). A name that does not resolve adds nothing (it is checked again as
