@@ -52,10 +52,19 @@ class Observer:
         #: A Job created late in a big fork (or a lagging watch) is asked about once per grace period, not
         #: in every reconcile until the watch delivers it.
         self._found_jobs: dict[str, dict[str, int]] = {}
+        #: workflow uid -> (task id, ended) -> when (ms) this process first saw the attempt start or end, until a
+        #: status write records it: a write deferred (``status_coalesce_ms``) records the time the news came, not
+        #: the time of the write (a concurrency limit's next attempt may start in between).
+        self._first_seen: dict[str, dict[tuple[str, bool], int]] = {}
 
     def forget(self, uid: str) -> None:
         """The workflow is gone or finished: drop what was remembered about its attempts."""
         self._found_jobs.pop(uid, None)
+        self._first_seen.pop(uid, None)
+
+    def recorded(self, uid: str) -> None:
+        """The workflow's status was written: what it recorded needs no first-seen time any more."""
+        self._first_seen.pop(uid, None)
 
     def task_defs(self, namespace: str) -> dict[str, TaskDef]:
         records: list[TaskDefRecord] = self.view.task_defs(namespace)
@@ -116,7 +125,22 @@ class Observer:
     async def task_updates(
         self, owner: OwnerRef, workflow: Workflow, blueprint: Blueprint, now: int, extra_wakes: list[int]
     ) -> list[TaskUpdate]:
-        """News about every dispatched, unfinished attempt."""
+        """News about every dispatched, unfinished attempt, each at the time this process first saw it."""
+        updates = await self._task_updates(owner, workflow, blueprint, now, extra_wakes)
+        if not updates:
+            return updates
+        seen = self._first_seen.setdefault(owner.uid, {})
+        stamped = []
+        for update in updates:
+            if update.at is None and (update.started or update.status is not None):
+                key = (update.taskId, update.status is not None and update.status.terminal)
+                update = update.model_copy(update={"at": seen.setdefault(key, now)})
+            stamped.append(update)
+        return stamped
+
+    async def _task_updates(
+        self, owner: OwnerRef, workflow: Workflow, blueprint: Blueprint, now: int, extra_wakes: list[int]
+    ) -> list[TaskUpdate]:
         active = [t for t in workflow.tasks if t.dispatched and not t.status.terminal]
         known = self.actor.results.get(owner.uid, {})
         updates: list[TaskUpdate] = list(known.values())

@@ -75,6 +75,10 @@ async def test_progress_within_the_window_is_written_once_when_it_ends(harness: 
     assert _puts(harness) == 2, "one write for all of it"
     branches = _branches(harness)
     assert (branches["b0"], branches["b1"], branches["b2"]) == ("IN_PROGRESS", "COMPLETED", "COMPLETED")
+    times = {t["referenceTaskName"]: (t.get("startTime"), t.get("endTime")) for t in harness.tasks("run")}
+    assert times["b1"][1] == started and times["b2"][1] == started + 300, \
+        "each end recorded when it was first seen, not when written (a limit's next attempt may start between)"
+    assert times["b0"][0] == started
 
 
 async def test_a_start_an_end_and_an_operation_are_written_at_once(harness: Coalescing) -> None:
