@@ -613,7 +613,8 @@ class Reconciler:
         no operation applied, no result of the operator's own attempts consumed — waits until ``status_coalesce_ms`` after the
         workflow's previous write (this process's: after a restart the first is written at once). Nothing is lost
         meanwhile: every reconcile derives the same progress again from the stored status and the watches, so the
-        write that comes (at the latest when the timer returned here fires) records it all, Events included.
+        write that comes (at the latest when the timer returned here fires) records it all, Events included, with
+        each start and end at the time this process first saw it (:meth:`Observer.task_updates`).
         """
         window = self.settings.status_coalesce_ms
         stored = p.stored
