@@ -62,9 +62,24 @@ class Observer:
         self._found_jobs.pop(uid, None)
         self._first_seen.pop(uid, None)
 
-    def recorded(self, uid: str) -> None:
-        """The workflow's status was written: what it recorded needs no first-seen time any more."""
-        self._first_seen.pop(uid, None)
+    def seen(self, uid: str, task_id: str, *, ended: bool, at_ms: int) -> None:
+        """The watch shows an attempt that started or ended (called as its event arrives, before any reconcile it
+        wakes): its start or end is recorded at this time, so an attempt a limit let start in a reconcile woken by
+        this very event never starts before the recorded end of the one it waited for."""
+        self._first_seen.setdefault(uid, {}).setdefault((task_id, ended), at_ms)
+
+    def recorded(self, uid: str, workflow: Workflow) -> None:
+        """The workflow's status was written: the starts and ends it recorded need no first-seen time any more."""
+        seen = self._first_seen.get(uid)
+        if not seen:
+            return
+        state = {t.taskId: t.status for t in workflow.tasks}
+        for task_id, ended in list(seen):
+            status = state.get(task_id)
+            if status is not None and (status.terminal if ended else status is not TaskStatus.SCHEDULED):
+                del seen[(task_id, ended)]
+        if not seen:
+            del self._first_seen[uid]
 
     def task_defs(self, namespace: str) -> dict[str, TaskDef]:
         records: list[TaskDefRecord] = self.view.task_defs(namespace)

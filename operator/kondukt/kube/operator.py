@@ -376,6 +376,14 @@ class Controller:
         record = next(iter(now.values()), None) or next(iter(before.values()), None)
         if record is None or (event_type != "DELETED" and now == before):
             return
+        if event_type != "DELETED" and (record.started or record.terminated):
+            was = next(iter(before.values()), None)
+            seen = self.reconciler.observer.seen
+            now_ms = self.reconciler.clock()
+            if record.started and (was is None or not was.started):
+                seen(record.workflow_uid, record.task_id, ended=False, at_ms=now_ms)
+            if record.terminated and (was is None or not was.terminated):
+                seen(record.workflow_uid, record.task_id, ended=True, at_ms=now_ms)
         self.on_attempt(record.namespace, record.workflow_name, record.task_def,
                         finished=event_type == "DELETED" or record.terminated, started=record.started)
 

@@ -600,7 +600,7 @@ class Reconciler:
         )
         p.written = True
         self.actor.recorded(p.owner.uid)
-        self.observer.recorded(p.owner.uid)
+        self.observer.recorded(p.owner.uid, workflow)
         return None
 
     def _deferred_until(self, p: _Pass) -> int | None:

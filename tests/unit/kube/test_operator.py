@@ -30,8 +30,18 @@ class FakeQueue:
         self.soon.append(key)
 
 
+class FakeObserver:
+    def __init__(self) -> None:
+        self.seen_at: list[tuple[str, str, bool, int]] = []
+
+    def seen(self, uid: str, task_id: str, *, ended: bool, at_ms: int) -> None:
+        self.seen_at.append((uid, task_id, ended, at_ms))
+
+
 class FakeReconciler:
     def __init__(self) -> None:
+        self.observer = FakeObserver()
+        self.clock = lambda: 42
         self.enqueued: list[tuple[str, str]] = []
         self.woken: list[tuple[str, str]] = []
         self.observed: list[Any] = []
@@ -232,3 +242,13 @@ def test_a_started_pod_wakes_no_sooner_than_its_progress_may_be_written() -> Non
 
     assert started_debounce(OperatorOptions()) == 1.0
     assert started_debounce(OperatorOptions(status_coalesce_seconds=0)) == STARTED_DEBOUNCE_SECONDS
+
+
+def test_a_pod_that_starts_or_ends_is_stamped_as_its_event_arrives() -> None:
+    """Before any reconcile it wakes: an attempt a concurrency limit lets start in a reconcile woken by this very
+    event must never start before the recorded end of the one it waited for."""
+    ctl, fake = controller()
+    ctl.on_pod_change("MODIFIED", pod(phase="Running", started=True), pod())
+    ctl.on_pod_change("MODIFIED", pod(phase="Running", started=True), pod(phase="Running", started=True))
+    ctl.on_pod_change("MODIFIED", pod(phase="Succeeded", started=True, terminated=True), pod(phase="Running", started=True))
+    assert fake.observer.seen_at == [("u", "t", False, 42), ("u", "t", True, 42)]

@@ -124,3 +124,17 @@ async def test_off_every_change_is_written() -> None:
     h.cluster.echo(_job_of(h, "b0"))
     await h.reconcile("run")
     assert _puts(h) == 2
+
+
+async def test_an_end_seen_by_the_watch_is_recorded_at_that_time(harness: Coalescing) -> None:
+    await harness.reconcile("run")
+    seen_at = harness.clock.ms
+    harness.cluster.echo(_job_of(harness, "b3"))
+    harness.reconciler.observer.seen(harness.cluster.workflow("run")["metadata"]["uid"],
+                                     next(t["taskId"] for t in harness.tasks("run") if t["referenceTaskName"] == "b3"),
+                                     ended=True, at_ms=seen_at)
+    harness.clock.ms += WINDOW_MS  # the reconcile it woke ran later (or was deferred)
+    await harness.reconcile("run")
+    [b3] = [t for t in harness.tasks("run") if t["referenceTaskName"] == "b3"]
+    assert (b3["status"], b3["endTime"]) == ("COMPLETED", seen_at)
+    assert harness.reconciler.observer._first_seen == {}, "recorded: nothing left to remember"
