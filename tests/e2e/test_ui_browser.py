@@ -203,6 +203,46 @@ def test_the_list_filters_and_opens_a_workflow_from_the_keyboard(cluster: Cluste
     screenshot(page, "definition")
 
 
+def test_the_list_is_pushed_keeping_its_filter_without_reloads_or_polling(
+    cluster: Cluster, ui: UiProcess, page: Any
+) -> None:
+    """A workflow created after the page loaded appears, and its phase changes show, from the server's
+    pushes: no reload, no request for the list (the page's only API request is its one stream)."""
+    cluster.apply(taskdef("echo"), taskdef("slow", annotations={**ECHO, "kwok.kondukt.io/duration": "6s"}))
+    cluster.apply(workflow("early", definition=chain("echo")))
+    cluster.wait_phase("early")
+    requests: list[Any] = []
+    page.on("request", lambda request: requests.append(request))
+    # A text filter: only names with "late" in them (the filter must hold for pushed changes too).
+    page.goto(f"{ui.url}#/?ns={cluster.namespace}&q=late")
+    expect(page.locator("#list-summary")).to_have_text(
+        f"0\u20130 of 0 matching (1 in namespace {cluster.namespace}), newest first", timeout=WAIT_MS)
+    page.evaluate("window.kondukt_not_reloaded = true")
+
+    cluster.apply(workflow("late-one", definition=chain("slow")))
+    page.wait_for_selector('#workflows tr[data-name="late-one"] .phase:text-is("RUNNING")')
+    screenshot(page, "list-pushed-running")
+    page.wait_for_selector('#workflows tr[data-name="late-one"] .phase:text-is("COMPLETED")')
+    assert page.locator('#workflows tr[data-name="late-one"] td').nth(2).inner_text() == "1/1"
+    cluster.apply(workflow("other", definition=chain("echo")))
+    cluster.wait_phase("other")
+    cluster.apply(workflow("late-two", definition=chain("echo")))
+    cluster.wait_phase("late-two")
+    expect(page.locator("#list-summary")).to_have_text(
+        f"1\u20132 of 2 matching (4 in namespace {cluster.namespace}), newest first", timeout=WAIT_MS)
+    expect(page.locator('#workflows tr[data-name="late-two"] .phase')).to_have_text("COMPLETED", timeout=WAIT_MS)
+    assert page.locator("#workflows tbody tr").evaluate_all("rows => rows.map(r => r.dataset.name)") == [
+        "late-two", "late-one"]  # newest first; "other" is filtered out
+    assert page.locator('[data-phase="COMPLETED"]').inner_text() == "COMPLETED 2"
+    assert page.locator("#filter-text").input_value() == "late"
+    screenshot(page, "list-pushed")
+
+    assert page.evaluate("window.kondukt_not_reloaded") is True
+    api = [r.url.removeprefix(ui.url.rstrip("/")) for r in requests if "/api/" in r.url]
+    assert [r.resource_type for r in requests].count("document") == 1
+    assert len(api) == 1 and api[0].startswith("/api/workflows/stream?"), api
+
+
 # ---------------------------------------------------------------------------------------------- one workflow, live
 def test_a_workflow_completes_live_and_an_attempt_shows_its_details_and_logs(
     cluster: Cluster, ui: UiProcess, page: Any

@@ -177,33 +177,34 @@ function listPage(params: URLSearchParams): void {
   };
   const open = (row: Json): void => { location.hash = link(["wf", row.namespace, row.name]); };
 
-  const load = async (): Promise<void> => {
-    const query = new URLSearchParams({ offset: String(state.offset), limit: String(PAGE_SIZE) });
-    if (state.all) query.set("all", "1"); else query.set("namespace", state.ns);
-    if (state.phase) query.set("phase", state.phase);
-    if (state.q) query.set("q", state.q);
-    if (state.label) query.set("label", state.label);
-    let page: Json;
-    try {
-      page = await api(`/api/workflows?${query}`);
-    } catch (err) {
-      summary.textContent = "";
-      table.replaceChildren();
-      showBanner("error", (err as Error).message);
-      return;
-    }
+  // The chips are made once and updated in place (a pushed page must not take the keyboard focus away).
+  const PHASES = ["RUNNING", "PAUSED", "COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED", "PENDING"];
+  const chosen = new Set(state.phase.split(",").filter(Boolean));
+  chips.replaceChildren(...PHASES.map((phase) => {
+    const chip = h("button", { type: "button", class: "chip", "aria-pressed": String(chosen.has(phase)),
+      "data-phase": phase }, phase);
+    chip.addEventListener("click", () => {
+      if (chosen.has(phase)) chosen.delete(phase); else chosen.add(phase);
+      go({ phase: [...chosen].join(","), offset: 0 });
+    });
+    return chip;
+  }));
+  const prev = h("button", { type: "button", disabled: true }, "← newer");
+  const next = h("button", { type: "button", disabled: true }, "older →");
+  prev.addEventListener("click", () => go({ offset: Math.max(0, state.offset - PAGE_SIZE) }));
+  next.addEventListener("click", () => go({ offset: state.offset + PAGE_SIZE }));
+  pager.replaceChildren(prev, next);
+
+  // One page as the server cut it (filters, newest first, this offset); pushed again on every change.
+  const render = (page: Json): void => {
+    const selectedName = rows[selected]?.name;
     rows = page.rows;
-    const phases = ["RUNNING", "PAUSED", "COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED", "PENDING"];
-    const chosen = new Set(state.phase.split(",").filter(Boolean));
-    chips.replaceChildren(...phases.map((phase) => {
-      const chip = h("button", { type: "button", class: "chip", "aria-pressed": String(chosen.has(phase)),
-        "data-phase": phase }, `${phase} ${page.phaseCounts[phase] || 0}`);
-      chip.addEventListener("click", () => {
-        if (chosen.has(phase)) chosen.delete(phase); else chosen.add(phase);
-        go({ phase: [...chosen].join(","), offset: 0 });
-      });
-      return chip;
-    }));
+    const kept = rows.findIndex((row) => row.name === selectedName);
+    if (kept >= 0) selected = kept;
+    chips.querySelectorAll<HTMLElement>("[data-phase]").forEach((chip) => {
+      const phase = chip.dataset.phase || "";
+      chip.textContent = `${phase} ${page.phaseCounts[phase] || 0}`;
+    });
     const first = page.matched ? page.offset + 1 : 0;
     summary.textContent = `${first}–${page.offset + rows.length} of ${page.matched} matching (${page.total} in ` +
       `${state.all ? "all namespaces" : "namespace " + state.ns}), newest first`;
@@ -219,11 +220,9 @@ function listPage(params: URLSearchParams): void {
       return tr;
     })));
     select(selected);
-    const prev = h("button", { type: "button", disabled: state.offset <= 0 }, "← newer");
-    const next = h("button", { type: "button", disabled: state.offset + PAGE_SIZE >= page.matched }, "older →");
-    prev.addEventListener("click", () => go({ offset: Math.max(0, state.offset - PAGE_SIZE) }));
-    next.addEventListener("click", () => go({ offset: state.offset + PAGE_SIZE }));
-    pager.replaceChildren(prev, next);
+    prev.disabled = state.offset <= 0;
+    next.disabled = state.offset + PAGE_SIZE >= page.matched;
+    main.setAttribute("data-list-total", String(page.total));
   };
 
   keyHandler = (event) => {
@@ -233,10 +232,38 @@ function listPage(params: URLSearchParams): void {
     if (event.key === "Enter" && rows[selected]) { open(rows[selected]); return true; }
     return false;
   };
-  void load();
-  // The list is read again every few seconds while the page is visible (one page, cut by the server).
-  const timer = window.setInterval(() => { if (!document.hidden) void load(); }, 5000);
-  cleanup = () => window.clearInterval(timer);
+  // Live: the server watches the Workflow list and pushes this page again whenever a change alters it.
+  const query = new URLSearchParams({ offset: String(state.offset), limit: String(PAGE_SIZE) });
+  if (state.all) query.set("all", "1"); else query.set("namespace", state.ns);
+  if (state.phase) query.set("phase", state.phase);
+  if (state.q) query.set("q", state.q);
+  if (state.label) query.set("label", state.label);
+  let received = false;
+  const source = new EventSource(`/api/workflows/stream?${query}`);
+  source.addEventListener("page", (event) => {
+    received = true;
+    clearBanner();
+    render(JSON.parse((event as MessageEvent).data));
+  });
+  source.addEventListener("problem", (event) => showBanner("error", JSON.parse((event as MessageEvent).data).error));
+  source.onerror = () => {
+    if (received) return; // the browser reconnects by itself; the rows shown stay until the next page
+    // Refused before the first page (a bad filter, RBAC): ask once for the reason, say it, stop.
+    source.close();
+    api(`/api/workflows?${query}`).then((page) => {
+      render(page);
+      showBanner("error", "this list is not live (its stream was refused): reload the page to try again");
+    }).catch((err) => {
+      summary.textContent = "";
+      table.replaceChildren();
+      showBanner("error", (err as Error).message);
+    });
+  };
+  // Ages move on without the server: redrawn from each row's creation time, no request.
+  const ages = window.setInterval(() => {
+    table.querySelectorAll<HTMLElement>("td[title]:not(.msg)").forEach((td) => { td.textContent = age(td.title); });
+  }, 30000);
+  cleanup = () => { source.close(); window.clearInterval(ages); };
 }
 
 // ------------------------------------------------------------------------------------------ the graph

@@ -24,12 +24,17 @@ The local server must not be usable by other web pages the user has open:
 A workflow page is live: ``GET .../stream`` (Server-Sent Events) watches that one Workflow on the API
 server and pushes its new view on every change (at most one push per ``PUSH_INTERVAL_SECONDS``). Every watch
 is bounded by the API server's ``timeoutSeconds`` and renewed; it ends when the browser goes away.
+
+The workflows list is live too: ``GET /api/workflows/stream`` (the list's query) pushes the page again whenever a
+change touches it, from one watch of the Workflow list per namespace and label selector that every open list
+page of this server shares (:mod:`kondukt.cli.ui.listwatch`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import datetime as dt
 import html
@@ -53,6 +58,7 @@ from kondukt.cli import cluster
 from kondukt.cli.archived import parse_time
 from kondukt.cli.operations import COMPLETABLE_STATUSES, check_operation, operation_from_args
 from kondukt.cli.ui import views
+from kondukt.cli.ui.listwatch import ListWatch, ListWatches, Scope
 from kondukt.cli.workflows import meta_of, parse_definition, spec_of
 from kondukt.errors import KonduktError, KonduktUserError
 from kondukt.kube import resources as kr
@@ -130,6 +136,8 @@ class UiServer:
         self.client = client
         self.settings = settings
         self._archive: ArchiveStore | None = None
+        self.lists = ListWatches(client, WATCH_SECONDS, WATCH_RETRY_SECONDS,
+                                 too_many=lambda message: HttpProblem(503, message))
 
     # ------------------------------------------------------------------------------------------ app
     def app(self) -> web.Application:
@@ -140,6 +148,7 @@ class UiServer:
             web.get("/favicon.ico", self.no_icon),
             web.get("/api/info", self.info),
             web.get("/api/workflows", self.list_workflows),
+            web.get("/api/workflows/stream", self.stream_workflows),
             web.get("/api/namespaces/{ns}/workflows/{name}", self.get_workflow),
             web.get("/api/namespaces/{ns}/workflows/{name}/stream", self.stream_workflow),
             web.get("/api/namespaces/{ns}/workflows/{name}/attempts/{task_id}", self.get_attempt),
@@ -156,6 +165,7 @@ class UiServer:
         return app
 
     async def _close(self, _app: web.Application) -> None:
+        await self.lists.close()
         await self.client.close()
         if self._archive is not None:
             await self._archive.close()
@@ -260,6 +270,54 @@ class UiServer:
         page = views.workflow_page(listed.get("items") or [], query)
         page["namespace"] = namespace
         return web.json_response(page)
+
+    async def stream_workflows(self, request: web.Request) -> web.StreamResponse:
+        """The list page, live: its page now, then again whenever a change of the scope's Workflows alters it.
+        A scope the API server refuses is answered with its refusal (an HTTP error, before any event)."""
+        try:
+            query = views.ListQuery.from_params(request.query)
+        except views.ViewError as exc:
+            raise HttpProblem(400, str(exc)) from exc
+        namespace = self._namespace(request)
+        watch = self.lists.acquire(Scope(namespace, request.query.get("label", "")))
+        try:
+            try:
+                await asyncio.wait_for(watch.synced.wait(), self.client.timeout_seconds + WATCH_RETRY_SECONDS)
+            except TimeoutError:
+                raise HttpProblem(504, f"the API server has not answered the list of workflows in "
+                                       f"{watch.scope.describe()} yet: reload the page") from None
+            if watch.problem is not None and not watch.rows:
+                raise HttpProblem(watch.problem.status, watch.problem.message)
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+            for key, value in _SECURITY_HEADERS.items():
+                response.headers.setdefault(key, value)
+            await response.prepare(request)
+            with contextlib.suppress(ConnectionResetError):  # the browser went away
+                await self._push_pages(response, watch, query, namespace)
+            return response
+        finally:
+            await self.lists.release(watch)
+
+    async def _push_pages(self, response: web.StreamResponse, watch: ListWatch, query: views.ListQuery,
+                          namespace: str | None) -> None:
+        sent: Any = None
+        while True:
+            changed = watch.changed()
+            if watch.problem is not None:
+                event, data = "problem", {"error": watch.problem.message}
+            else:
+                page = views.row_page(list(watch.rows.values()), query)
+                page["namespace"] = namespace
+                event, data = "page", page
+            if (event, data) != sent:
+                await self._push(response, event, data)
+                sent = (event, data)
+            try:
+                await asyncio.wait_for(changed.wait(), WATCH_SECONDS)
+            except TimeoutError:
+                await response.write(b": idle\n\n")  # a browser that went away is noticed here
+                continue
+            await asyncio.sleep(PUSH_INTERVAL_SECONDS)  # the changes of a busy moment in one push
 
     async def _workflow(self, namespace: str, name: str) -> dict[str, Any]:
         found: dict[str, Any] = await self._call(

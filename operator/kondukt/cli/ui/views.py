@@ -137,7 +137,11 @@ def _matches(row: Mapping[str, Any], query: ListQuery) -> bool:
 def workflow_page(objs: Iterable[Mapping[str, Any]], query: ListQuery) -> dict[str, Any]:
     """One page of the list: rows newest first, how many matched, and each phase's count (before the phase
     filter, so the filter's buttons can show them)."""
-    rows = [workflow_row(obj) for obj in objs]
+    return row_page([workflow_row(obj) for obj in objs], query)
+
+
+def row_page(rows: Sequence[Mapping[str, Any]], query: ListQuery) -> dict[str, Any]:
+    """:func:`workflow_page` from rows already made (the live list keeps rows, not objects)."""
     phase_counts: dict[str, int] = {}
     for row in rows:
         if _matches(row, ListQuery(text=query.text)):

@@ -1,0 +1,198 @@
+"""The live workflows list (``GET /api/workflows/stream``) over real HTTP, against a small fake API server on
+127.0.0.1 that scripts the list and each watch: one watch per scope shared by the pages, pages pushed as the
+rows change with each page's own filter, a watch resumed from its resourceVersion, an expired one listed
+again, the watch stopped when the last page leaves, a refusal said before any event."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from kubernetes_asyncio.client import Configuration
+
+from kondukt.cli.ui import server as ui_server
+from kondukt.kube.kubeapi import KubeClient
+
+PATH = "/apis/kondukt.io/v1alpha1/namespaces/ns/workflows"
+HOST = {"Host": "127.0.0.1"}
+
+
+def wf(name: str, version: int, phase: str = "RUNNING", created: str = "2026-12-06T10:00:00Z") -> dict[str, Any]:
+    return {"apiVersion": "kondukt.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": str(version),
+                         "creationTimestamp": created},
+            "spec": {}, "status": {"phase": phase}}
+
+
+class FakeApiServer:
+    """Lists answer ``items`` (or ``refuse``); each watch streams what the test puts into its queue, until END."""
+
+    END = {"type": "END"}
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.refuse = False
+        self.queries: list[dict[str, str]] = []
+        self.watches: list[asyncio.Queue[dict[str, Any]]] = []
+        self.watch_started = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.queries.append(dict(request.query))
+        if request.query.get("watch") != "1":
+            if self.refuse:
+                return web.json_response({"kind": "Status", "code": 403, "reason": "Forbidden", "message":
+                                          'workflows.kondukt.io is forbidden: User "u" cannot list resource '
+                                          '"workflows" in API group "kondukt.io" in the namespace "ns"'}, status=403)
+            return web.json_response({"metadata": {"resourceVersion": "10"}, "items": self.items})
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.watches.append(queue)
+        self.watch_started.set()
+        response = web.StreamResponse()
+        await response.prepare(request)
+        while (event := await queue.get()) is not self.END:
+            await response.write(json.dumps(event).encode() + b"\n")
+        return response
+
+    async def next_watch(self, count: int) -> asyncio.Queue[dict[str, Any]]:
+        while len(self.watches) < count:
+            self.watch_started.clear()
+            await asyncio.wait_for(self.watch_started.wait(), 10)
+        return self.watches[count - 1]
+
+
+@pytest.fixture
+async def setup(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeApiServer, ui_server.UiServer,
+                                                                         TestClient[Any, Any]]]:
+    monkeypatch.setattr(ui_server, "PUSH_INTERVAL_SECONDS", 0)
+    fake = FakeApiServer()
+    api = web.Application()
+    api.router.add_get(PATH, fake.handle)
+    async with TestServer(api, host="127.0.0.1") as api_server:
+        configuration = Configuration()
+        configuration.host = str(api_server.make_url("")).rstrip("/")
+        ui = ui_server.UiServer(KubeClient(configuration, timeout=5), ui_server.UiSettings(namespace="ns"))
+        async with TestClient(TestServer(ui.app(), host="127.0.0.1")) as client:
+            yield fake, ui, client
+
+
+class Events:
+    """The Server-Sent Events of one stream response, read one at a time."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+
+    async def next(self) -> tuple[str, Any]:
+        event, data = "", ""
+        async with asyncio.timeout(10):
+            while True:
+                line = (await self.response.content.readline()).decode()
+                assert line, "the stream ended"
+                if line.startswith("event: "):
+                    event = line[7:].strip()
+                elif line.startswith("data: "):
+                    data = line[6:].strip()
+                elif line == "\n" and event:
+                    return event, json.loads(data)
+
+
+def names(page: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(row["name"], row["phase"]) for row in page["rows"]]
+
+
+async def page_of(events: Events) -> dict[str, Any]:
+    event, data = await events.next()
+    assert event == "page", data
+    return dict(data)
+
+
+async def test_pages_share_one_watch_and_each_gets_its_own_filtered_page(
+    setup: tuple[FakeApiServer, ui_server.UiServer, TestClient[Any, Any]]
+) -> None:
+    fake, ui, client = setup
+    fake.items = [wf("alpha", 5, "COMPLETED", "2026-12-06T09:00:00Z")]
+    everything = await client.get("/api/workflows/stream?namespace=ns", headers=HOST)
+    assert everything.status == 200 and everything.headers["Content-Type"] == "text/event-stream"
+    failed = await client.get("/api/workflows/stream?namespace=ns&phase=FAILED", headers=HOST)
+    all_events, failed_events = Events(everything), Events(failed)
+    first = await page_of(all_events)
+    assert names(first) == [("alpha", "COMPLETED")] and first["total"] == 1
+    assert names(await page_of(failed_events)) == []
+    watch = await fake.next_watch(1)
+    # One list and one watch for both pages, from the list's resourceVersion.
+    assert [q for q in fake.queries if q.get("watch") != "1"] == [{}]
+    assert fake.queries[-1]["resourceVersion"] == "10" and fake.queries[-1]["allowWatchBookmarks"] == "true"
+    assert len(ui.lists.watches) == 1
+
+    # A new workflow: newest first on the unfiltered page; the FAILED page gets only the new counts.
+    await watch.put({"type": "ADDED", "object": wf("beta", 11)})
+    page = await page_of(all_events)
+    assert names(page) == [("beta", "RUNNING"), ("alpha", "COMPLETED")]
+    assert page["phaseCounts"] == {"COMPLETED": 1, "RUNNING": 1}
+    page = await page_of(failed_events)
+    assert names(page) == [] and page["total"] == 2 and page["phaseCounts"] == {"COMPLETED": 1, "RUNNING": 1}
+    # Its phase changes: now it is on both pages (the FAILED page's next push is this one).
+    await watch.put({"type": "MODIFIED", "object": wf("beta", 12, "FAILED")})
+    assert names(await page_of(all_events)) == [("beta", "FAILED"), ("alpha", "COMPLETED")]
+    assert names(await page_of(failed_events)) == [("beta", "FAILED")]
+    # A bookmark moves the resourceVersion only; a deletion removes the row.
+    await watch.put({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "20"}}})
+    await watch.put({"type": "DELETED", "object": wf("alpha", 21, "COMPLETED")})
+    assert names(await page_of(all_events)) == [("beta", "FAILED")]
+    assert (await page_of(failed_events))["phaseCounts"] == {"FAILED": 1}
+
+    # The watch ends (its timeoutSeconds): the next one resumes from the last resourceVersion, no new list.
+    await watch.put(FakeApiServer.END)
+    watch = await fake.next_watch(2)
+    assert fake.queries[-1]["resourceVersion"] == "21"
+    # Expired (410 Gone): listed again, and the pages get what the new list says.
+    fake.items = [wf("gamma", 30, "COMPLETED", "2026-12-06T11:00:00Z")]
+    await watch.put({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}})
+    assert names(await page_of(all_events)) == [("gamma", "COMPLETED")]
+    assert (await page_of(failed_events))["phaseCounts"] == {"COMPLETED": 1}
+    assert len([q for q in fake.queries if q.get("watch") != "1"]) == 2
+    await fake.next_watch(3)
+    assert fake.queries[-1]["resourceVersion"] == "10"
+
+    # The last page to leave stops the watch.
+    everything.close()
+    failed.close()
+    async with asyncio.timeout(10):
+        while ui.lists.watches:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_refused_list_is_said_before_any_event(
+    setup: tuple[FakeApiServer, ui_server.UiServer, TestClient[Any, Any]]
+) -> None:
+    fake, ui, client = setup
+    fake.refuse = True
+    response = await client.get("/api/workflows/stream?namespace=ns", headers=HOST)
+    assert response.status == 403
+    body = await response.json()
+    assert body["error"].startswith('forbidden: workflows.kondukt.io is forbidden: User "u" cannot list'), body
+    assert not ui.lists.watches  # nobody watches it any more
+    bad = await client.get("/api/workflows/stream?namespace=ns&limit=0", headers=HOST)
+    assert bad.status == 400 and (await bad.json())["error"] == "limit: must be between 1 and 500"
+
+
+async def test_too_many_different_lists_are_refused(
+    setup: tuple[FakeApiServer, ui_server.UiServer, TestClient[Any, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kondukt.cli.ui import listwatch
+
+    _, _, client = setup
+    monkeypatch.setattr(listwatch, "MAX_SCOPES", 1)
+    first = await client.get("/api/workflows/stream?namespace=ns", headers=HOST)
+    assert first.status == 200
+    other = await client.get("/api/workflows/stream?namespace=ns&label=app%3Dx", headers=HOST)
+    assert other.status == 503
+    assert (await other.json())["error"].startswith("this server already watches 1 different workflow lists")
+    same = await client.get("/api/workflows/stream?namespace=ns&q=x", headers=HOST)  # same scope: shared
+    assert same.status == 200
+    first.close()
+    same.close()
