@@ -93,7 +93,9 @@ class ListWatch:
 
     def _fail(self, exc: ApiError) -> None:
         message = cluster.api_error(exc, "workflows", self.scope.namespace, self.client.server).message
-        problem = Problem(exc.status if 400 <= exc.status < 600 else 502, message)
+        self._set_problem(Problem(exc.status if 400 <= exc.status < 600 else 502, message))
+
+    def _set_problem(self, problem: Problem) -> None:
         if problem != self.problem:
             self.problem = problem
             self._bump()
@@ -104,20 +106,26 @@ class ListWatch:
         selector = {"labelSelector": self.scope.selector} if self.scope.selector else {}
         version = ""
         while True:
-            if not version:
-                try:
+            try:
+                if not version:
                     listed = await self.client.request("GET", path, what="workflows", params=selector or None)
-                except ApiError as exc:
-                    self._fail(exc)
-                    await asyncio.sleep(self.retry_seconds)
-                    continue
-                self.lists += 1
-                self.rows = {_key(obj): views.workflow_row(obj) for obj in listed.get("items") or []}
-                version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
-                self.problem = None
-                self._bump()
-                self.synced.set()
-            version = await self._watch(path, selector, version)
+                    self.lists += 1
+                    self.rows = {_key(obj): views.workflow_row(obj) for obj in listed.get("items") or []}
+                    version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+                    self.problem = None
+                    self._bump()
+                    self.synced.set()
+                version = await self._watch(path, selector, version)
+            except ApiError as exc:
+                self._fail(exc)
+                await asyncio.sleep(self.retry_seconds)
+                # A broken connection resumes where it was; a refusal is read afresh (said again if it lasts).
+                version = version if exc.status == 0 else ""
+            except Exception as exc:  # a bug: said on the pages, logged, and the list read afresh
+                logger.exception("kondukt ui: the watch of workflows (%s) failed", self.scope.describe())
+                self._set_problem(Problem(500, f"kondukt ui: internal error: {type(exc).__name__}: {exc}"))
+                await asyncio.sleep(self.retry_seconds)
+                version = ""
 
     async def _watch(self, path: str, selector: dict[str, str], version: str) -> str:
         """One bounded watch from ``version``: the resourceVersion to resume from ("" to list again)."""
@@ -144,11 +152,6 @@ class ListWatch:
                 if self.problem is not None:
                     self.problem = None
                     self._bump()
-        except ApiError as exc:
-            self._fail(exc)
-            await asyncio.sleep(self.retry_seconds)
-            # A broken connection resumes where it was; a refusal is read afresh (and said again if it lasts).
-            return version if exc.status == 0 else ""
         finally:
             await events.aclose()
         return version

@@ -37,6 +37,7 @@ class FakeApiServer:
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
         self.refuse = False
+        self.refuse_watches = 0  # the next N watches are answered 503
         self.queries: list[dict[str, str]] = []
         self.watches: list[asyncio.Queue[dict[str, Any]]] = []
         self.watch_started = asyncio.Event()
@@ -49,6 +50,10 @@ class FakeApiServer:
                                           'workflows.kondukt.io is forbidden: User "u" cannot list resource '
                                           '"workflows" in API group "kondukt.io" in the namespace "ns"'}, status=403)
             return web.json_response({"metadata": {"resourceVersion": "10"}, "items": self.items})
+        if self.refuse_watches:
+            self.refuse_watches -= 1
+            return web.json_response({"kind": "Status", "code": 503, "reason": "ServiceUnavailable",
+                                      "message": "etcd is unhappy"}, status=503)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.watches.append(queue)
         self.watch_started.set()
@@ -69,6 +74,7 @@ class FakeApiServer:
 async def setup(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeApiServer, ui_server.UiServer,
                                                                          TestClient[Any, Any]]]:
     monkeypatch.setattr(ui_server, "PUSH_INTERVAL_SECONDS", 0)
+    monkeypatch.setattr(ui_server, "WATCH_RETRY_SECONDS", 0.05)
     fake = FakeApiServer()
     api = web.Application()
     api.router.add_get(PATH, fake.handle)
@@ -164,6 +170,25 @@ async def test_pages_share_one_watch_and_each_gets_its_own_filtered_page(
     async with asyncio.timeout(10):
         while ui.lists.watches:
             await asyncio.sleep(0.01)
+
+
+async def test_a_refused_watch_is_said_on_the_page_then_the_list_is_read_again(
+    setup: tuple[FakeApiServer, ui_server.UiServer, TestClient[Any, Any]]
+) -> None:
+    fake, _, client = setup
+    fake.items = [wf("alpha", 5)]
+    response = await client.get("/api/workflows/stream?namespace=ns", headers=HOST)
+    events = Events(response)
+    assert names(await page_of(events)) == [("alpha", "RUNNING")]
+    watch = await fake.next_watch(1)
+    fake.refuse_watches = 1
+    fake.items = [wf("alpha", 40, "COMPLETED")]
+    await watch.put(FakeApiServer.END)
+    event, data = await events.next()
+    assert event == "problem" and "etcd is unhappy" in data["error"], data
+    assert names(await page_of(events)) == [("alpha", "COMPLETED")]  # listed again after the refusal
+    assert len([q for q in fake.queries if q.get("watch") != "1"]) == 2
+    response.close()
 
 
 async def test_a_refused_list_is_said_before_any_event(
