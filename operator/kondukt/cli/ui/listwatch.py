@@ -4,8 +4,8 @@ A scope is what the API server filters: a namespace (or all of them) and a label
 opens a scope's stream starts its :class:`ListWatch`: it lists the Workflows once, then watches from the list's
 resourceVersion; each watch is bounded by the API server's ``timeoutSeconds`` and resumed from the last
 resourceVersion it saw (bookmarks included); only an expired one (410 Gone) is listed again. Every other page of
-the same scope shares that watch; the last one to leave stops it. At most :data:`MAX_SCOPES` scopes are watched
-at once.
+the same scope shares that watch; it stops :data:`LINGER_SECONDS` after the last one left. At most
+:data:`MAX_SCOPES` scopes are watched at once.
 
 Nothing is queued per page. The watch keeps the current rows (one small dict per Workflow, the list's columns,
 never the objects) and a change counter; each page's stream wakes when the counter moves, cuts its own page
@@ -30,8 +30,10 @@ from kondukt.kube.kubeapi import ApiError, KubeClient
 
 logger = logging.getLogger(__name__)
 
-#: Scopes (namespace, label selector) watched at once by one server; one more is refused until one closes.
+#: Scopes (namespace, label selector) watched at once by one server; one more is refused while all have pages.
 MAX_SCOPES = 16
+#: How long a scope's watch outlives its last page (see ListWatches).
+LINGER_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ class ListWatch:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"kondukt ui: watch workflows ({self.scope.describe()})")
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -163,7 +169,9 @@ def _key(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 class ListWatches:
-    """The server's list watches, one per scope, started by the first page and stopped after the last."""
+    """The server's list watches, one per scope: started by the first page, kept :data:`LINGER_SECONDS` after
+    the last one leaves (a page changing its filter or offset opens a new stream on the same scope and finds the
+    rows current, instead of listing thousands of Workflows again), then stopped."""
 
     def __init__(self, client: KubeClient, watch_seconds: int, retry_seconds: float,
                  too_many: Callable[[str], Exception]) -> None:
@@ -172,27 +180,48 @@ class ListWatches:
         self.retry_seconds = retry_seconds
         self._too_many = too_many
         self.watches: dict[Scope, ListWatch] = {}
+        self._expiries: dict[Scope, asyncio.TimerHandle] = {}
 
     def acquire(self, scope: Scope) -> ListWatch:
         watch = self.watches.get(scope)
         if watch is None:
             if len(self.watches) >= MAX_SCOPES:
-                raise self._too_many(
-                    f"this server already watches {MAX_SCOPES} different workflow lists (namespaces and label "
-                    "selectors); close some of those pages, or reload this one later")
+                idle = [w for w in self.watches.values() if w.subscribers <= 0]
+                if not idle:
+                    raise self._too_many(
+                        f"this server already watches {MAX_SCOPES} different workflow lists (namespaces and "
+                        "label selectors); close some of those pages, or reload this one later")
+                self._drop(idle[0])
             watch = ListWatch(self.client, scope, self.watch_seconds, self.retry_seconds)
             self.watches[scope] = watch
             watch.start()
+        expiry = self._expiries.pop(scope, None)
+        if expiry is not None:
+            expiry.cancel()
         watch.subscribers += 1
         return watch
 
-    async def release(self, watch: ListWatch) -> None:
+    def release(self, watch: ListWatch) -> None:
         watch.subscribers -= 1
         if watch.subscribers <= 0 and self.watches.get(watch.scope) is watch:
-            del self.watches[watch.scope]
-            await watch.stop()
+            self._expiries[watch.scope] = asyncio.get_running_loop().call_later(
+                LINGER_SECONDS, self._expire, watch)
+
+    def _expire(self, watch: ListWatch) -> None:
+        if watch.subscribers <= 0 and self.watches.get(watch.scope) is watch:
+            self._drop(watch)
+
+    def _drop(self, watch: ListWatch) -> None:
+        self.watches.pop(watch.scope, None)
+        expiry = self._expiries.pop(watch.scope, None)
+        if expiry is not None:
+            expiry.cancel()
+        watch.cancel()
 
     async def close(self) -> None:
+        for expiry in self._expiries.values():
+            expiry.cancel()
+        self._expiries.clear()
         for watch in list(self.watches.values()):
             await watch.stop()
         self.watches.clear()

@@ -296,7 +296,7 @@ class UiServer:
                 await self._push_pages(response, watch, query, namespace)
             return response
         finally:
-            await self.lists.release(watch)
+            self.lists.release(watch)
 
     async def _push_pages(self, response: web.StreamResponse, watch: ListWatch, query: views.ListQuery,
                           namespace: str | None) -> None:

@@ -15,7 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from kubernetes_asyncio.client import Configuration
 
+from kondukt.cli.ui import listwatch
 from kondukt.cli.ui import server as ui_server
+from kondukt.cli.ui.listwatch import Scope
 from kondukt.kube.kubeapi import KubeClient
 
 PATH = "/apis/kondukt.io/v1alpha1/namespaces/ns/workflows"
@@ -75,6 +77,7 @@ async def setup(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeApiS
                                                                          TestClient[Any, Any]]]:
     monkeypatch.setattr(ui_server, "PUSH_INTERVAL_SECONDS", 0)
     monkeypatch.setattr(ui_server, "WATCH_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(listwatch, "LINGER_SECONDS", 30.0)  # tests shorten it where they wait for it
     fake = FakeApiServer()
     api = web.Application()
     api.router.add_get(PATH, fake.handle)
@@ -164,9 +167,19 @@ async def test_pages_share_one_watch_and_each_gets_its_own_filtered_page(
     await fake.next_watch(3)
     assert fake.queries[-1]["resourceVersion"] == "10"
 
-    # The last page to leave stops the watch.
+    # Both pages leave; one comes back with another filter before the watch's linger ends: the same watch,
+    # its rows current, no new list.
     everything.close()
     failed.close()
+    async with asyncio.timeout(10):
+        while ui.lists.watches[Scope("ns")].subscribers:
+            await asyncio.sleep(0.01)
+    again = await client.get("/api/workflows/stream?namespace=ns&q=gam", headers=HOST)
+    assert names(await page_of(Events(again))) == [("gamma", "COMPLETED")]
+    assert len([q for q in fake.queries if q.get("watch") != "1"]) == 2
+    # The linger ends after the last page leaves: the watch stops.
+    listwatch.LINGER_SECONDS = 0.05
+    again.close()
     async with asyncio.timeout(10):
         while ui.lists.watches:
             await asyncio.sleep(0.01)
@@ -200,7 +213,7 @@ async def test_a_refused_list_is_said_before_any_event(
     assert response.status == 403
     body = await response.json()
     assert body["error"].startswith('forbidden: workflows.kondukt.io is forbidden: User "u" cannot list'), body
-    assert not ui.lists.watches  # nobody watches it any more
+    assert ui.lists.watches[Scope("ns")].subscribers == 0  # lingers, its own retries bounded by the linger
     bad = await client.get("/api/workflows/stream?namespace=ns&limit=0", headers=HOST)
     assert bad.status == 400 and (await bad.json())["error"] == "limit: must be between 1 and 500"
 
@@ -208,9 +221,7 @@ async def test_a_refused_list_is_said_before_any_event(
 async def test_too_many_different_lists_are_refused(
     setup: tuple[FakeApiServer, ui_server.UiServer, TestClient[Any, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kondukt.cli.ui import listwatch
-
-    _, _, client = setup
+    _, ui, client = setup
     monkeypatch.setattr(listwatch, "MAX_SCOPES", 1)
     first = await client.get("/api/workflows/stream?namespace=ns", headers=HOST)
     assert first.status == 200
@@ -221,3 +232,11 @@ async def test_too_many_different_lists_are_refused(
     assert same.status == 200
     first.close()
     same.close()
+    async with asyncio.timeout(10):
+        while ui.lists.watches[Scope("ns")].subscribers:
+            await asyncio.sleep(0.01)
+    # A lingering watch with no page gives way to a scope a page asks for.
+    other = await client.get("/api/workflows/stream?namespace=ns&label=app%3Dx", headers=HOST)
+    assert other.status == 200
+    assert list(ui.lists.watches) == [Scope("ns", "app=x")]
+    other.close()
