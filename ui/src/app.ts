@@ -222,7 +222,6 @@ function listPage(params: URLSearchParams): void {
     select(selected);
     prev.disabled = state.offset <= 0;
     next.disabled = state.offset + PAGE_SIZE >= page.matched;
-    main.setAttribute("data-list-total", String(page.total));
   };
 
   keyHandler = (event) => {
