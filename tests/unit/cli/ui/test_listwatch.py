@@ -1,7 +1,8 @@
 """The live workflows list (``GET /api/workflows/stream``) over real HTTP, against a small fake API server on
-127.0.0.1 that scripts the list and each watch: one watch per scope shared by the pages, pages pushed as the
-rows change with each page's own filter, a watch resumed from its resourceVersion, an expired one listed
-again, the watch stopped when the last page leaves, a refusal said before any event."""
+127.0.0.1 (``tests.unit.kube.loopback.serve``) that scripts the list and each watch: one watch per scope
+shared by the pages, pages pushed as the rows change with each page's own filter, a watch resumed from its
+resourceVersion, an expired one listed again, a refused one said on the page, the watch kept a while after the
+last page leaves and then stopped, a refusal said before any event."""
 
 from __future__ import annotations
 
@@ -13,12 +14,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from kubernetes_asyncio.client import Configuration
 
 from kondukt.cli.ui import listwatch
 from kondukt.cli.ui import server as ui_server
 from kondukt.cli.ui.listwatch import Scope
-from kondukt.kube.kubeapi import KubeClient
+from tests.unit.kube.loopback import serve
 
 PATH = "/apis/kondukt.io/v1alpha1/namespaces/ns/workflows"
 HOST = {"Host": "127.0.0.1"}
@@ -81,12 +81,14 @@ async def setup(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeApiS
     fake = FakeApiServer()
     api = web.Application()
     api.router.add_get(PATH, fake.handle)
-    async with TestServer(api, host="127.0.0.1") as api_server:
-        configuration = Configuration()
-        configuration.host = str(api_server.make_url("")).rstrip("/")
-        ui = ui_server.UiServer(KubeClient(configuration, timeout=5), ui_server.UiSettings(namespace="ns"))
-        async with TestClient(TestServer(ui.app(), host="127.0.0.1")) as client:
-            yield fake, ui, client
+    async with serve(api) as kube:
+        ui = ui_server.UiServer(kube, ui_server.UiSettings(namespace="ns"))
+        try:
+            async with TestClient(TestServer(ui.app(), host="127.0.0.1")) as client:
+                yield fake, ui, client
+        finally:
+            for watch in fake.watches:  # end the stand-in's open watches: its server then stops at once
+                watch.put_nowait(FakeApiServer.END)
 
 
 class Events:
