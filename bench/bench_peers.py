@@ -207,11 +207,12 @@ def peak_rss_mib(pgids: set[int]) -> float:
 
 @contextlib.contextmanager
 def profiled(system: System, out: Path) -> Iterator[None]:
-    """py-spy (if on PATH) samples the controller's processes while the block runs; the collapsed stacks go to
+    """py-spy (on PATH or in the venv) samples the controller's processes while the block runs; the collapsed stacks go to
     ``out`` and a summary (the most sampled functions, self and inclusive) to ``out`` + ``.top.txt``."""
-    spy = shutil.which("py-spy")
+    # On PATH, or beside this Python (the venv's bin, where `make setup` installs it, need not be on PATH).
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None or system.pgid is None:
-        print("   (no py-spy on PATH: not profiling)", flush=True)
+        print("   (no py-spy on PATH or beside this Python: not profiling)", flush=True)
         yield
         return
     proc = subprocess.Popen([spy, "record", "--pid", str(system.pgid), "--subprocesses", "--rate", "50",
