@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
+from tests.pids import pid_alive
+
 #: A directory without owner.pid younger than this may be one being created right now: left alone.
 UNOWNED_GRACE_SECONDS = 300.0
 
@@ -28,20 +30,6 @@ def base_directory() -> Path:
     """/dev/shm when the machine has it (etcd's data in memory, as the e2e control planes), else the temp dir."""
     shm = Path("/dev/shm")
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def remove_orphans(base: Path, prefix: str, now: float | None = None) -> list[Path]:
@@ -55,7 +43,7 @@ def remove_orphans(base: Path, prefix: str, now: float | None = None) -> list[Pa
             owner: int | None = int((directory / "owner.pid").read_text())
         except (OSError, ValueError):
             owner = None
-        if owner is not None and _alive(owner):
+        if owner is not None and pid_alive(owner):
             continue
         if owner is None:
             with contextlib.suppress(OSError):

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import psycopg
 
+from tests.pids import pid_alive
+
 USER = "kondukt"
 PREFIX = "kondukt-pg-"
 OWNER_FILE = "owner.pid"
@@ -56,16 +58,6 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_orphans(bin_dir: Path, temp_dir: Path | None = None) -> list[Path]:
     """Stop and remove the servers of test runs that died without their teardown; returns their directories.
 
@@ -76,7 +68,7 @@ def reap_orphans(bin_dir: Path, temp_dir: Path | None = None) -> list[Path]:
             owner = int((root / OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
             continue
-        if _alive(owner):
+        if pid_alive(owner):
             continue
         data = root / "data"
         if (data / "postmaster.pid").exists():

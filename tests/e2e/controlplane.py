@@ -42,6 +42,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from tests.pids import pid_alive
+
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,21 +178,6 @@ def write_kubeconfig(path: Path, server: str, ca_file: Path, token: str, user: s
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _cmdline(pid: int) -> str:
@@ -715,7 +702,7 @@ def _remove_orphaned_workdirs(base: Path) -> None:
             owner = int((wd / "owner.pid").read_text())
         except (OSError, ValueError):
             continue
-        if not _alive(owner):
+        if not pid_alive(owner):
             shutil.rmtree(wd, ignore_errors=True)
 
 
@@ -752,7 +739,7 @@ def _down(quiet: bool = False) -> int:
     pids: dict[str, int] = state.get("pids", {})
     for name in reversed(COMPONENTS):
         pid = pids.get(name)
-        if pid is None or not _alive(pid):
+        if pid is None or not pid_alive(pid):
             continue
         if binaries and binaries not in _cmdline(pid):
             print(f"skipping pid {pid}: it is no longer {name}")
@@ -779,7 +766,7 @@ def kondukt_crds() -> list[Path]:
 
 def _up(nodes: int, with_crds: bool, real_node: bool = False) -> int:
     state = _read_state()
-    if state is not None and any(_alive(p) for p in state.get("pids", {}).values()):
+    if state is not None and any(pid_alive(p) for p in state.get("pids", {}).values()):
         print(f"a cluster is already running (state in {STATE_FILE}); run `make cluster-down` first")
         print(f"export KUBECONFIG={state.get('kubeconfig')}")
         return 1
@@ -834,7 +821,7 @@ def _status() -> int:
         print("no cluster")
         return 1
     for name, pid in state.get("pids", {}).items():
-        print(f"{name:26} pid {pid:<8} {'running' if _alive(pid) else 'DEAD'}")
+        print(f"{name:26} pid {pid:<8} {'running' if pid_alive(pid) else 'DEAD'}")
     print(f"export KUBECONFIG={state.get('kubeconfig')}")
     return 0
 

@@ -50,7 +50,6 @@ from tests.e2e.controlplane import (
     REPO,
     ControlPlane,
     ControlPlaneError,
-    _alive,
     _cmdline,
     _set_pdeathsig,
     _tail,
@@ -59,6 +58,7 @@ from tests.e2e.controlplane import (
     wait_for,
     write_kubeconfig,
 )
+from tests.pids import pid_alive
 
 IMAGES_SCRIPT = REPO / "hack" / "images" / "build.sh"
 BRIDGE = "kondukt0"
@@ -175,7 +175,7 @@ def detached_node() -> str:
     with contextlib.suppress(OSError, ValueError):
         state = json.loads(STATE_FILE.read_text())
         if state.get("detached"):
-            alive = {n: p for n, p in state.get("pids", {}).items() if _alive(p) and n in _cmdline(p)}
+            alive = {n: p for n, p in state.get("pids", {}).items() if pid_alive(p) and n in _cmdline(p)}
             return ", ".join(f"{n} pid {p}" for n, p in alive.items())
     return ""
 
@@ -296,7 +296,7 @@ def cleanup(quiet: bool = True, keep_images: bool = False) -> None:
         state = dict(json.loads(STATE_FILE.read_text()))
     for name in ("kubelet", "containerd"):
         pid = state.get("pids", {}).get(name)
-        if pid and _alive(pid) and name in _cmdline(pid):
+        if pid and pid_alive(pid) and name in _cmdline(pid):
             kill_group(pid, grace=10 if name == "kubelet" else 5)
     # A kubelet or containerd of a crashed session (detached, or orphaned), then the pods and the shims.
     _kill_ours(str(HOST_DIR / "kubelet.yaml"))
